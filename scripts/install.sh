@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every tool the tests, the demo and the emulator need. Idempotent: a second run only checks.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${REGISTRY_VENV:-$root/.venv}"
+
+# Pinned: moto >= 5.2.5 fixes S3 checksums and timestamps; cargo-lambda ships its binary in the wheel.
+py_pins=(
+  "moto[server]==5.2.5"
+  "cargo-lambda==1.9.2"
+  "cfn-lint==1.58.0"
+  "awscli==1.46.3"
+)
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+missing=0
+for pin in "${py_pins[@]}"; do
+  name="${pin%%[*}"; name="${name%%==*}"; want="${pin##*==}"
+  have="$("$venv/bin/python" -m pip show "$name" 2>/dev/null | awk '/^Version:/{print $2}' || true)"
+  [ "$have" = "$want" ] || missing=1
+done
+if [ "$missing" = 1 ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${py_pins[@]}"
+fi
+
+# PostgreSQL server binaries back the Data API emulator.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+echo "install: tools ready in $venv"

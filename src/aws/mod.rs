@@ -1,0 +1,41 @@
+//! Adapters: the ports of `run` and `plan` over the AWS SDK. The endpoint variables
+//! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) reach every client through the shared
+//! `SdkConfig`, so nothing here knows whether it talks to AWS or to a local stack.
+
+mod redshift;
+mod s3;
+mod sts;
+
+use aws_sdk_redshift::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+pub use redshift::RedshiftDirectory;
+pub use s3::S3Objects;
+pub use sts::{AssumedAccount, StsPlatform};
+
+use crate::error::AwsError;
+
+/// Loads the function's own AWS config from the environment (credentials, region, endpoints).
+pub async fn load_base_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+/// `REGISTRY_S3_FORCE_PATH_STYLE=true` switches S3 to path-style addressing, which S3
+/// emulators and some VPC endpoint setups need.
+pub fn s3_force_path_style_from_env() -> bool {
+    std::env::var("REGISTRY_S3_FORCE_PATH_STYLE").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// Classifies an SDK error by the service's code, or as unreachable when no response came.
+fn aws_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().map(str::to_string);
+    let message = match (&err, err.message()) {
+        (_, Some(m)) => m.to_string(),
+        (SdkError::ServiceError(_), None) => "no message".to_string(),
+        (other, None) => DisplayErrorContext(other).to_string(),
+    };
+    AwsError::from_code(operation, code.as_deref(), message)
+}

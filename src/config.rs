@@ -1,0 +1,378 @@
+//! Stage 1b: the run's configuration, parsed and validated before any AWS call.
+//!
+//! Errors name the JSON path of the offending value (`$.sources[1].accountId`) so a user can find
+//! it in a config of dozens of accounts.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Deserialize;
+
+/// The validated configuration. Keys are camelCase, as the Spotify Portal integration spells them.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub output: Output,
+    #[serde(default)]
+    pub role_name: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub pull_redshift_comments: bool,
+    pub sources: Vec<Source>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Output {
+    #[serde(default)]
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// One AWS account. `regions` ("option 1") discovers every cluster of those regions; `clusters`
+/// ("option 2") reads only the named ones.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    pub account_id: String,
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    #[serde(default)]
+    pub clusters: Option<Vec<NamedCluster>>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedCluster {
+    pub region: String,
+    pub cluster_identifier: String,
+}
+
+/// Values the deployment fixes outside the config file (template parameters become environment
+/// variables). They fill what the config leaves out and must agree with what it sets, because
+/// the function's IAM policy is scoped to them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentDefaults {
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub role_name: Option<String>,
+}
+
+impl DeploymentDefaults {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            bucket: var("REGISTRY_OUTPUT_BUCKET"),
+            prefix: var("REGISTRY_OUTPUT_PREFIX"),
+            role_name: var("REGISTRY_ROLE_NAME"),
+        }
+    }
+}
+
+/// Every problem found in a config, each with its JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config: ")?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{}: {}", p.path, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            problems: vec![Problem {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+static ACCOUNT_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9]{12}$").unwrap());
+// Commercial, GovCloud, China and ISO partitions: `us-east-1`, `us-gov-west-1`, `cn-north-1`, `us-isob-east-1`.
+static REGION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$").unwrap());
+static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::([0-9]{12}):role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+        .unwrap()
+});
+static ROLE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[\w+=,.@-]{1,64}$").unwrap());
+// Redshift: 1-63 lowercase letters, digits or hyphens, starting with a letter, no `--`, no trailing `-`.
+static CLUSTER_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z]([a-z0-9]|-[a-z0-9]){0,62}$").unwrap());
+static BUCKET: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
+static EXTERNAL_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[\w+=,.@:/-]{2,1224}$").unwrap());
+
+pub fn is_account_id(s: &str) -> bool {
+    ACCOUNT_ID.is_match(s)
+}
+pub fn is_region(s: &str) -> bool {
+    REGION.is_match(s)
+}
+pub fn is_cluster_identifier(s: &str) -> bool {
+    CLUSTER_ID.is_match(s)
+}
+
+impl Config {
+    /// Parses and validates a config document, filling from `defaults` what it leaves out.
+    pub fn parse(text: &str, defaults: &DeploymentDefaults) -> Result<Self, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." {
+                "$".to_string()
+            } else {
+                format!("$.{path}")
+            };
+            ConfigError::one(path, strip_serde_position(&e.inner().to_string()))
+        })?;
+        config.apply_defaults(defaults)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_defaults(&mut self, defaults: &DeploymentDefaults) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut merge = |field: &mut String, default: &Option<String>, path: &str, var: &str| {
+            match default {
+                Some(d) if field.is_empty() => *field = d.clone(),
+                Some(d) if field != d => problems.push(Problem {
+                    path: path.into(),
+                    message: format!(
+                        "{field:?} differs from {var}={d:?} set by the deployment (its IAM policy allows only that); \
+                         remove the key from the config or redeploy with the new value"
+                    ),
+                }),
+                _ => {}
+            }
+        };
+        self.output.prefix = normalise_prefix(&self.output.prefix);
+        let default_prefix = defaults.prefix.as_deref().map(normalise_prefix);
+        merge(&mut self.output.bucket, &defaults.bucket, "$.output.bucket", "REGISTRY_OUTPUT_BUCKET");
+        merge(&mut self.output.prefix, &default_prefix, "$.output.prefix", "REGISTRY_OUTPUT_PREFIX");
+        let mut role = self.role_name.take().unwrap_or_default();
+        merge(&mut role, &defaults.role_name, "$.roleName", "REGISTRY_ROLE_NAME");
+        self.role_name = Some(role).filter(|r| !r.is_empty());
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        let mut bad = |path: String, message: String| p.push(Problem { path, message });
+
+        if self.output.bucket.is_empty() {
+            bad("$.output.bucket".into(), "missing: name the S3 bucket the manifests go to".into());
+        } else if !BUCKET.is_match(&self.output.bucket) || self.output.bucket.contains("..") {
+            bad(
+                "$.output.bucket".into(),
+                format!("{:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)", self.output.bucket),
+            );
+        }
+        if let Some(role) = &self.role_name {
+            if !ROLE_NAME.is_match(role) {
+                bad("$.roleName".into(), format!("{role:?} is not a valid IAM role name (1-64 of letters, digits, +=,.@_-)"));
+            }
+        }
+        if let Some(ext) = &self.external_id {
+            if !EXTERNAL_ID.is_match(ext) {
+                bad("$.externalId".into(), "must be 2-1224 characters of letters, digits and +=,.@:/_-".into());
+            }
+        }
+        if self.sources.is_empty() {
+            bad("$.sources".into(), "empty: add at least one {\"accountId\": ..., \"regions\": [...]}".into());
+        }
+        let mut accounts = BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let at = format!("$.sources[{i}]");
+            if !ACCOUNT_ID.is_match(&s.account_id) {
+                bad(format!("{at}.accountId"), format!("{:?} is not a 12-digit AWS account id", s.account_id));
+            } else if !accounts.insert(s.account_id.as_str()) {
+                bad(format!("{at}.accountId"), format!("account {} is listed twice; merge its sources", s.account_id));
+            }
+            match &s.role_arn {
+                Some(arn) => match ROLE_ARN.captures(arn) {
+                    None => bad(format!("{at}.roleArn"), format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")),
+                    Some(c) if &c[2] != s.account_id => bad(
+                        format!("{at}.roleArn"),
+                        format!("role is in account {} but the source is account {}", &c[2], s.account_id),
+                    ),
+                    Some(_) => {}
+                },
+                None if self.role_name.is_none() => bad(
+                    format!("{at}.roleArn"),
+                    "no role to assume: set roleName at the top level or roleArn in this source".into(),
+                ),
+                None => {}
+            }
+            match (&s.regions, &s.clusters) {
+                (None, None) => bad(at.clone(), "has neither regions (discover every cluster) nor clusters (only the named ones)".into()),
+                (Some(_), Some(_)) => bad(at.clone(), "has both regions and clusters: use regions to discover every cluster, or clusters to read only the named ones".into()),
+                _ => {}
+            }
+            if let Some(regions) = &s.regions {
+                if regions.is_empty() {
+                    bad(format!("{at}.regions"), "empty: list at least one region or remove the key".into());
+                }
+                let mut seen = BTreeSet::new();
+                for (j, r) in regions.iter().enumerate() {
+                    if !REGION.is_match(r) {
+                        bad(format!("{at}.regions[{j}]"), format!("{r:?} is not an AWS region name like \"us-east-1\""));
+                    } else if !seen.insert(r.as_str()) {
+                        bad(format!("{at}.regions[{j}]"), format!("region {r} is listed twice"));
+                    }
+                }
+            }
+            if let Some(clusters) = &s.clusters {
+                if clusters.is_empty() {
+                    bad(format!("{at}.clusters"), "empty: name at least one cluster or remove the key".into());
+                }
+                let mut seen = BTreeSet::new();
+                for (j, c) in clusters.iter().enumerate() {
+                    if !REGION.is_match(&c.region) {
+                        bad(format!("{at}.clusters[{j}].region"), format!("{:?} is not an AWS region name like \"us-east-1\"", c.region));
+                    }
+                    if !CLUSTER_ID.is_match(&c.cluster_identifier) {
+                        bad(
+                            format!("{at}.clusters[{j}].clusterIdentifier"),
+                            format!("{:?} is not a Redshift cluster identifier (lowercase letters, digits, single hyphens, starting with a letter)", c.cluster_identifier),
+                        );
+                    } else if !seen.insert((c.region.as_str(), c.cluster_identifier.as_str())) {
+                        bad(format!("{at}.clusters[{j}]"), format!("cluster {} in {} is listed twice", c.cluster_identifier, c.region));
+                    }
+                }
+            }
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems: p })
+        }
+    }
+
+    /// The role assumed in a source's account.
+    pub fn role_arn(&self, source: &Source) -> String {
+        match &source.role_arn {
+            Some(arn) => arn.clone(),
+            // validate() guarantees roleName when a source has no roleArn.
+            None => format!(
+                "arn:aws:iam::{}:role/{}",
+                source.account_id,
+                self.role_name.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// A non-empty key prefix always ends with `/`, so `redshift` and `redshift/` mean the same folder.
+fn normalise_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_start_matches('/');
+    if trimmed.is_empty() || trimmed.ends_with('/') {
+        trimmed.to_string()
+    } else {
+        format!("{trimmed}/")
+    }
+}
+
+/// serde_json appends "at line 1 column 42"; the JSON path already says where.
+fn strip_serde_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Where the config comes from, read from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    Inline(String),
+    File(String),
+    S3 { bucket: String, key: String },
+}
+
+impl ConfigSource {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let inline = std::env::var("REGISTRY_CONFIG").ok().filter(|v| !v.trim().is_empty());
+        let uri = std::env::var("REGISTRY_CONFIG_URI").ok().filter(|v| !v.trim().is_empty());
+        match (inline, uri) {
+            (Some(text), None) => Ok(Self::Inline(text)),
+            (None, Some(uri)) => Self::from_uri(&uri),
+            (Some(_), Some(_)) => Err(ConfigError::one(
+                "REGISTRY_CONFIG",
+                "both REGISTRY_CONFIG and REGISTRY_CONFIG_URI are set; keep one",
+            )),
+            (None, None) => Err(ConfigError::one(
+                "REGISTRY_CONFIG",
+                "no config: set REGISTRY_CONFIG to the JSON or REGISTRY_CONFIG_URI to s3://bucket/key or a file path",
+            )),
+        }
+    }
+
+    pub fn from_uri(uri: &str) -> Result<Self, ConfigError> {
+        match uri.strip_prefix("s3://") {
+            Some(rest) => match rest.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Self::S3 {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                }),
+                _ => Err(ConfigError::one(
+                    "REGISTRY_CONFIG_URI",
+                    format!("{uri:?} is not of the form s3://bucket/key"),
+                )),
+            },
+            None => Ok(Self::File(uri.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_normalised_to_a_folder() {
+        assert_eq!(normalise_prefix(""), "");
+        assert_eq!(normalise_prefix("redshift"), "redshift/");
+        assert_eq!(normalise_prefix("/a/b/"), "a/b/");
+    }
+
+    #[test]
+    fn uri_forms() {
+        assert_eq!(
+            ConfigSource::from_uri("s3://b/k/c.json").unwrap(),
+            ConfigSource::S3 { bucket: "b".into(), key: "k/c.json".into() }
+        );
+        assert_eq!(ConfigSource::from_uri("./c.json").unwrap(), ConfigSource::File("./c.json".into()));
+        assert!(ConfigSource::from_uri("s3://bucket-only").unwrap_err().to_string().contains("s3://bucket/key"));
+    }
+}

@@ -1,0 +1,15 @@
+//! redshift-registry: keeps a data registry in step with every Amazon Redshift warehouse of an
+//! organisation. The modules follow the data's path:
+//!
+//! - [`event`], [`config`]: what to do, from the invocation payload and the configuration;
+//! - [`plan`]: accounts → regions → clusters, with discovery over the control plane;
+//! - [`report`]: what was found, and what was not and why;
+//! - [`run`]: the invocation end to end over small ports, with [`aws`] as their adapters.
+
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod plan;
+pub mod report;
+pub mod run;

@@ -1,0 +1,192 @@
+//! Last stage: the run report, returned by the function and written to `{prefix}runs/{runId}.json`.
+//! It says what was found and, for everything that was not, why and what to do.
+
+use serde::Serialize;
+
+use crate::error::{AwsError, ErrorKind, Failure};
+use crate::event::{Scope, Trigger};
+use crate::plan::Cluster;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Every planned account and region answered; skipped (paused) clusters do not count against it.
+    Succeeded,
+    /// Some account, region or named cluster could not be seen; the rest was.
+    Partial,
+    /// No account could be reached.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub run_id: String,
+    pub started_at: String,
+    pub ended_at: String,
+    pub status: RunStatus,
+    pub trigger: Trigger,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Scope::is_full")]
+    pub scope: Scope,
+    pub counts: Counts,
+    /// Clusters the request named that no planned region has.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clusters_not_found: Vec<String>,
+    pub accounts: Vec<AccountReport>,
+    /// Where this report was written; absent in dry runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_key: Option<String>,
+    /// Why the report could not be written, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    pub accounts: usize,
+    pub accounts_failed: usize,
+    pub regions: usize,
+    pub regions_failed: usize,
+    pub clusters: usize,
+    pub clusters_available: usize,
+    pub clusters_skipped: usize,
+    pub clusters_missing: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountReport {
+    pub account_id: String,
+    pub role_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+    pub regions: Vec<RegionReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionReport {
+    pub region: String,
+    /// `discover` (option 1) or `named` (option 2).
+    pub mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+    pub clusters: Vec<ClusterReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    Available,
+    Skipped,
+    Missing,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterReport {
+    pub cluster_identifier: String,
+    pub state: ClusterState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Cluster>,
+}
+
+impl ClusterReport {
+    pub fn found(cluster: Cluster) -> Self {
+        let reason = cluster.unavailable_reason();
+        Self {
+            cluster_identifier: cluster.cluster_identifier.clone(),
+            state: if reason.is_some() { ClusterState::Skipped } else { ClusterState::Available },
+            reason,
+            cluster: Some(cluster),
+        }
+    }
+
+    pub fn missing(identifier: String, account_id: &str, region: &str) -> Self {
+        Self {
+            reason: Some(format!(
+                "named in the config but account {account_id} has no cluster {identifier:?} in {region}; \
+                 fix the name or remove it from the config"
+            )),
+            cluster_identifier: identifier,
+            state: ClusterState::Missing,
+            cluster: None,
+        }
+    }
+}
+
+impl Report {
+    /// Derives the counts and the status from the per-account results.
+    pub fn summarise(&mut self) {
+        let mut c = Counts { accounts: self.accounts.len(), ..Counts::default() };
+        let mut regions_ok = 0;
+        for a in &self.accounts {
+            c.accounts_failed += usize::from(a.error.is_some());
+            for r in &a.regions {
+                c.regions += 1;
+                c.regions_failed += usize::from(r.error.is_some());
+                regions_ok += usize::from(r.error.is_none());
+                for cl in &r.clusters {
+                    c.clusters += 1;
+                    match cl.state {
+                        ClusterState::Available => c.clusters_available += 1,
+                        ClusterState::Skipped => c.clusters_skipped += 1,
+                        ClusterState::Missing => c.clusters_missing += 1,
+                    }
+                }
+            }
+        }
+        self.status = if c.accounts > 0 && c.accounts_failed == c.accounts
+            || c.regions > 0 && regions_ok == 0
+        {
+            RunStatus::Failed
+        } else if c.accounts_failed + c.regions_failed + c.clusters_missing + self.clusters_not_found.len() > 0 {
+            RunStatus::Partial
+        } else {
+            RunStatus::Succeeded
+        };
+        self.counts = c;
+    }
+}
+
+/// What to do about an account whose role could not be assumed.
+pub fn account_hint(error: &AwsError, account_id: &str, role_arn: &str) -> String {
+    match error.kind {
+        ErrorKind::AccessDenied => format!(
+            "the function's role may not assume {role_arn}: check that the role exists in account {account_id}, \
+             that its trust policy names the function's role (and the externalId, if set), and that the function's \
+             policy allows sts:AssumeRole on it (README: Source account setup)"
+        ),
+        ErrorKind::RegionNotEnabled => format!(
+            "STS refused the credentials for account {account_id}: {}", error.message
+        ),
+        _ => region_or_account_hint(error),
+    }
+}
+
+/// What to do about a region whose control plane could not be read.
+pub fn region_hint(error: &AwsError, account_id: &str, region: &str) -> String {
+    match error.kind {
+        ErrorKind::RegionNotEnabled => format!(
+            "region {region} refused the assumed role's credentials: it is probably an opt-in region not enabled \
+             for account {account_id}; enable it (Account settings → AWS Regions) or remove it from the config"
+        ),
+        ErrorKind::AccessDenied => format!(
+            "the assumed role in account {account_id} may not call redshift:DescribeClusters in {region}: \
+             attach the reader policy from the README"
+        ),
+        _ => region_or_account_hint(error),
+    }
+}
+
+fn region_or_account_hint(error: &AwsError) -> String {
+    match error.kind {
+        ErrorKind::Throttled => "still throttled after retries; the next run tries again".into(),
+        ErrorKind::Unreachable => "the endpoint did not answer; check network access to AWS from the function".into(),
+        _ => format!("AWS answered {}; see the message", error.code),
+    }
+}
