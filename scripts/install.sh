@@ -10,6 +10,7 @@ py_pins=(
   "cargo-lambda==1.9.2"
   "cfn-lint==1.58.0"
   "awscli==1.46.3"
+  "aws-sam-translator==1.115.0"
 )
 
 if [ ! -x "$venv/bin/python" ]; then

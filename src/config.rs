@@ -117,18 +117,18 @@ static ACCOUNT_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9]{12}$")
 static REGION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$").unwrap());
 static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::([0-9]{12}):role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+    Regex::new(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::([0-9]{12}):role/([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$")
         .unwrap()
 });
 static ROLE_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\w+=,.@-]{1,64}$").unwrap());
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@-]{1,64}$").unwrap());
 // Redshift: 1-63 lowercase letters, digits or hyphens, starting with a letter, no `--`, no trailing `-`.
 static CLUSTER_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]([a-z0-9]|-[a-z0-9]){0,62}$").unwrap());
 static BUCKET: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
 static EXTERNAL_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\w+=,.@:/-]{2,1224}$").unwrap());
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@:/-]+$").unwrap());
 
 pub fn is_account_id(s: &str) -> bool {
     ACCOUNT_ID.is_match(s)
@@ -175,10 +175,25 @@ impl Config {
         };
         self.output.prefix = normalise_prefix(&self.output.prefix);
         let default_prefix = defaults.prefix.as_deref().map(normalise_prefix);
-        merge(&mut self.output.bucket, &defaults.bucket, "$.output.bucket", "REGISTRY_OUTPUT_BUCKET");
-        merge(&mut self.output.prefix, &default_prefix, "$.output.prefix", "REGISTRY_OUTPUT_PREFIX");
+        merge(
+            &mut self.output.bucket,
+            &defaults.bucket,
+            "$.output.bucket",
+            "REGISTRY_OUTPUT_BUCKET",
+        );
+        merge(
+            &mut self.output.prefix,
+            &default_prefix,
+            "$.output.prefix",
+            "REGISTRY_OUTPUT_PREFIX",
+        );
         let mut role = self.role_name.take().unwrap_or_default();
-        merge(&mut role, &defaults.role_name, "$.roleName", "REGISTRY_ROLE_NAME");
+        merge(
+            &mut role,
+            &defaults.role_name,
+            "$.roleName",
+            "REGISTRY_ROLE_NAME",
+        );
         self.role_name = Some(role).filter(|r| !r.is_empty());
         if problems.is_empty() {
             Ok(())
@@ -192,7 +207,10 @@ impl Config {
         let mut bad = |path: String, message: String| p.push(Problem { path, message });
 
         if self.output.bucket.is_empty() {
-            bad("$.output.bucket".into(), "missing: name the S3 bucket the manifests go to".into());
+            bad(
+                "$.output.bucket".into(),
+                "missing: name the S3 bucket the manifests go to".into(),
+            );
         } else if !BUCKET.is_match(&self.output.bucket) || self.output.bucket.contains("..") {
             bad(
                 "$.output.bucket".into(),
@@ -201,37 +219,66 @@ impl Config {
         }
         if let Some(role) = &self.role_name {
             if !ROLE_NAME.is_match(role) {
-                bad("$.roleName".into(), format!("{role:?} is not a valid IAM role name (1-64 of letters, digits, +=,.@_-)"));
+                bad(
+                    "$.roleName".into(),
+                    format!(
+                        "{role:?} is not a valid IAM role name (1-64 of letters, digits, +=,.@_-)"
+                    ),
+                );
             }
         }
         if let Some(ext) = &self.external_id {
-            if !EXTERNAL_ID.is_match(ext) {
-                bad("$.externalId".into(), "must be 2-1224 characters of letters, digits and +=,.@:/_-".into());
+            if !(2..=1224).contains(&ext.len()) || !EXTERNAL_ID.is_match(ext) {
+                bad(
+                    "$.externalId".into(),
+                    "must be 2-1224 characters of letters, digits and +=,.@:/_-".into(),
+                );
             }
         }
         if self.sources.is_empty() {
-            bad("$.sources".into(), "empty: add at least one {\"accountId\": ..., \"regions\": [...]}".into());
+            bad(
+                "$.sources".into(),
+                "empty: add at least one {\"accountId\": ..., \"regions\": [...]}".into(),
+            );
         }
         let mut accounts = BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let at = format!("$.sources[{i}]");
             if !ACCOUNT_ID.is_match(&s.account_id) {
-                bad(format!("{at}.accountId"), format!("{:?} is not a 12-digit AWS account id", s.account_id));
+                bad(
+                    format!("{at}.accountId"),
+                    format!("{:?} is not a 12-digit AWS account id", s.account_id),
+                );
             } else if !accounts.insert(s.account_id.as_str()) {
-                bad(format!("{at}.accountId"), format!("account {} is listed twice; merge its sources", s.account_id));
+                bad(
+                    format!("{at}.accountId"),
+                    format!(
+                        "account {} is listed twice; merge its sources",
+                        s.account_id
+                    ),
+                );
             }
             match &s.role_arn {
                 Some(arn) => match ROLE_ARN.captures(arn) {
-                    None => bad(format!("{at}.roleArn"), format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")),
+                    None => bad(
+                        format!("{at}.roleArn"),
+                        format!(
+                            "{arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+                        ),
+                    ),
                     Some(c) if &c[2] != s.account_id => bad(
                         format!("{at}.roleArn"),
-                        format!("role is in account {} but the source is account {}", &c[2], s.account_id),
+                        format!(
+                            "role is in account {} but the source is account {}",
+                            &c[2], s.account_id
+                        ),
                     ),
                     Some(_) => {}
                 },
                 None if self.role_name.is_none() => bad(
                     format!("{at}.roleArn"),
-                    "no role to assume: set roleName at the top level or roleArn in this source".into(),
+                    "no role to assume: set roleName at the top level or roleArn in this source"
+                        .into(),
                 ),
                 None => {}
             }
@@ -242,25 +289,43 @@ impl Config {
             }
             if let Some(regions) = &s.regions {
                 if regions.is_empty() {
-                    bad(format!("{at}.regions"), "empty: list at least one region or remove the key".into());
+                    bad(
+                        format!("{at}.regions"),
+                        "empty: list at least one region or remove the key".into(),
+                    );
                 }
                 let mut seen = BTreeSet::new();
                 for (j, r) in regions.iter().enumerate() {
                     if !REGION.is_match(r) {
-                        bad(format!("{at}.regions[{j}]"), format!("{r:?} is not an AWS region name like \"us-east-1\""));
+                        bad(
+                            format!("{at}.regions[{j}]"),
+                            format!("{r:?} is not an AWS region name like \"us-east-1\""),
+                        );
                     } else if !seen.insert(r.as_str()) {
-                        bad(format!("{at}.regions[{j}]"), format!("region {r} is listed twice"));
+                        bad(
+                            format!("{at}.regions[{j}]"),
+                            format!("region {r} is listed twice"),
+                        );
                     }
                 }
             }
             if let Some(clusters) = &s.clusters {
                 if clusters.is_empty() {
-                    bad(format!("{at}.clusters"), "empty: name at least one cluster or remove the key".into());
+                    bad(
+                        format!("{at}.clusters"),
+                        "empty: name at least one cluster or remove the key".into(),
+                    );
                 }
                 let mut seen = BTreeSet::new();
                 for (j, c) in clusters.iter().enumerate() {
                     if !REGION.is_match(&c.region) {
-                        bad(format!("{at}.clusters[{j}].region"), format!("{:?} is not an AWS region name like \"us-east-1\"", c.region));
+                        bad(
+                            format!("{at}.clusters[{j}].region"),
+                            format!(
+                                "{:?} is not an AWS region name like \"us-east-1\"",
+                                c.region
+                            ),
+                        );
                     }
                     if !CLUSTER_ID.is_match(&c.cluster_identifier) {
                         bad(
@@ -268,7 +333,13 @@ impl Config {
                             format!("{:?} is not a Redshift cluster identifier (lowercase letters, digits, single hyphens, starting with a letter)", c.cluster_identifier),
                         );
                     } else if !seen.insert((c.region.as_str(), c.cluster_identifier.as_str())) {
-                        bad(format!("{at}.clusters[{j}]"), format!("cluster {} in {} is listed twice", c.cluster_identifier, c.region));
+                        bad(
+                            format!("{at}.clusters[{j}]"),
+                            format!(
+                                "cluster {} in {} is listed twice",
+                                c.cluster_identifier, c.region
+                            ),
+                        );
                     }
                 }
             }
@@ -322,8 +393,12 @@ pub enum ConfigSource {
 
 impl ConfigSource {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let inline = std::env::var("REGISTRY_CONFIG").ok().filter(|v| !v.trim().is_empty());
-        let uri = std::env::var("REGISTRY_CONFIG_URI").ok().filter(|v| !v.trim().is_empty());
+        let inline = std::env::var("REGISTRY_CONFIG")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        let uri = std::env::var("REGISTRY_CONFIG_URI")
+            .ok()
+            .filter(|v| !v.trim().is_empty());
         match (inline, uri) {
             (Some(text), None) => Ok(Self::Inline(text)),
             (None, Some(uri)) => Self::from_uri(&uri),
@@ -370,9 +445,18 @@ mod tests {
     fn uri_forms() {
         assert_eq!(
             ConfigSource::from_uri("s3://b/k/c.json").unwrap(),
-            ConfigSource::S3 { bucket: "b".into(), key: "k/c.json".into() }
+            ConfigSource::S3 {
+                bucket: "b".into(),
+                key: "k/c.json".into()
+            }
         );
-        assert_eq!(ConfigSource::from_uri("./c.json").unwrap(), ConfigSource::File("./c.json".into()));
-        assert!(ConfigSource::from_uri("s3://bucket-only").unwrap_err().to_string().contains("s3://bucket/key"));
+        assert_eq!(
+            ConfigSource::from_uri("./c.json").unwrap(),
+            ConfigSource::File("./c.json".into())
+        );
+        assert!(ConfigSource::from_uri("s3://bucket-only")
+            .unwrap_err()
+            .to_string()
+            .contains("s3://bucket/key"));
     }
 }

@@ -28,22 +28,36 @@ impl AwsError {
     /// Classifies by the service's error code; codes are AWS's, common to STS, Redshift and S3.
     pub fn from_code(operation: &'static str, code: Option<&str>, message: String) -> Self {
         let kind = match code {
-            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError") => {
-                ErrorKind::AccessDenied
-            }
+            Some(
+                "AccessDenied"
+                | "AccessDeniedException"
+                | "UnauthorizedOperation"
+                | "AuthorizationError",
+            ) => ErrorKind::AccessDenied,
             // AWS answers calls into an opt-in region that is not enabled with an invalid-token
             // error: the credentials exist, just not there.
             Some(
-                "InvalidClientTokenId" | "UnrecognizedClientException" | "AuthFailure" | "OptInRequired"
+                "InvalidClientTokenId"
+                | "UnrecognizedClientException"
+                | "AuthFailure"
+                | "OptInRequired"
                 | "RegionDisabledException",
             ) => ErrorKind::RegionNotEnabled,
             Some(
-                "Throttling" | "ThrottlingException" | "ThrottledException" | "RequestLimitExceeded"
-                | "TooManyRequestsException" | "SlowDown",
+                "Throttling"
+                | "ThrottlingException"
+                | "ThrottledException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "SlowDown",
             ) => ErrorKind::Throttled,
-            Some("ClusterNotFound" | "ClusterNotFoundFault" | "NoSuchKey" | "NoSuchBucket" | "ResourceNotFoundException") => {
-                ErrorKind::NotFound
-            }
+            Some(
+                "ClusterNotFound"
+                | "ClusterNotFoundFault"
+                | "NoSuchKey"
+                | "NoSuchBucket"
+                | "ResourceNotFoundException",
+            ) => ErrorKind::NotFound,
             Some(_) => ErrorKind::Other,
             None => ErrorKind::Unreachable,
         };

@@ -79,7 +79,10 @@ struct ManualPayload {
 pub fn parse(payload: &Value) -> Result<RunRequest, EventError> {
     let err = |problem: String| EventError { problem };
     let Some(object) = payload.as_object() else {
-        return Err(err(format!("the payload is {}, not a JSON object", kind_of(payload))));
+        return Err(err(format!(
+            "the payload is {}, not a JSON object",
+            kind_of(payload)
+        )));
     };
     if object.contains_key("source") || object.contains_key("detail-type") {
         let event: EventBridgeEvent = serde_json::from_value(payload.clone())
@@ -92,12 +95,27 @@ pub fn parse(payload: &Value) -> Result<RunRequest, EventError> {
         }
         return Ok(RunRequest::default());
     }
-    let manual: ManualPayload = serde_json::from_value(payload.clone())
-        .map_err(|e| err(format!("manual payload: {e}")))?;
+    let manual: ManualPayload =
+        serde_json::from_value(payload.clone()).map_err(|e| err(format!("manual payload: {e}")))?;
     let scope = Scope {
-        accounts: checked("accounts", manual.accounts, is_account_id, "a 12-digit account id")?,
-        regions: checked("regions", manual.regions, is_region, "a region name like \"us-east-1\"")?,
-        clusters: checked("clusters", manual.clusters, is_cluster_identifier, "a cluster identifier")?,
+        accounts: checked(
+            "accounts",
+            manual.accounts,
+            is_account_id,
+            "a 12-digit account id",
+        )?,
+        regions: checked(
+            "regions",
+            manual.regions,
+            is_region,
+            "a region name like \"us-east-1\"",
+        )?,
+        clusters: checked(
+            "clusters",
+            manual.clusters,
+            is_cluster_identifier,
+            "a cluster identifier",
+        )?,
     };
     Ok(RunRequest {
         trigger: Trigger::Manual,

@@ -43,9 +43,21 @@ pub struct ScopeError {
 /// Builds the visit plan, narrowed to `scope`. Names in the scope that the config lacks are
 /// errors, so that a typo in a manual run is not mistaken for "nothing there".
 pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeError> {
-    let known_accounts: Vec<&str> = config.sources.iter().map(|s| s.account_id.as_str()).collect();
-    if let Some(a) = scope.accounts.iter().find(|a| !known_accounts.contains(&a.as_str())) {
-        return Err(ScopeError { what: "account", name: a.clone(), known: known_accounts.join(", ") });
+    let known_accounts: Vec<&str> = config
+        .sources
+        .iter()
+        .map(|s| s.account_id.as_str())
+        .collect();
+    if let Some(a) = scope
+        .accounts
+        .iter()
+        .find(|a| !known_accounts.contains(&a.as_str()))
+    {
+        return Err(ScopeError {
+            what: "account",
+            name: a.clone(),
+            known: known_accounts.join(", "),
+        });
     }
     let mut known_regions: Vec<&str> = config
         .sources
@@ -57,8 +69,16 @@ pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeErr
         .collect();
     known_regions.sort_unstable();
     known_regions.dedup();
-    if let Some(r) = scope.regions.iter().find(|r| !known_regions.contains(&r.as_str())) {
-        return Err(ScopeError { what: "region", name: r.clone(), known: known_regions.join(", ") });
+    if let Some(r) = scope
+        .regions
+        .iter()
+        .find(|r| !known_regions.contains(&r.as_str()))
+    {
+        return Err(ScopeError {
+            what: "region",
+            name: r.clone(),
+            known: known_regions.join(", "),
+        });
     }
 
     let only: Vec<String> = scope.clusters.iter().cloned().collect();
@@ -68,7 +88,12 @@ pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeErr
         .filter(|s| scope.has_account(&s.account_id))
         .map(|source| {
             let mut regions: Vec<RegionPlan> = Vec::new();
-            for region in source.regions.iter().flatten().filter(|r| scope.has_region(r)) {
+            for region in source
+                .regions
+                .iter()
+                .flatten()
+                .filter(|r| scope.has_region(r))
+            {
                 regions.push(RegionPlan {
                     region: region.clone(),
                     selection: Selection::Discover { only: only.clone() },
@@ -150,7 +175,10 @@ pub trait ClusterDirectory: Send + Sync {
     /// Every cluster of the region, all pages.
     fn list_clusters(&self) -> impl Future<Output = Result<Vec<Cluster>, AwsError>> + Send;
     /// One cluster by identifier; `None` when it does not exist.
-    fn find_cluster(&self, identifier: &str) -> impl Future<Output = Result<Option<Cluster>, AwsError>> + Send;
+    fn find_cluster(
+        &self,
+        identifier: &str,
+    ) -> impl Future<Output = Result<Option<Cluster>, AwsError>> + Send;
 }
 
 /// The clusters a region plan selects, and the named ones that do not exist.
@@ -160,12 +188,17 @@ pub struct Discovered {
     pub missing: Vec<String>,
 }
 
-pub async fn discover<D: ClusterDirectory>(directory: &D, selection: &Selection) -> Result<Discovered, AwsError> {
+pub async fn discover<D: ClusterDirectory>(
+    directory: &D,
+    selection: &Selection,
+) -> Result<Discovered, AwsError> {
     let mut found = Discovered::default();
     match selection {
         Selection::Discover { only } => {
             found.clusters = directory.list_clusters().await?;
-            found.clusters.retain(|c| only.is_empty() || only.contains(&c.cluster_identifier));
+            found
+                .clusters
+                .retain(|c| only.is_empty() || only.contains(&c.cluster_identifier));
         }
         Selection::Named(ids) => {
             for id in ids {
@@ -176,6 +209,8 @@ pub async fn discover<D: ClusterDirectory>(directory: &D, selection: &Selection)
             }
         }
     }
-    found.clusters.sort_by(|a, b| a.cluster_identifier.cmp(&b.cluster_identifier));
+    found
+        .clusters
+        .sort_by(|a, b| a.cluster_identifier.cmp(&b.cluster_identifier));
     Ok(found)
 }

@@ -100,7 +100,11 @@ impl ClusterReport {
         let reason = cluster.unavailable_reason();
         Self {
             cluster_identifier: cluster.cluster_identifier.clone(),
-            state: if reason.is_some() { ClusterState::Skipped } else { ClusterState::Available },
+            state: if reason.is_some() {
+                ClusterState::Skipped
+            } else {
+                ClusterState::Available
+            },
             reason,
             cluster: Some(cluster),
         }
@@ -122,7 +126,10 @@ impl ClusterReport {
 impl Report {
     /// Derives the counts and the status from the per-account results.
     pub fn summarise(&mut self) {
-        let mut c = Counts { accounts: self.accounts.len(), ..Counts::default() };
+        let mut c = Counts {
+            accounts: self.accounts.len(),
+            ..Counts::default()
+        };
         let mut regions_ok = 0;
         for a in &self.accounts {
             c.accounts_failed += usize::from(a.error.is_some());
@@ -144,7 +151,12 @@ impl Report {
             || c.regions > 0 && regions_ok == 0
         {
             RunStatus::Failed
-        } else if c.accounts_failed + c.regions_failed + c.clusters_missing + self.clusters_not_found.len() > 0 {
+        } else if c.accounts_failed
+            + c.regions_failed
+            + c.clusters_missing
+            + self.clusters_not_found.len()
+            > 0
+        {
             RunStatus::Partial
         } else {
             RunStatus::Succeeded
@@ -186,7 +198,9 @@ pub fn region_hint(error: &AwsError, account_id: &str, region: &str) -> String {
 fn region_or_account_hint(error: &AwsError) -> String {
     match error.kind {
         ErrorKind::Throttled => "still throttled after retries; the next run tries again".into(),
-        ErrorKind::Unreachable => "the endpoint did not answer; check network access to AWS from the function".into(),
+        ErrorKind::Unreachable => {
+            "the endpoint did not answer; check network access to AWS from the function".into()
+        }
         _ => format!("AWS answered {}; see the message", error.code),
     }
 }

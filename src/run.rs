@@ -37,7 +37,11 @@ pub trait AccountSession: Send + Sync {
 
 /// Port: the object store the config may come from and the report goes to.
 pub trait ObjectStore: Send + Sync {
-    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
+    fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
     fn put(
         &self,
         bucket: &str,
@@ -77,22 +81,28 @@ pub async fn load_config<S: ObjectStore>(
     source: &ConfigSource,
     defaults: &DeploymentDefaults,
 ) -> Result<Config, InvocationError> {
-    let text = match source {
-        ConfigSource::Inline(text) => text.clone(),
-        ConfigSource::File(path) => tokio::fs::read_to_string(path)
-            .await
-            .map_err(|e| InvocationError::ConfigUnreadable { uri: path.clone(), error: e.to_string() })?,
-        ConfigSource::S3 { bucket, key } => {
-            let bytes = store.get(bucket, key).await.map_err(|e| InvocationError::ConfigUnreadable {
-                uri: format!("s3://{bucket}/{key}"),
-                error: e.to_string(),
-            })?;
-            String::from_utf8(bytes).map_err(|_| InvocationError::ConfigUnreadable {
-                uri: format!("s3://{bucket}/{key}"),
-                error: "not UTF-8 text".into(),
-            })?
-        }
-    };
+    let text =
+        match source {
+            ConfigSource::Inline(text) => text.clone(),
+            ConfigSource::File(path) => tokio::fs::read_to_string(path).await.map_err(|e| {
+                InvocationError::ConfigUnreadable {
+                    uri: path.clone(),
+                    error: e.to_string(),
+                }
+            })?,
+            ConfigSource::S3 { bucket, key } => {
+                let bytes = store.get(bucket, key).await.map_err(|e| {
+                    InvocationError::ConfigUnreadable {
+                        uri: format!("s3://{bucket}/{key}"),
+                        error: e.to_string(),
+                    }
+                })?;
+                String::from_utf8(bytes).map_err(|_| InvocationError::ConfigUnreadable {
+                    uri: format!("s3://{bucket}/{key}"),
+                    error: "not UTF-8 text".into(),
+                })?
+            }
+        };
     Ok(Config::parse(&text, defaults)?)
 }
 
@@ -119,7 +129,12 @@ pub async fn execute<P: Platform, S: ObjectStore>(
 ) -> Result<Report, InvocationError> {
     let started_at = now_rfc3339();
     let plans = plan::plan(config, &request.scope)?;
-    info!(run_id, accounts = plans.len(), dry_run = request.dry_run, "run started");
+    info!(
+        run_id,
+        accounts = plans.len(),
+        dry_run = request.dry_run,
+        "run started"
+    );
     let session_name = format!("redshift-registry-{run_id}");
     let external_id = config.external_id.as_deref();
 
@@ -164,11 +179,18 @@ pub async fn execute<P: Platform, S: ObjectStore>(
     if !request.dry_run {
         let key = format!("{}runs/{}.json", config.output.prefix, report.run_id);
         let body = serde_json::to_vec_pretty(&report).expect("the report serialises");
-        match store.put(&config.output.bucket, &key, body, "application/json").await {
+        match store
+            .put(&config.output.bucket, &key, body, "application/json")
+            .await
+        {
             Ok(()) => report.report_key = Some(key),
             Err(e) => {
                 warn!(error = %e, "could not write the run report");
                 report.report_error = Some(e.to_string());
+                // The registry cannot see this run's outcome: not a success.
+                if report.status == RunStatus::Succeeded {
+                    report.status = RunStatus::Partial;
+                }
             }
         }
     }
@@ -188,11 +210,17 @@ async fn visit_account<P: Platform>(
         error: None,
         regions: Vec::new(),
     };
-    let session = match platform.assume_role(account, external_id, session_name).await {
+    let session = match platform
+        .assume_role(account, external_id, session_name)
+        .await
+    {
         Ok(session) => session,
         Err(e) => {
             warn!(error = %e, "account skipped: role not assumed");
-            out.error = Some(Failure::new(&e, report::account_hint(&e, &account.account_id, &account.role_arn)));
+            out.error = Some(Failure::new(
+                &e,
+                report::account_hint(&e, &account.account_id, &account.role_arn),
+            ));
             return out;
         }
     };
@@ -204,7 +232,11 @@ async fn visit_account<P: Platform>(
     out
 }
 
-async fn visit_region<A: AccountSession>(session: &A, account_id: &str, region: &RegionPlan) -> RegionReport {
+async fn visit_region<A: AccountSession>(
+    session: &A,
+    account_id: &str,
+    region: &RegionPlan,
+) -> RegionReport {
     let mut out = RegionReport {
         region: region.region.clone(),
         mode: match region.selection {
@@ -219,19 +251,25 @@ async fn visit_region<A: AccountSession>(session: &A, account_id: &str, region: 
             for cluster in found.clusters {
                 let c = ClusterReport::found(cluster);
                 match &c.reason {
-                    Some(reason) => info!(cluster = %c.cluster_identifier, reason, "cluster skipped"),
+                    Some(reason) => {
+                        info!(cluster = %c.cluster_identifier, reason, "cluster skipped")
+                    }
                     None => info!(cluster = %c.cluster_identifier, "cluster found"),
                 }
                 out.clusters.push(c);
             }
             for id in found.missing {
                 warn!(cluster = %id, "named cluster does not exist");
-                out.clusters.push(ClusterReport::missing(id, account_id, &region.region));
+                out.clusters
+                    .push(ClusterReport::missing(id, account_id, &region.region));
             }
         }
         Err(e) => {
             warn!(error = %e, "region skipped");
-            out.error = Some(Failure::new(&e, report::region_hint(&e, account_id, &region.region)));
+            out.error = Some(Failure::new(
+                &e,
+                report::region_hint(&e, account_id, &region.region),
+            ));
         }
     }
     out
@@ -241,7 +279,9 @@ async fn visit_region<A: AccountSession>(session: &A, account_id: &str, region: 
 fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     let stamp = now
-        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
         .expect("a fixed format");
     format!("{stamp}-{:08x}", fastrand::u32(..))
 }

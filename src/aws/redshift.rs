@@ -13,13 +13,20 @@ pub struct RedshiftDirectory {
 
 impl RedshiftDirectory {
     pub fn new(config: &SdkConfig) -> Self {
-        Self { client: aws_sdk_redshift::Client::new(config) }
+        Self {
+            client: aws_sdk_redshift::Client::new(config),
+        }
     }
 }
 
 impl ClusterDirectory for RedshiftDirectory {
     async fn list_clusters(&self) -> Result<Vec<Cluster>, AwsError> {
-        let mut pages = self.client.describe_clusters().max_records(100).into_paginator().send();
+        let mut pages = self
+            .client
+            .describe_clusters()
+            .max_records(100)
+            .into_paginator()
+            .send();
         let mut clusters = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| aws_error("redshift:DescribeClusters", e))?;
@@ -29,7 +36,13 @@ impl ClusterDirectory for RedshiftDirectory {
     }
 
     async fn find_cluster(&self, identifier: &str) -> Result<Option<Cluster>, AwsError> {
-        match self.client.describe_clusters().cluster_identifier(identifier).send().await {
+        match self
+            .client
+            .describe_clusters()
+            .cluster_identifier(identifier)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.clusters().first().map(to_cluster)),
             Err(e) => match aws_error("redshift:DescribeClusters", e) {
                 e if e.kind == ErrorKind::NotFound => Ok(None),
@@ -46,14 +59,22 @@ fn to_cluster(c: &SdkCluster) -> Cluster {
         availability: c.cluster_availability_status().map(str::to_string),
         node_type: c.node_type().map(str::to_string),
         endpoint: c.endpoint().and_then(|e| {
-            Some(Endpoint { address: e.address()?.to_string(), port: e.port()? })
+            Some(Endpoint {
+                address: e.address()?.to_string(),
+                port: e.port()?,
+            })
         }),
         database_name: c.db_name().map(str::to_string),
         namespace_arn: c.cluster_namespace_arn().map(str::to_string),
         tags: c
             .tags()
             .iter()
-            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
             .collect(),
     }
 }

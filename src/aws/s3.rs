@@ -14,8 +14,12 @@ pub struct S3Objects {
 
 impl S3Objects {
     pub fn new(config: &SdkConfig, force_path_style: bool) -> Self {
-        let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(force_path_style).build();
-        Self { client: aws_sdk_s3::Client::from_conf(s3) }
+        let s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(force_path_style)
+            .build();
+        Self {
+            client: aws_sdk_s3::Client::from_conf(s3),
+        }
     }
 }
 
@@ -30,12 +34,22 @@ impl ObjectStore for S3Objects {
             .await
             .map_err(|e| aws_error("s3:GetObject", e))?;
         let body = out.body.collect().await.map_err(|e| {
-            AwsError::from_code("s3:GetObject", None, format!("reading the body of s3://{bucket}/{key}: {e}"))
+            AwsError::from_code(
+                "s3:GetObject",
+                None,
+                format!("reading the body of s3://{bucket}/{key}: {e}"),
+            )
         })?;
         Ok(body.into_bytes().to_vec())
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), AwsError> {
         self.client
             .put_object()
             .bucket(bucket)

@@ -33,7 +33,10 @@ pub struct AssumedAccount {
 
 impl AssumedAccount {
     pub fn config_for(&self, region: &str) -> SdkConfig {
-        self.config.to_builder().region(Region::new(region.to_string())).build()
+        self.config
+            .to_builder()
+            .region(Region::new(region.to_string()))
+            .build()
     }
 }
 
@@ -56,7 +59,11 @@ impl Platform for StsPlatform {
             .await
             .map_err(|e| aws_error("sts:AssumeRole", e))?;
         let c = out.credentials().ok_or_else(|| {
-            AwsError::from_code("sts:AssumeRole", Some("NoCredentials"), "AssumeRole returned no credentials".into())
+            AwsError::from_code(
+                "sts:AssumeRole",
+                Some("NoCredentials"),
+                "AssumeRole returned no credentials".into(),
+            )
         })?;
         let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
         let credentials = Credentials::new(

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Seeds a sample organisation in the local AWS stack (two accounts, two regions, a few clusters,
+# one paused) and runs the function once on events/scheduled.json. Safe to run again.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+. .run/services.env
+export PATH="$root/.venv/bin:$PATH"
+# The function's own identity in the local stack; moto accepts any keys.
+export AWS_ACCESS_KEY_ID=AKIADEMOFUNCTION0001 AWS_SECRET_ACCESS_KEY=demo-secret AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL="$MOTO_URL" REGISTRY_S3_FORCE_PATH_STYLE=true
+
+bucket=demo-registry
+aws s3api create-bucket --bucket "$bucket" >/dev/null 2>&1 || true
+
+# Runs the aws CLI as account $1 (moto keys assumed-role credentials to the role's account).
+as_account() {
+  local account=$1; shift
+  read -r key secret token < <(aws sts assume-role --role-arn "arn:aws:iam::$account:role/DemoSeeder" \
+    --role-session-name demo-seed --query 'Credentials.[AccessKeyId,SecretAccessKey,SessionToken]' --output text)
+  AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_SESSION_TOKEN=$token aws "$@"
+}
+
+cluster() { # account region id node-type tags...
+  local account=$1 region=$2 id=$3 node=$4; shift 4
+  as_account "$account" redshift describe-clusters --region "$region" --cluster-identifier "$id" >/dev/null 2>&1 && return
+  as_account "$account" redshift create-cluster --region "$region" --cluster-identifier "$id" --node-type "$node" \
+    --cluster-type single-node --master-username admin --master-user-password 'Demo-Passw0rd' --db-name dev \
+    --tags "$@" >/dev/null
+}
+
+cluster 111111111111 us-east-1 sales ra3.xlplus Key=team,Value=sales Key=env,Value=prod
+cluster 111111111111 us-east-1 marketing ra3.xlplus Key=team,Value=marketing
+cluster 111111111111 eu-west-1 finance-eu ra3.4xlarge Key=team,Value=finance
+cluster 222222222222 us-east-1 sales dc2.large Key=team,Value=emea-sales
+cluster 222222222222 us-east-1 archive dc2.large Key=team,Value=archive
+as_account 222222222222 redshift pause-cluster --region us-east-1 --cluster-identifier archive >/dev/null 2>&1 || true
+
+export REGISTRY_CONFIG='{
+  "output": {"bucket": "demo-registry", "prefix": "redshift/"},
+  "roleName": "DataRegistryRedshiftReader",
+  "sources": [
+    {"accountId": "111111111111", "regions": ["us-east-1", "eu-west-1"]},
+    {"accountId": "222222222222", "roleArn": "arn:aws:iam::222222222222:role/Custom",
+     "clusters": [{"region": "us-east-1", "clusterIdentifier": "sales"},
+                  {"region": "us-east-1", "clusterIdentifier": "archive"}]}
+  ]
+}'
+cargo build --quiet --bin redshift-registry
+echo "== redshift-registry --event events/scheduled.json" >&2
+./target/debug/redshift-registry --event events/scheduled.json

@@ -1,0 +1,286 @@
+//! Shared test support: the local AWS stack (moto, started by scripts/services.sh) and a
+//! fault-injecting front for what moto cannot do (deny a role, refuse a region).
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod fault_front;
+
+use std::path::PathBuf;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use redshift_registry::aws::{S3Objects, StsPlatform};
+use redshift_registry::config::{Config, DeploymentDefaults};
+use redshift_registry::event::RunRequest;
+use redshift_registry::report::Report;
+use redshift_registry::run;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// moto's URL, from the environment or from what scripts/services.sh wrote.
+pub fn moto_url() -> String {
+    if let Ok(url) = std::env::var("MOTO_URL") {
+        return url;
+    }
+    let env = std::fs::read_to_string(repo_root().join(".run/services.env"))
+        .expect("the local AWS stack is not running: run `make services` (or `make test`)");
+    env.lines()
+        .find_map(|l| l.strip_prefix("export MOTO_URL="))
+        .expect("MOTO_URL in .run/services.env")
+        .to_string()
+}
+
+/// A 12-digit account id of this test process's own, so tests sharing one long-lived moto
+/// never meet, in one run or across runs.
+pub fn account_id(test: &str, n: u8) -> String {
+    static SALT: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        nanos as u64 ^ u64::from(std::process::id())
+    });
+    let mut h: u64 = 1469598103934665603 ^ *SALT;
+    for b in test.bytes().chain([n]) {
+        h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
+    }
+    format!("{:012}", h % 1_000_000_000_000)
+}
+
+pub fn bucket_name(test: &str) -> String {
+    format!("rr-{}-{}", test.replace('_', "-"), account_id(test, 0))
+}
+
+/// The function's own credentials: moto accepts any.
+pub async fn base_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            "AKIATESTFUNCTION00",
+            "function-secret",
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await
+}
+
+/// SDK config acting in `account` (moto keys assumed-role credentials to the role's account).
+pub async fn account_config(endpoint: &str, account: &str, region: &str) -> SdkConfig {
+    let base = base_config(endpoint).await;
+    let sts = aws_sdk_sts::Client::new(&base);
+    let out = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/Seeder"))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("moto AssumeRole");
+    let c = out.credentials().unwrap();
+    base.to_builder()
+        .region(Region::new(region.to_string()))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_string()),
+                None,
+                "seed",
+            )),
+        )
+        .build()
+}
+
+pub struct ClusterSeed<'a> {
+    pub id: &'a str,
+    pub node_type: &'a str,
+    pub db_name: &'a str,
+    pub tags: &'a [(&'a str, &'a str)],
+}
+
+pub async fn create_cluster(endpoint: &str, account: &str, region: &str, seed: ClusterSeed<'_>) {
+    try_create_cluster(endpoint, account, region, seed)
+        .await
+        .expect("moto CreateCluster");
+}
+
+async fn try_create_cluster(
+    endpoint: &str,
+    account: &str,
+    region: &str,
+    seed: ClusterSeed<'_>,
+) -> Result<
+    (),
+    aws_sdk_redshift::error::SdkError<
+        aws_sdk_redshift::operation::create_cluster::CreateClusterError,
+    >,
+> {
+    let client = aws_sdk_redshift::Client::new(&account_config(endpoint, account, region).await);
+    client
+        .create_cluster()
+        .cluster_identifier(seed.id)
+        .node_type(seed.node_type)
+        .db_name(seed.db_name)
+        .master_username("admin")
+        .master_user_password("Passw0rd!")
+        .cluster_type("single-node")
+        .set_tags(Some(
+            seed.tags
+                .iter()
+                .map(|(k, v)| {
+                    aws_sdk_redshift::types::Tag::builder()
+                        .key(*k)
+                        .value(*v)
+                        .build()
+                })
+                .collect(),
+        ))
+        .send()
+        .await
+        .map(|_| ())
+}
+
+pub async fn pause_cluster(endpoint: &str, account: &str, region: &str, id: &str) {
+    let client = aws_sdk_redshift::Client::new(&account_config(endpoint, account, region).await);
+    client
+        .pause_cluster()
+        .cluster_identifier(id)
+        .send()
+        .await
+        .expect("moto PauseCluster");
+}
+
+pub async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let base = base_config(endpoint).await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&base)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+pub async fn create_bucket(endpoint: &str, bucket: &str) {
+    s3_client(endpoint)
+        .await
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("moto CreateBucket");
+}
+
+pub async fn get_object(endpoint: &str, bucket: &str, key: &str) -> Vec<u8> {
+    let out = s3_client(endpoint)
+        .await
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("GetObject");
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+pub async fn list_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    let s3 = s3_client(endpoint).await;
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    let mut keys = Vec::new();
+    while let Some(page) = pages.next().await {
+        keys.extend(
+            page.expect("ListObjectsV2")
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+    }
+    keys
+}
+
+pub fn config(json: serde_json::Value) -> Config {
+    Config::parse(&json.to_string(), &DeploymentDefaults::default()).expect("a valid test config")
+}
+
+/// Runs the function's logic in-process against `endpoint` with real SDK clients.
+pub async fn run_against(endpoint: &str, config: &Config, request: &RunRequest) -> Report {
+    let base = base_config(endpoint).await;
+    let platform = StsPlatform::new(base.clone());
+    let store = S3Objects::new(&base, true);
+    run::execute(
+        &platform,
+        &store,
+        config,
+        request,
+        format!("test-{}", std::process::id()),
+    )
+    .await
+    .expect("the run starts")
+}
+
+/// Creates the cluster unless this account already has it (the demo and these tests share
+/// account 111111111111 of a long-lived moto).
+pub async fn ensure_cluster(endpoint: &str, account: &str, region: &str, seed: ClusterSeed<'_>) {
+    if let Err(e) = try_create_cluster(endpoint, account, region, seed).await {
+        assert!(
+            e.as_service_error()
+                .is_some_and(|e| e.is_cluster_already_exists_fault()),
+            "moto CreateCluster: {e:?}"
+        );
+    }
+}
+
+pub async fn ensure_bucket(endpoint: &str, bucket: &str) {
+    // Created by a concurrent test or an earlier run: either way it is there.
+    let _ = s3_client(endpoint)
+        .await
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await;
+    s3_client(endpoint)
+        .await
+        .head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket exists");
+}
+
+pub async fn put_object(endpoint: &str, bucket: &str, key: &str, body: Vec<u8>) {
+    s3_client(endpoint)
+        .await
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .expect("PutObject");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The tools scripts/install.sh put in the project's virtualenv come first on PATH.
+pub fn path_with_venv() -> String {
+    let venv = std::env::var("REGISTRY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv"));
+    format!(
+        "{}:{}",
+        venv.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
