@@ -25,7 +25,42 @@ else
   curl -sf "http://127.0.0.1:$port/moto-api/" >/dev/null || { echo "moto did not start; see $run/moto.log" >&2; exit 1; }
 fi
 
+# PostgreSQL behind the Data API emulator: own data dir, loopback only, trust auth (it holds
+# nothing but fixtures). initdb refuses root, so the cluster belongs to the postgres user.
+pgbin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+pgdata="$run/pgdata"
+if ! { [ -f "$run/pg.port" ] && "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$(cat "$run/pg.port")"; }; then
+  as_pg=()
+  if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); chown postgres "$run"; fi
+  if [ ! -f "$pgdata/PG_VERSION" ]; then
+    rm -rf "$pgdata"
+    "${as_pg[@]}" "$pgbin/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$run/initdb.log"
+  fi
+  port="$(free_port)"
+  echo "$port" >"$run/pg.port"
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdata" -l "$run/pg.log" -w -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+fi
+pg_port="$(cat "$run/pg.port")"
+
+# The Data API emulator, built from this repo.
+emulator="$root/target/debug/redshift-data-emulator"
+cargo build --quiet -p redshift-data-emulator --manifest-path "$root/Cargo.toml"
+if ! { alive emulator && curl -sf "http://127.0.0.1:$(cat "$run/emulator.port")/_emulator/health" >/dev/null 2>&1; }; then
+  [ -f "$run/emulator.pid" ] && kill "$(cat "$run/emulator.pid")" 2>/dev/null || true
+  port="$(free_port)"
+  nohup "$emulator" --listen "127.0.0.1:$port" --postgres "host=127.0.0.1 port=$pg_port user=postgres" >"$run/emulator.log" 2>&1 &
+  echo $! >"$run/emulator.pid"
+  echo "$port" >"$run/emulator.port"
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$port/_emulator/health" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -sf "http://127.0.0.1:$port/_emulator/health" >/dev/null || { echo "the emulator did not start; see $run/emulator.log" >&2; exit 1; }
+fi
+
 cat >"$run/services.env" <<ENV
 export MOTO_URL=http://127.0.0.1:$(cat "$run/moto.port")
+export EMULATOR_URL=http://127.0.0.1:$(cat "$run/emulator.port")
+export PG_PORT=$pg_port
 ENV
-echo "services: moto at http://127.0.0.1:$(cat "$run/moto.port")"
+echo "services: moto at http://127.0.0.1:$(cat "$run/moto.port"), Data API emulator at http://127.0.0.1:$(cat "$run/emulator.port"), PostgreSQL on 127.0.0.1:$pg_port"

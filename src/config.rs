@@ -266,7 +266,7 @@ impl Config {
                             "{arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
                         ),
                     ),
-                    Some(c) if &c[2] != s.account_id => bad(
+                    Some(c) if c[2] != s.account_id => bad(
                         format!("{at}.roleArn"),
                         format!(
                             "role is in account {} but the source is account {}",

@@ -1,0 +1,219 @@
+-- The Redshift catalog objects redshift-registry reads, for PostgreSQL 15. Installed into the
+-- template every emulated database is created from. Column names and types follow the AWS
+-- Database Developer Guide pages named next to each object.
+--
+-- Everything lives in schema pg_internal, which is a system schema on Redshift too. Sessions
+-- run with search_path = pg_internal, pg_catalog, "$user", public, so these names resolve
+-- before PostgreSQL's own, as Redshift's built-ins would.
+--
+-- Where PostgreSQL has the data, the objects read its catalog, so CREATE TABLE, COMMENT ON and
+-- GRANT in a fixture are what the reader sees. Where it has none (external tables, late-binding
+-- view columns, datashares, dist/sort keys, encodings, table stats), fixture tables named
+-- pg_internal.fixture_* hold it; fixtures insert into them as the superuser.
+
+SET allow_system_table_mods = on;
+CREATE SCHEMA pg_internal;
+GRANT USAGE ON SCHEMA pg_internal TO PUBLIC;
+
+-- PostgreSQL database "<target>/<name>" is database <name> of cluster or workgroup <target>.
+CREATE FUNCTION pg_internal.current_database() RETURNS varchar LANGUAGE sql STABLE AS
+$$ SELECT substr(pg_catalog.current_database(), strpos(pg_catalog.current_database(), '/') + 1)::varchar $$;
+CREATE FUNCTION pg_internal.current_target() RETURNS text LANGUAGE sql STABLE AS
+$$ SELECT split_part(pg_catalog.current_database(), '/', 1) $$;
+
+-- Regular users see only objects they have some privilege on (Redshift: "Visibility of data in
+-- system tables and views"); superusers see everything.
+CREATE FUNCTION pg_internal.visible(rel oid) RETURNS boolean LANGUAGE sql STABLE AS $$
+  SELECT has_schema_privilege(c.relnamespace, 'USAGE')
+     AND has_table_privilege(rel, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER')
+  FROM pg_catalog.pg_class c WHERE c.oid = rel
+$$;
+
+CREATE TABLE pg_internal.fixture_column_attributes (
+  schema_name text, table_name text, column_name text,
+  encoding text, distkey boolean DEFAULT false, sortkey int DEFAULT 0,
+  PRIMARY KEY (schema_name, table_name, column_name));
+CREATE TABLE pg_internal.fixture_late_binding_view_cols (
+  view_schema text, view_name text, col_name text, col_type text, col_num int);
+CREATE TABLE pg_internal.fixture_external_schemas (
+  schema_name text PRIMARY KEY, eskind int DEFAULT 1, esowner int DEFAULT 100, esoptions text);
+CREATE TABLE pg_internal.fixture_external_tables (
+  schema_name text, table_name text, tabletype text DEFAULT 'EXTERNAL_TABLE', location text,
+  input_format text, output_format text, serialization_lib text, serde_parameters text,
+  compressed int DEFAULT 0, parameters text);
+CREATE TABLE pg_internal.fixture_external_columns (
+  schema_name text, table_name text, column_name text, external_type text, columnnum int,
+  part_key int DEFAULT 0, is_nullable text DEFAULT 'true');
+CREATE TABLE pg_internal.fixture_shared_databases (
+  database_name text PRIMARY KEY, database_owner text, producer_account text, producer_namespace text);
+CREATE TABLE pg_internal.fixture_shared_tables (
+  database_name text, schema_name text, table_name text, table_type text DEFAULT 'TABLE',
+  remarks text, table_owner text);
+CREATE TABLE pg_internal.fixture_shared_columns (
+  database_name text, schema_name text, table_name text, column_name text, ordinal_position int,
+  data_type text, column_default text, is_nullable text DEFAULT 'YES', encoding text DEFAULT 'none',
+  distkey boolean DEFAULT false, sortkey int DEFAULT 0, remarks text);
+CREATE TABLE pg_internal.fixture_table_stats (
+  schema_name text, table_name text, size_mb bigint, tbl_rows bigint,
+  PRIMARY KEY (schema_name, table_name));
+
+-- SVV_REDSHIFT_DATABASES (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_REDSHIFT_DATABASES.html):
+-- every database of the cluster, local ones from pg_database, datashare consumers from fixtures.
+CREATE VIEW pg_internal.svv_redshift_databases AS
+SELECT substr(d.datname, strpos(d.datname, '/') + 1)::varchar(128) AS database_name,
+       pg_get_userbyid(d.datdba)::varchar(128) AS database_owner,
+       'local'::varchar(128) AS database_type,
+       array_to_string(d.datacl, ',')::varchar(128) AS database_acl,
+       NULL::varchar(128) AS database_options
+  FROM pg_catalog.pg_database d
+ WHERE strpos(d.datname, '/') > 0 AND split_part(d.datname, '/', 1) = pg_internal.current_target()
+UNION ALL
+SELECT database_name, database_owner, 'shared', NULL, NULL FROM pg_internal.fixture_shared_databases;
+
+-- SVV_ALL_SCHEMAS (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_ALL_SCHEMAS.html).
+CREATE VIEW pg_internal.svv_all_schemas AS
+SELECT pg_internal.current_database()::varchar(128) AS database_name,
+       n.nspname::varchar(128) AS schema_name,
+       n.nspowner::int AS schema_owner,
+       (CASE WHEN e.schema_name IS NULL THEN 'local' ELSE 'external' END)::varchar(16) AS schema_type,
+       array_to_string(n.nspacl, ',')::varchar(128) AS schema_acl,
+       NULL::varchar(128) AS source_database,
+       NULL::varchar(128) AS schema_option
+  FROM pg_catalog.pg_namespace n
+  LEFT JOIN pg_internal.fixture_external_schemas e ON e.schema_name = n.nspname
+ WHERE has_schema_privilege(n.oid, 'USAGE')
+UNION ALL
+SELECT DISTINCT database_name, schema_name, 100, 'shared', NULL, NULL, NULL FROM pg_internal.fixture_shared_tables;
+
+-- SVV_REDSHIFT_SCHEMAS (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_REDSHIFT_SCHEMAS.html).
+CREATE VIEW pg_internal.svv_redshift_schemas AS
+SELECT database_name, schema_name, schema_owner, schema_type, schema_acl, schema_option
+  FROM pg_internal.svv_all_schemas WHERE schema_type <> 'external';
+
+-- SVV_REDSHIFT_TABLES (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_REDSHIFT_TABLES.html).
+-- Redshift stores a materialized view as a view; PostgreSQL's matviews are shown as VIEW too.
+CREATE VIEW pg_internal.svv_redshift_tables AS
+SELECT pg_internal.current_database()::varchar(128) AS database_name,
+       n.nspname::varchar(128) AS schema_name,
+       c.relname::varchar(128) AS table_name,
+       (CASE WHEN c.relkind IN ('v', 'm') THEN 'VIEW' ELSE 'TABLE' END)::varchar(128) AS table_type,
+       array_to_string(c.relacl, ',')::varchar(128) AS table_acl,
+       obj_description(c.oid, 'pg_class')::varchar(128) AS remarks,
+       pg_get_userbyid(c.relowner)::varchar(128) AS table_owner
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm') AND pg_internal.visible(c.oid)
+UNION ALL
+SELECT database_name, schema_name, table_name, table_type, NULL, remarks, table_owner
+  FROM pg_internal.fixture_shared_tables;
+
+-- SVV_REDSHIFT_COLUMNS (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_REDSHIFT_COLUMNS.html).
+-- Late-binding views have no pg_attribute rows, so no columns here, as on Redshift.
+CREATE VIEW pg_internal.svv_redshift_columns AS
+SELECT pg_internal.current_database()::varchar(128) AS database_name,
+       n.nspname::varchar(128) AS schema_name,
+       c.relname::varchar(128) AS table_name,
+       a.attname::varchar(128) AS column_name,
+       a.attnum::int AS ordinal_position,
+       format_type(a.atttypid, a.atttypmod)::varchar(128) AS data_type,
+       pg_get_expr(d.adbin, d.adrelid)::varchar(4000) AS column_default,
+       (CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END)::varchar(3) AS is_nullable,
+       COALESCE(ca.encoding, 'none')::varchar(128) AS encoding,
+       COALESCE(ca.distkey, false) AS distkey,
+       COALESCE(ca.sortkey, 0)::int AS sortkey,
+       array_to_string(a.attacl, ',')::varchar(128) AS column_acl,
+       col_description(c.oid, a.attnum)::varchar(256) AS remarks
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  LEFT JOIN pg_internal.fixture_column_attributes ca
+         ON ca.schema_name = n.nspname AND ca.table_name = c.relname AND ca.column_name = a.attname
+ WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm') AND pg_internal.visible(c.oid)
+UNION ALL
+SELECT database_name, schema_name, table_name, column_name, ordinal_position, data_type, column_default,
+       is_nullable, encoding, distkey, sortkey, NULL, remarks
+  FROM pg_internal.fixture_shared_columns;
+
+-- PG_GET_LATE_BINDING_VIEW_COLS (https://docs.aws.amazon.com/redshift/latest/dg/PG_GET_LATE_BINDING_VIEW_COLS.html):
+-- called with a column definition list, as on Redshift. A fixture creates each late-binding view
+-- as a zero-column placeholder view (so pg_class has it and pg_attribute does not) and lists its
+-- columns in fixture_late_binding_view_cols.
+CREATE FUNCTION pg_internal.pg_get_late_binding_view_cols() RETURNS SETOF record LANGUAGE sql STABLE AS $$
+  SELECT l.view_schema::name, l.view_name::name, l.col_name::name, l.col_type::varchar, l.col_num::int
+    FROM pg_internal.fixture_late_binding_view_cols l
+    JOIN pg_catalog.pg_namespace n ON n.nspname = l.view_schema
+    JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = l.view_name
+   WHERE pg_internal.visible(c.oid)
+$$;
+
+-- SVV_MV_INFO (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_MV_INFO.html): regular users
+-- see their own materialized views only.
+CREATE VIEW pg_internal.svv_mv_info AS
+SELECT pg_internal.current_database()::varchar(128) AS database_name,
+       m.schemaname::varchar(128) AS schema_name,
+       m.matviewowner::varchar(128) AS user_name,
+       m.matviewname::varchar(128) AS name,
+       'f'::char(1) AS is_stale,
+       1::int AS state,
+       0::int AS autorefresh,
+       0::int AS autorewrite
+  FROM pg_catalog.pg_matviews m
+ WHERE m.matviewowner = current_user
+    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
+
+-- SVV_EXTERNAL_SCHEMAS (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_EXTERNAL_SCHEMAS.html).
+CREATE VIEW pg_internal.svv_external_schemas AS
+SELECT n.oid::int AS esoid, e.eskind::int AS eskind, e.schema_name::varchar(128) AS schemaname,
+       e.esowner::int AS esowner, pg_internal.current_database()::varchar(128) AS databasename,
+       e.esoptions::varchar(128) AS esoptions
+  FROM pg_internal.fixture_external_schemas e JOIN pg_catalog.pg_namespace n ON n.nspname = e.schema_name
+ WHERE has_schema_privilege(n.oid, 'USAGE');
+
+-- SVV_EXTERNAL_TABLES (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_EXTERNAL_TABLES.html).
+CREATE VIEW pg_internal.svv_external_tables AS
+SELECT pg_internal.current_database()::varchar(128) AS redshift_database_name,
+       t.schema_name::varchar(128) AS schemaname, t.table_name::varchar(128) AS tablename,
+       t.tabletype::varchar(128) AS tabletype, t.location::varchar(128) AS location,
+       t.input_format::varchar(128) AS input_format, t.output_format::varchar(128) AS output_format,
+       t.serialization_lib::varchar(128) AS serialization_lib, t.serde_parameters::varchar(128) AS serde_parameters,
+       t.compressed::int AS compressed, t.parameters::varchar(128) AS parameters
+  FROM pg_internal.fixture_external_tables t JOIN pg_catalog.pg_namespace n ON n.nspname = t.schema_name
+ WHERE has_schema_privilege(n.oid, 'USAGE');
+
+-- SVV_EXTERNAL_COLUMNS (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_EXTERNAL_COLUMNS.html).
+CREATE VIEW pg_internal.svv_external_columns AS
+SELECT pg_internal.current_database()::varchar(128) AS redshift_database_name,
+       c.schema_name::varchar(128) AS schemaname, c.table_name::varchar(128) AS tablename,
+       c.column_name::varchar(128) AS columnname, c.external_type::varchar(128) AS external_type,
+       c.columnnum::int AS columnnum, c.part_key::int AS part_key, c.is_nullable::varchar(128) AS is_nullable
+  FROM pg_internal.fixture_external_columns c JOIN pg_catalog.pg_namespace n ON n.nspname = c.schema_name
+ WHERE has_schema_privilege(n.oid, 'USAGE');
+
+-- SVV_TABLE_INFO (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_TABLE_INFO.html): current
+-- database only; superusers, or users granted SELECT on it.
+CREATE VIEW pg_internal.svv_table_info AS
+SELECT pg_internal.current_database()::varchar(128) AS "database",
+       n.nspname::varchar(128) AS "schema",
+       c.oid::int AS table_id,
+       c.relname::varchar(128) AS "table",
+       'Y'::char(1) AS encoded,
+       'AUTO(EVEN)'::varchar(128) AS diststyle,
+       NULL::varchar(128) AS sortkey1,
+       COALESCE(s.size_mb, ceil(pg_total_relation_size(c.oid) / 1048576.0))::bigint AS size,
+       COALESCE(s.tbl_rows, GREATEST(c.reltuples, 0))::bigint AS tbl_rows,
+       COALESCE(s.tbl_rows, GREATEST(c.reltuples, 0))::bigint AS estimated_visible_rows,
+       0::int AS stats_off,
+       0::int AS unsorted
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_internal.fixture_table_stats s ON s.schema_name = n.nspname AND s.table_name = c.relname
+ WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_internal')
+   AND n.nspname NOT LIKE 'pg\_toast%' AND pg_internal.visible(c.oid);
+
+GRANT SELECT ON pg_internal.svv_redshift_databases, pg_internal.svv_all_schemas, pg_internal.svv_redshift_schemas,
+  pg_internal.svv_redshift_tables, pg_internal.svv_redshift_columns, pg_internal.svv_mv_info,
+  pg_internal.svv_external_schemas, pg_internal.svv_external_tables, pg_internal.svv_external_columns TO PUBLIC;
+REVOKE ALL ON pg_internal.svv_table_info FROM PUBLIC;
+-- pg_get_late_binding_view_cols() runs as its caller, whose privileges decide what it shows.
+GRANT SELECT ON pg_internal.fixture_late_binding_view_cols TO PUBLIC;
+-- Redshift users cannot create objects in public unless granted; neither here.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;

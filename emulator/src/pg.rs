@@ -1,0 +1,372 @@
+//! PostgreSQL: the template with the Redshift catalog, warehouses made from it, and statements
+//! run as a database user with Redshift's search path.
+
+use serde_json::{json, Value};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, NoTls, Row};
+
+const TEMPLATE: &str = "redshift_template";
+const CATALOG_SQL: &str = include_str!("../sql/redshift_catalog.sql");
+/// Redshift's built-ins come before the user's schemas; pg_internal holds the emulated ones.
+const SEARCH_PATH: &str = "SET LOCAL search_path = pg_internal, pg_catalog, \"$user\", public";
+
+#[derive(Clone)]
+pub struct Postgres {
+    base: Config,
+}
+
+/// One statement's result: column metadata and rows as Data API `Field`s.
+#[derive(Debug, Clone, Default)]
+pub struct ResultSet {
+    pub has_result_set: bool,
+    pub columns: Vec<Value>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub fn database_name(target: &str, database: &str) -> String {
+    format!("{target}/{database}")
+}
+
+impl Postgres {
+    /// Connects and (re)creates the template from the catalog SQL.
+    pub async fn connect(conninfo: &str) -> Result<Self, String> {
+        let base: Config = conninfo.parse().map_err(|e| format!("{e}"))?;
+        let pg = Self { base };
+        let admin = pg.client("postgres").await?;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
+            .await
+            .map_err(|e| e.to_string())?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let template = pg.client(TEMPLATE).await?;
+        template
+            .batch_execute(CATALOG_SQL)
+            .await
+            .map_err(|e| format!("catalog SQL: {e}"))?;
+        Ok(pg)
+    }
+
+    pub async fn client(&self, database: &str) -> Result<Client, String> {
+        let mut config = self.base.clone();
+        config.dbname(database);
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => db.message().to_string(),
+                    None => e.to_string(),
+                })?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// Replaces every database of `target` with fresh ones, each set up by its fixture SQL run
+    /// as the superuser.
+    pub async fn create_warehouse(
+        &self,
+        target: &str,
+        databases: &[(String, String)],
+    ) -> Result<(), String> {
+        let admin = self.client("postgres").await?;
+        let existing = admin
+            .query(
+                "SELECT datname FROM pg_database WHERE split_part(datname, '/', 1) = $1",
+                &[&target],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        for row in existing {
+            let name: String = row.get(0);
+            admin
+                .batch_execute(&format!(
+                    "DROP DATABASE {} WITH (FORCE)",
+                    quote_ident(&name)
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        for (database, sql) in databases {
+            let name = database_name(target, database);
+            // Concurrent CREATE DATABASE from one template can collide; a retry settles it.
+            let mut attempt = 0;
+            loop {
+                match admin
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {} TEMPLATE {TEMPLATE}",
+                        quote_ident(&name)
+                    ))
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(_) if attempt < 20 => {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(format!("creating {name}: {e}")),
+                }
+            }
+            let client = self.client(&name).await?;
+            client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| format!("fixture SQL of {name}: {}", db_message(&e)))?;
+        }
+        Ok(())
+    }
+
+    pub async fn target_exists(&self, target: &str) -> Result<bool, String> {
+        let admin = self.client("postgres").await?;
+        let row = admin
+            .query_one("SELECT count(*) FROM pg_database WHERE split_part(datname, '/', 1) = $1 AND strpos(datname, '/') > 0", &[&target])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
+    /// Runs `sqls` serially in one transaction as `user`, the way BatchExecuteStatement does
+    /// (a single statement is a batch of one). Returns each statement's result, or the index and
+    /// message of the first that failed.
+    pub async fn run(
+        &self,
+        target: &str,
+        database: &str,
+        user: &str,
+        sqls: &[String],
+        params: &[(String, String)],
+    ) -> Result<Vec<ResultSet>, (usize, String)> {
+        let mut client = self
+            .client(&database_name(target, database))
+            .await
+            .map_err(|e| (0, e))?;
+        ensure_role(&client, user).await.map_err(|e| (0, e))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| (0, db_message(&e)))?;
+        tx.batch_execute(&format!(
+            "SET LOCAL ROLE {}; {SEARCH_PATH}",
+            quote_ident(user)
+        ))
+        .await
+        .map_err(|e| (0, db_message(&e)))?;
+        let mut results = Vec::new();
+        for (i, sql) in sqls.iter().enumerate() {
+            let (text, values) = bind_parameters(sql, params).map_err(|e| (i, e))?;
+            let statement = tx.prepare(&text).await.map_err(|e| (i, db_message(&e)))?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+                .iter()
+                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            let rows = tx
+                .query(&statement, &refs)
+                .await
+                .map_err(|e| (i, db_message(&e)))?;
+            let columns = statement.columns();
+            let mut set = ResultSet {
+                has_result_set: !columns.is_empty(),
+                columns: columns
+                    .iter()
+                    .map(|c| column_metadata(c.name(), c.type_()))
+                    .collect(),
+                rows: Vec::with_capacity(rows.len()),
+            };
+            for row in &rows {
+                set.rows.push(record(row).map_err(|e| (i, e))?);
+            }
+            results.push(set);
+        }
+        tx.commit()
+            .await
+            .map_err(|e| (sqls.len().saturating_sub(1), db_message(&e)))?;
+        Ok(results)
+    }
+}
+
+/// Redshift creates an `IAMR:` user on first connect; PostgreSQL roles are made here the same way.
+async fn ensure_role(client: &Client, user: &str) -> Result<(), String> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&user])
+        .await
+        .map_err(|e| db_message(&e))?
+        .is_some();
+    if !exists {
+        if let Err(e) = client
+            .batch_execute(&format!("CREATE ROLE {}", quote_ident(user)))
+            .await
+        {
+            // A concurrent statement may have created it meanwhile.
+            if !db_message(&e).contains("already exists") {
+                return Err(db_message(&e));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("ERROR: {}", db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// Data API named parameters (`:name`) become PostgreSQL positional ones; values are strings,
+/// as the Data API sends them. Quoted text, identifiers and `::` casts are left alone.
+pub fn bind_parameters(
+    sql: &str,
+    params: &[(String, String)],
+) -> Result<(String, Vec<String>), String> {
+    let chars: Vec<char> = sql.chars().collect();
+    let mut out = String::with_capacity(sql.len());
+    let mut values: Vec<String> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut i = 0;
+    let mut quote: Option<char> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                }
+                i += 1;
+                continue;
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+                i += 1;
+                continue;
+            }
+            None => {}
+        }
+        let is_param = c == ':'
+            && chars
+                .get(i + 1)
+                .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
+            && (i == 0 || chars[i - 1] != ':');
+        if is_param {
+            let start = i + 1;
+            let mut end = start;
+            while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_') {
+                end += 1;
+            }
+            let name: String = chars[start..end].iter().collect();
+            let value = params
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| format!("ERROR: no value for parameter :{name}"))?;
+            let position = match names.iter().position(|n| *n == name) {
+                Some(p) => p + 1,
+                None => {
+                    names.push(name);
+                    values.push(value);
+                    values.len()
+                }
+            };
+            out.push_str(&format!("${position}"));
+            i = end;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    Ok((out, values))
+}
+
+fn column_metadata(name: &str, ty: &Type) -> Value {
+    let type_name = match *ty {
+        Type::VARCHAR | Type::TEXT | Type::NAME => "varchar",
+        Type::BPCHAR | Type::CHAR => "bpchar",
+        _ => ty.name(),
+    };
+    json!({
+        "name": name, "label": name, "typeName": type_name, "nullable": 1,
+        "isCaseSensitive": matches!(*ty, Type::VARCHAR | Type::TEXT | Type::NAME | Type::BPCHAR),
+        "isSigned": matches!(*ty, Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8),
+        "isCurrency": false, "precision": 0, "scale": 0, "length": 0,
+        "schemaName": "", "tableName": ""
+    })
+}
+
+/// One row as Data API `Field`s: a union with exactly one key.
+fn record(row: &Row) -> Result<Vec<Value>, String> {
+    let mut fields = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        let field = match *ty {
+            Type::BOOL => row
+                .try_get::<_, Option<bool>>(i)
+                .map(|v| v.map(|b| json!({"booleanValue": b}))),
+            Type::INT2 => row
+                .try_get::<_, Option<i16>>(i)
+                .map(|v| v.map(|n| json!({"longValue": n}))),
+            Type::INT4 => row
+                .try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|n| json!({"longValue": n}))),
+            Type::INT8 => row
+                .try_get::<_, Option<i64>>(i)
+                .map(|v| v.map(|n| json!({"longValue": n}))),
+            Type::OID => row
+                .try_get::<_, Option<u32>>(i)
+                .map(|v| v.map(|n| json!({"longValue": n}))),
+            Type::FLOAT4 => row
+                .try_get::<_, Option<f32>>(i)
+                .map(|v| v.map(|n| json!({"doubleValue": n}))),
+            Type::FLOAT8 => row
+                .try_get::<_, Option<f64>>(i)
+                .map(|v| v.map(|n| json!({"doubleValue": n}))),
+            Type::CHAR => row
+                .try_get::<_, Option<i8>>(i)
+                .map(|v| v.map(|n| json!({"stringValue": (n as u8 as char).to_string()}))),
+            _ => row
+                .try_get::<_, Option<String>>(i)
+                .map(|v| v.map(|s| json!({"stringValue": s}))),
+        }
+        .map_err(|_| {
+            format!(
+                "ERROR: the emulator cannot return column {:?} of type {}; cast it to varchar",
+                column.name(),
+                ty.name()
+            )
+        })?;
+        fields.push(field.unwrap_or_else(|| json!({"isNull": true})));
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind_parameters;
+
+    #[test]
+    fn named_parameters_become_positional() {
+        let params = vec![
+            ("db".to_string(), "dev".to_string()),
+            ("s".to_string(), "x".to_string()),
+        ];
+        let (sql, values) = bind_parameters(
+            "SELECT ':db', a::text FROM t WHERE d = :db AND s = :s OR d2 = :db",
+            &params,
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "SELECT ':db', a::text FROM t WHERE d = $1 AND s = $2 OR d2 = $1"
+        );
+        assert_eq!(values, vec!["dev", "x"]);
+        assert!(bind_parameters("SELECT :missing", &params)
+            .unwrap_err()
+            .contains(":missing"));
+    }
+}
