@@ -22,7 +22,60 @@ pub struct Config {
     pub external_id: Option<String>,
     #[serde(default)]
     pub pull_redshift_comments: bool,
+    /// Read pg_catalog, information_schema and the other system schemas too.
+    #[serde(default)]
+    pub include_system_schemas: bool,
+    #[serde(default)]
+    pub filters: Filters,
+    #[serde(default)]
+    pub limits: Limits,
     pub sources: Vec<Source>,
+}
+
+/// Regex filters, each matched against the whole name: databases by database name, schemas by
+/// schema name, tables by dataset name `database.schema.table`. Exclude wins over include; no
+/// include list means everything.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Filters {
+    #[serde(default)]
+    pub databases: Pattern,
+    #[serde(default)]
+    pub schemas: Pattern,
+    #[serde(default)]
+    pub tables: Pattern,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pattern {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Concurrency bounds and timeouts. The defaults stay under the Data API's per-account rates
+/// (ExecuteStatement 30/s, DescribeStatement 100/s).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Warehouses read at once in one account and region.
+    pub warehouses_per_region: usize,
+    /// Databases of one warehouse read at once.
+    pub databases_per_warehouse: usize,
+    /// A statement running longer is cancelled and its database reported as timed out.
+    pub statement_timeout_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            warehouses_per_region: 4,
+            databases_per_warehouse: 4,
+            statement_timeout_seconds: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -46,6 +99,8 @@ pub struct Source {
     pub regions: Option<Vec<String>>,
     #[serde(default)]
     pub clusters: Option<Vec<NamedCluster>>,
+    #[serde(default)]
+    pub workgroups: Option<Vec<NamedWorkgroup>>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -53,6 +108,21 @@ pub struct Source {
 pub struct NamedCluster {
     pub region: String,
     pub cluster_identifier: String,
+    /// Connect as this database user (redshift:GetClusterCredentials) instead of the IAM identity.
+    #[serde(default)]
+    pub db_user: Option<String>,
+    /// Connect with these Secrets Manager credentials instead of the IAM identity.
+    #[serde(default)]
+    pub secret_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedWorkgroup {
+    pub region: String,
+    pub workgroup_name: String,
+    #[serde(default)]
+    pub secret_arn: Option<String>,
 }
 
 /// Values the deployment fixes outside the config file (template parameters become environment
@@ -129,6 +199,35 @@ static BUCKET: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
 static EXTERNAL_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@:/-]+$").unwrap());
+
+static WORKGROUP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9-]{3,64}$").unwrap());
+static SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:secretsmanager:[a-z0-9-]+:([0-9]{12}):secret:[A-Za-z0-9/_+=.@-]+$").unwrap()
+});
+
+fn check_secret_arn(
+    bad: &mut impl FnMut(String, String),
+    path: String,
+    arn: &Option<String>,
+    account: &str,
+) {
+    let Some(arn) = arn else { return };
+    match SECRET_ARN.captures(arn) {
+        None => bad(path, format!("{arn:?} is not a Secrets Manager secret ARN")),
+        Some(c) if &c[2] != account => bad(
+            path,
+            format!(
+                "secret is in account {} but the source is account {account}",
+                &c[2]
+            ),
+        ),
+        Some(_) => {}
+    }
+}
+
+pub fn is_workgroup_name(s: &str) -> bool {
+    WORKGROUP.is_match(s)
+}
 
 pub fn is_account_id(s: &str) -> bool {
     ACCOUNT_ID.is_match(s)
@@ -282,9 +381,16 @@ impl Config {
                 ),
                 None => {}
             }
-            match (&s.regions, &s.clusters) {
-                (None, None) => bad(at.clone(), "has neither regions (discover every cluster) nor clusters (only the named ones)".into()),
-                (Some(_), Some(_)) => bad(at.clone(), "has both regions and clusters: use regions to discover every cluster, or clusters to read only the named ones".into()),
+            let named = s.clusters.is_some() || s.workgroups.is_some();
+            match (&s.regions, named) {
+                (None, false) => bad(
+                    at.clone(),
+                    "has neither regions (discover every warehouse) nor clusters/workgroups (only the named ones)".into(),
+                ),
+                (Some(_), true) => bad(
+                    at.clone(),
+                    "has both regions and clusters/workgroups: use regions to discover every warehouse, or name them".into(),
+                ),
                 _ => {}
             }
             if let Some(regions) = &s.regions {
@@ -341,8 +447,108 @@ impl Config {
                             ),
                         );
                     }
+                    if c.db_user.is_some() && c.secret_arn.is_some() {
+                        bad(
+                            format!("{at}.clusters[{j}]"),
+                            "has both dbUser and secretArn: choose one way to connect".into(),
+                        );
+                    }
+                    if c.db_user
+                        .as_ref()
+                        .is_some_and(|u| u.is_empty() || u.len() > 127)
+                    {
+                        bad(
+                            format!("{at}.clusters[{j}].dbUser"),
+                            "must be 1-127 characters".into(),
+                        );
+                    }
+                    check_secret_arn(
+                        &mut bad,
+                        format!("{at}.clusters[{j}].secretArn"),
+                        &c.secret_arn,
+                        &s.account_id,
+                    );
                 }
             }
+            if let Some(workgroups) = &s.workgroups {
+                if workgroups.is_empty() {
+                    bad(
+                        format!("{at}.workgroups"),
+                        "empty: name at least one workgroup or remove the key".into(),
+                    );
+                }
+                let mut seen = BTreeSet::new();
+                for (j, w) in workgroups.iter().enumerate() {
+                    if !REGION.is_match(&w.region) {
+                        bad(
+                            format!("{at}.workgroups[{j}].region"),
+                            format!(
+                                "{:?} is not an AWS region name like \"us-east-1\"",
+                                w.region
+                            ),
+                        );
+                    }
+                    if !WORKGROUP.is_match(&w.workgroup_name) {
+                        bad(
+                            format!("{at}.workgroups[{j}].workgroupName"),
+                            format!("{:?} is not a workgroup name (3-64 lowercase letters, digits, hyphens)", w.workgroup_name),
+                        );
+                    } else if !seen.insert((w.region.as_str(), w.workgroup_name.as_str())) {
+                        bad(
+                            format!("{at}.workgroups[{j}]"),
+                            format!(
+                                "workgroup {} in {} is listed twice",
+                                w.workgroup_name, w.region
+                            ),
+                        );
+                    }
+                    check_secret_arn(
+                        &mut bad,
+                        format!("{at}.workgroups[{j}].secretArn"),
+                        &w.secret_arn,
+                        &s.account_id,
+                    );
+                }
+            }
+        }
+        for (kind, pattern) in [
+            ("databases", &self.filters.databases),
+            ("schemas", &self.filters.schemas),
+            ("tables", &self.filters.tables),
+        ] {
+            for (list, patterns) in [("include", &pattern.include), ("exclude", &pattern.exclude)] {
+                for (j, pat) in patterns.iter().enumerate() {
+                    if let Err(e) = Regex::new(pat) {
+                        let reason = e
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string();
+                        bad(
+                            format!("$.filters.{kind}.{list}[{j}]"),
+                            format!("{pat:?} is not a valid regex: {reason}"),
+                        );
+                    }
+                }
+            }
+        }
+        let l = &self.limits;
+        if !(1..=50).contains(&l.warehouses_per_region) {
+            bad("$.limits.warehousesPerRegion".into(), "must be 1-50".into());
+        }
+        if !(1..=50).contains(&l.databases_per_warehouse) {
+            bad(
+                "$.limits.databasesPerWarehouse".into(),
+                "must be 1-50".into(),
+            );
+        }
+        if !(1..=3600).contains(&l.statement_timeout_seconds) {
+            bad(
+                "$.limits.statementTimeoutSeconds".into(),
+                "must be 1-3600".into(),
+            );
         }
         if p.is_empty() {
             Ok(())

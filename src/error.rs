@@ -81,6 +81,22 @@ pub struct Failure {
 }
 
 impl Failure {
+    pub fn from_read(
+        error: &crate::read::ReadError,
+        warehouse: &crate::catalog::WarehouseId,
+    ) -> Self {
+        let (kind, code) = match error {
+            crate::read::ReadError::Aws(e) => (e.kind, e.code.clone()),
+            other => (ErrorKind::Other, other.kind().to_string()),
+        };
+        Self {
+            kind,
+            code,
+            message: error.to_string(),
+            hint: error.hint(warehouse),
+        }
+    }
+
     pub fn new(error: &AwsError, hint: String) -> Self {
         Self {
             kind: error.kind,

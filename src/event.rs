@@ -6,7 +6,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{is_account_id, is_cluster_identifier, is_region};
+use crate::config::{is_account_id, is_cluster_identifier, is_region, is_workgroup_name};
 
 /// What one invocation asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,8 +113,8 @@ pub fn parse(payload: &Value) -> Result<RunRequest, EventError> {
         clusters: checked(
             "clusters",
             manual.clusters,
-            is_cluster_identifier,
-            "a cluster identifier",
+            |c| is_cluster_identifier(c) || is_workgroup_name(c),
+            "a cluster identifier or workgroup name",
         )?,
     };
     Ok(RunRequest {

@@ -3,13 +3,16 @@
 //!
 //! - [`event`], [`config`]: what to do, from the invocation payload and the configuration;
 //! - [`plan`]: accounts → regions → clusters, with discovery over the control plane;
+//! - [`read`]: every dataset's metadata through the Data API, into the [`catalog`] model;
 //! - [`report`]: what was found, and what was not and why;
 //! - [`run`]: the invocation end to end over small ports, with [`aws`] as their adapters.
 
 pub mod aws;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod plan;
+pub mod read;
 pub mod report;
 pub mod run;

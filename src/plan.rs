@@ -6,9 +6,11 @@ use std::future::Future;
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::catalog::WarehouseId;
+use crate::config::{Config, NamedCluster, NamedWorkgroup};
 use crate::error::AwsError;
 use crate::event::Scope;
+use crate::read::DbAuth;
 
 /// One account to visit, with the role to assume there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,10 +28,14 @@ pub struct RegionPlan {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
-    /// Every cluster DescribeClusters lists (narrowed to `only` when the request names clusters).
+    /// Every cluster DescribeClusters lists and every workgroup ListWorkgroups lists (narrowed
+    /// to `only` when the request names some).
     Discover { only: Vec<String> },
-    /// Only these identifiers, each looked up by name.
-    Named(Vec<String>),
+    /// Only these, each looked up by name.
+    Named {
+        clusters: Vec<NamedCluster>,
+        workgroups: Vec<NamedWorkgroup>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,8 +69,14 @@ pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeErr
         .sources
         .iter()
         .flat_map(|s| {
-            let named = s.clusters.iter().flatten().map(|c| c.region.as_str());
-            s.regions.iter().flatten().map(String::as_str).chain(named)
+            let clusters = s.clusters.iter().flatten().map(|c| c.region.as_str());
+            let workgroups = s.workgroups.iter().flatten().map(|w| w.region.as_str());
+            s.regions
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .chain(clusters)
+                .chain(workgroups)
         })
         .collect();
     known_regions.sort_unstable();
@@ -82,47 +94,67 @@ pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeErr
     }
 
     let only: Vec<String> = scope.clusters.iter().cloned().collect();
-    let plans = config
-        .sources
-        .iter()
-        .filter(|s| scope.has_account(&s.account_id))
-        .map(|source| {
-            let mut regions: Vec<RegionPlan> = Vec::new();
-            for region in source
-                .regions
-                .iter()
-                .flatten()
-                .filter(|r| scope.has_region(r))
-            {
-                regions.push(RegionPlan {
-                    region: region.clone(),
-                    selection: Selection::Discover { only: only.clone() },
-                });
-            }
-            // Option 2: group the named clusters by region, keeping the config's order.
-            let mut named: Vec<(String, Vec<String>)> = Vec::new();
-            for c in source.clusters.iter().flatten() {
-                if !scope.has_region(&c.region) || !scope.has_cluster(&c.cluster_identifier) {
-                    continue;
+    let plans =
+        config
+            .sources
+            .iter()
+            .filter(|s| scope.has_account(&s.account_id))
+            .map(|source| {
+                let mut regions: Vec<RegionPlan> = Vec::new();
+                for region in source
+                    .regions
+                    .iter()
+                    .flatten()
+                    .filter(|r| scope.has_region(r))
+                {
+                    regions.push(RegionPlan {
+                        region: region.clone(),
+                        selection: Selection::Discover { only: only.clone() },
+                    });
                 }
-                match named.iter_mut().find(|(r, _)| *r == c.region) {
-                    Some((_, ids)) => ids.push(c.cluster_identifier.clone()),
-                    None => named.push((c.region.clone(), vec![c.cluster_identifier.clone()])),
+                // Option 2: group the named warehouses by region, keeping the config's order.
+                let mut named: Vec<NamedInRegion> = Vec::new();
+                for c in source.clusters.iter().flatten() {
+                    if scope.has_region(&c.region) && scope.has_cluster(&c.cluster_identifier) {
+                        region_slot(&mut named, &c.region).1.push(c.clone());
+                    }
                 }
-            }
-            regions.extend(named.into_iter().map(|(region, ids)| RegionPlan {
-                region,
-                selection: Selection::Named(ids),
-            }));
-            AccountPlan {
-                account_id: source.account_id.clone(),
-                role_arn: config.role_arn(source),
-                regions,
-            }
-        })
-        .filter(|a| !a.regions.is_empty())
-        .collect();
+                for w in source.workgroups.iter().flatten() {
+                    if scope.has_region(&w.region) && scope.has_cluster(&w.workgroup_name) {
+                        region_slot(&mut named, &w.region).2.push(w.clone());
+                    }
+                }
+                regions.extend(named.into_iter().map(|(region, clusters, workgroups)| {
+                    RegionPlan {
+                        region,
+                        selection: Selection::Named {
+                            clusters,
+                            workgroups,
+                        },
+                    }
+                }));
+                AccountPlan {
+                    account_id: source.account_id.clone(),
+                    role_arn: config.role_arn(source),
+                    regions,
+                }
+            })
+            .filter(|a| !a.regions.is_empty())
+            .collect();
     Ok(plans)
+}
+
+type NamedInRegion = (String, Vec<NamedCluster>, Vec<NamedWorkgroup>);
+
+fn region_slot<'a>(named: &'a mut Vec<NamedInRegion>, region: &str) -> &'a mut NamedInRegion {
+    let i = match named.iter().position(|(r, _, _)| r == region) {
+        Some(i) => i,
+        None => {
+            named.push((region.to_string(), Vec::new(), Vec::new()));
+            named.len() - 1
+        }
+    };
+    &mut named[i]
 }
 
 /// A provisioned cluster as the control plane describes it.
@@ -170,8 +202,70 @@ impl Cluster {
     }
 }
 
+/// A Redshift Serverless workgroup with its namespace's default database.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workgroup {
+    pub workgroup_name: String,
+    pub status: String,
+    pub namespace_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workgroup_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_arn: Option<String>,
+}
+
+/// A provisioned cluster or a Serverless workgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Warehouse {
+    Cluster(Cluster),
+    Workgroup(Workgroup),
+}
+
+impl Warehouse {
+    pub fn id(&self) -> WarehouseId {
+        match self {
+            Self::Cluster(c) => WarehouseId::ClusterIdentifier(c.cluster_identifier.clone()),
+            Self::Workgroup(w) => WarehouseId::WorkgroupName(w.workgroup_name.clone()),
+        }
+    }
+
+    /// The database the Data API logs in to for warehouse-wide statements.
+    pub fn default_database(&self) -> &str {
+        let name = match self {
+            Self::Cluster(c) => c.database_name.as_deref(),
+            Self::Workgroup(w) => w.database_name.as_deref(),
+        };
+        name.unwrap_or("dev")
+    }
+
+    /// The cluster's tags, which become every dataset's labels.
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        match self {
+            Self::Cluster(c) => c.tags.clone(),
+            Self::Workgroup(_) => BTreeMap::new(),
+        }
+    }
+
+    pub fn unavailable_reason(&self) -> Option<String> {
+        match self {
+            Self::Cluster(c) => c.unavailable_reason(),
+            Self::Workgroup(w) if w.status.eq_ignore_ascii_case("available") => None,
+            Self::Workgroup(w) => Some(format!(
+                "workgroup status is {:?}; it is read again once available",
+                w.status
+            )),
+        }
+    }
+}
+
 /// Port: the control plane of one account in one region.
-pub trait ClusterDirectory: Send + Sync {
+pub trait WarehouseDirectory: Send + Sync {
     /// Every cluster of the region, all pages.
     fn list_clusters(&self) -> impl Future<Output = Result<Vec<Cluster>, AwsError>> + Send;
     /// One cluster by identifier; `None` when it does not exist.
@@ -179,38 +273,71 @@ pub trait ClusterDirectory: Send + Sync {
         &self,
         identifier: &str,
     ) -> impl Future<Output = Result<Option<Cluster>, AwsError>> + Send;
+    /// Every Serverless workgroup of the region, all pages.
+    fn list_workgroups(&self) -> impl Future<Output = Result<Vec<Workgroup>, AwsError>> + Send;
+    /// One workgroup by name; `None` when it does not exist.
+    fn find_workgroup(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Workgroup>, AwsError>> + Send;
 }
 
-/// The clusters a region plan selects, and the named ones that do not exist.
+/// The warehouses a region plan selects, each with how to log in, and the named ones that do
+/// not exist.
 #[derive(Debug, Default)]
 pub struct Discovered {
-    pub clusters: Vec<Cluster>,
-    pub missing: Vec<String>,
+    pub warehouses: Vec<(Warehouse, DbAuth)>,
+    pub missing: Vec<WarehouseId>,
 }
 
-pub async fn discover<D: ClusterDirectory>(
+pub async fn discover<D: WarehouseDirectory>(
     directory: &D,
     selection: &Selection,
 ) -> Result<Discovered, AwsError> {
     let mut found = Discovered::default();
     match selection {
         Selection::Discover { only } => {
-            found.clusters = directory.list_clusters().await?;
-            found
-                .clusters
-                .retain(|c| only.is_empty() || only.contains(&c.cluster_identifier));
+            let (clusters, workgroups) =
+                tokio::try_join!(directory.list_clusters(), directory.list_workgroups())?;
+            let warehouses = clusters
+                .into_iter()
+                .map(Warehouse::Cluster)
+                .chain(workgroups.into_iter().map(Warehouse::Workgroup));
+            found.warehouses = warehouses
+                .filter(|w| only.is_empty() || only.iter().any(|o| o == w.id().name()))
+                .map(|w| (w, DbAuth::Iam))
+                .collect();
         }
-        Selection::Named(ids) => {
-            for id in ids {
-                match directory.find_cluster(id).await? {
-                    Some(c) => found.clusters.push(c),
-                    None => found.missing.push(id.clone()),
+        Selection::Named {
+            clusters,
+            workgroups,
+        } => {
+            for c in clusters {
+                let auth = match (&c.db_user, &c.secret_arn) {
+                    (Some(user), _) => DbAuth::DbUser(user.clone()),
+                    (None, Some(arn)) => DbAuth::SecretArn(arn.clone()),
+                    (None, None) => DbAuth::Iam,
+                };
+                match directory.find_cluster(&c.cluster_identifier).await? {
+                    Some(cluster) => found.warehouses.push((Warehouse::Cluster(cluster), auth)),
+                    None => found
+                        .missing
+                        .push(WarehouseId::ClusterIdentifier(c.cluster_identifier.clone())),
+                }
+            }
+            for w in workgroups {
+                let auth = w.secret_arn.clone().map_or(DbAuth::Iam, DbAuth::SecretArn);
+                match directory.find_workgroup(&w.workgroup_name).await? {
+                    Some(workgroup) => found
+                        .warehouses
+                        .push((Warehouse::Workgroup(workgroup), auth)),
+                    None => found
+                        .missing
+                        .push(WarehouseId::WorkgroupName(w.workgroup_name.clone())),
                 }
             }
         }
     }
-    found
-        .clusters
-        .sort_by(|a, b| a.cluster_identifier.cmp(&b.cluster_identifier));
+    found.warehouses.sort_by_key(|(w, _)| w.id());
     Ok(found)
 }

@@ -3,16 +3,18 @@
 
 use serde::Serialize;
 
+use crate::catalog::{DatabaseKind, WarehouseId};
 use crate::error::{AwsError, ErrorKind, Failure};
 use crate::event::{Scope, Trigger};
-use crate::plan::Cluster;
+use crate::plan::Warehouse;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
-    /// Every planned account and region answered; skipped (paused) clusters do not count against it.
+    /// Every planned account, region, warehouse and database was read; skipped (paused)
+    /// warehouses do not count against it.
     Succeeded,
-    /// Some account, region or named cluster could not be seen; the rest was.
+    /// Some account, region, named warehouse or database could not be read; the rest was.
     Partial,
     /// No account could be reached.
     Failed,
@@ -30,7 +32,7 @@ pub struct Report {
     #[serde(skip_serializing_if = "Scope::is_full")]
     pub scope: Scope,
     pub counts: Counts,
-    /// Clusters the request named that no planned region has.
+    /// Warehouses the request named that no planned region has.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub clusters_not_found: Vec<String>,
     pub accounts: Vec<AccountReport>,
@@ -49,10 +51,14 @@ pub struct Counts {
     pub accounts_failed: usize,
     pub regions: usize,
     pub regions_failed: usize,
-    pub clusters: usize,
-    pub clusters_available: usize,
-    pub clusters_skipped: usize,
-    pub clusters_missing: usize,
+    pub warehouses: usize,
+    pub warehouses_available: usize,
+    pub warehouses_skipped: usize,
+    pub warehouses_missing: usize,
+    pub warehouses_failed: usize,
+    pub databases: usize,
+    pub databases_failed: usize,
+    pub datasets: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,52 +79,80 @@ pub struct RegionReport {
     pub mode: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
-    pub clusters: Vec<ClusterReport>,
+    pub warehouses: Vec<WarehouseReport>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ClusterState {
+pub enum WarehouseState {
     Available,
     Skipped,
     Missing,
 }
 
+/// A cluster (`clusterIdentifier`) or workgroup (`workgroupName`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ClusterReport {
-    pub cluster_identifier: String,
-    pub state: ClusterState,
+pub struct WarehouseReport {
+    #[serde(flatten)]
+    pub id: WarehouseId,
+    pub state: WarehouseState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<Cluster>,
+    pub details: Option<Warehouse>,
+    /// Why its databases could not be listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+    pub databases: Vec<DatabaseReport>,
 }
 
-impl ClusterReport {
-    pub fn found(cluster: Cluster) -> Self {
-        let reason = cluster.unavailable_reason();
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseReport {
+    pub name: String,
+    pub kind: DatabaseKind,
+    pub datasets: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+    /// What could not be seen and the GRANT that fixes it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl WarehouseReport {
+    pub fn found(warehouse: Warehouse) -> Self {
+        let reason = warehouse.unavailable_reason();
         Self {
-            cluster_identifier: cluster.cluster_identifier.clone(),
+            id: warehouse.id(),
             state: if reason.is_some() {
-                ClusterState::Skipped
+                WarehouseState::Skipped
             } else {
-                ClusterState::Available
+                WarehouseState::Available
             },
             reason,
-            cluster: Some(cluster),
+            details: Some(warehouse),
+            error: None,
+            databases: Vec::new(),
         }
     }
 
-    pub fn missing(identifier: String, account_id: &str, region: &str) -> Self {
+    pub fn missing(id: WarehouseId, account_id: &str, region: &str) -> Self {
+        let what = match id {
+            WarehouseId::ClusterIdentifier(_) => "cluster",
+            WarehouseId::WorkgroupName(_) => "workgroup",
+        };
         Self {
             reason: Some(format!(
-                "named in the config but account {account_id} has no cluster {identifier:?} in {region}; \
-                 fix the name or remove it from the config"
+                "named in the config but account {account_id} has no {what} {:?} in {region}; \
+                 fix the name or remove it from the config",
+                id.name()
             )),
-            cluster_identifier: identifier,
-            state: ClusterState::Missing,
-            cluster: None,
+            id,
+            state: WarehouseState::Missing,
+            details: None,
+            error: None,
+            databases: Vec::new(),
         }
     }
 }
@@ -137,12 +171,18 @@ impl Report {
                 c.regions += 1;
                 c.regions_failed += usize::from(r.error.is_some());
                 regions_ok += usize::from(r.error.is_none());
-                for cl in &r.clusters {
-                    c.clusters += 1;
-                    match cl.state {
-                        ClusterState::Available => c.clusters_available += 1,
-                        ClusterState::Skipped => c.clusters_skipped += 1,
-                        ClusterState::Missing => c.clusters_missing += 1,
+                for w in &r.warehouses {
+                    c.warehouses += 1;
+                    match w.state {
+                        WarehouseState::Available => c.warehouses_available += 1,
+                        WarehouseState::Skipped => c.warehouses_skipped += 1,
+                        WarehouseState::Missing => c.warehouses_missing += 1,
+                    }
+                    c.warehouses_failed += usize::from(w.error.is_some());
+                    for d in &w.databases {
+                        c.databases += 1;
+                        c.databases_failed += usize::from(d.error.is_some());
+                        c.datasets += d.datasets;
                     }
                 }
             }
@@ -153,7 +193,9 @@ impl Report {
             RunStatus::Failed
         } else if c.accounts_failed
             + c.regions_failed
-            + c.clusters_missing
+            + c.warehouses_missing
+            + c.warehouses_failed
+            + c.databases_failed
             + self.clusters_not_found.len()
             > 0
         {

@@ -8,11 +8,18 @@ use futures::{stream, StreamExt};
 use serde_json::Value;
 use tracing::{info, warn, Instrument};
 
+use crate::catalog::{WarehouseCatalog, WarehouseId};
 use crate::config::{Config, ConfigError, ConfigSource, DeploymentDefaults};
 use crate::error::{AwsError, Failure};
 use crate::event::{self, EventError, RunRequest};
-use crate::plan::{self, AccountPlan, ClusterDirectory, RegionPlan, ScopeError, Selection};
-use crate::report::{self, AccountReport, ClusterReport, Counts, RegionReport, Report, RunStatus};
+use crate::plan::{
+    self, AccountPlan, RegionPlan, ScopeError, Selection, Warehouse, WarehouseDirectory,
+};
+use crate::read::{self, DataApi, DatabaseOutcome, DbAuth, ReadOptions, Target};
+use crate::report::{
+    self, AccountReport, Counts, DatabaseReport, RegionReport, Report, RunStatus, WarehouseReport,
+    WarehouseState,
+};
 
 /// Accounts visited at once. Each account's regions run together under it.
 const ACCOUNT_CONCURRENCY: usize = 8;
@@ -29,10 +36,12 @@ pub trait Platform: Send + Sync {
     ) -> impl Future<Output = Result<Self::Account, AwsError>> + Send;
 }
 
-/// Port: one assumed role, opening the control plane of each region.
+/// Port: one assumed role, opening the control plane and the Data API of each region.
 pub trait AccountSession: Send + Sync {
-    type Directory: ClusterDirectory;
+    type Directory: WarehouseDirectory;
+    type Data: DataApi;
     fn directory(&self, region: &str) -> Self::Directory;
+    fn data_api(&self, region: &str) -> Self::Data;
 }
 
 /// Port: the object store the config may come from and the report goes to.
@@ -119,7 +128,13 @@ pub async fn invoke<P: Platform, S: ObjectStore>(
     execute(platform, store, &config, &request, new_run_id()).await
 }
 
-/// Runs a validated request: discovery over every planned account and region, then the report.
+/// What a run found: the report (not yet summarised or written) and the catalogs read.
+pub struct RunOutcome {
+    pub report: Report,
+    pub catalogs: Vec<WarehouseCatalog>,
+}
+
+/// Runs a validated request end to end and writes the report (unless a dry run).
 pub async fn execute<P: Platform, S: ObjectStore>(
     platform: &P,
     store: &S,
@@ -127,53 +142,7 @@ pub async fn execute<P: Platform, S: ObjectStore>(
     request: &RunRequest,
     run_id: String,
 ) -> Result<Report, InvocationError> {
-    let started_at = now_rfc3339();
-    let plans = plan::plan(config, &request.scope)?;
-    info!(
-        run_id,
-        accounts = plans.len(),
-        dry_run = request.dry_run,
-        "run started"
-    );
-    let session_name = format!("redshift-registry-{run_id}");
-    let external_id = config.external_id.as_deref();
-
-    let accounts: Vec<AccountReport> = stream::iter(&plans)
-        .map(|account| {
-            let span = tracing::info_span!("account", account_id = %account.account_id);
-            visit_account(platform, account, external_id, &session_name).instrument(span)
-        })
-        .buffered(ACCOUNT_CONCURRENCY)
-        .collect()
-        .await;
-
-    let found: BTreeSet<&str> = accounts
-        .iter()
-        .flat_map(|a| a.regions.iter().flat_map(|r| r.clusters.iter()))
-        .map(|c| c.cluster_identifier.as_str())
-        .collect();
-    let clusters_not_found = request
-        .scope
-        .clusters
-        .iter()
-        .filter(|c| !found.contains(c.as_str()))
-        .cloned()
-        .collect();
-
-    let mut report = Report {
-        run_id,
-        started_at,
-        ended_at: String::new(),
-        status: RunStatus::Succeeded,
-        trigger: request.trigger,
-        dry_run: request.dry_run,
-        scope: request.scope.clone(),
-        counts: Counts::default(),
-        clusters_not_found,
-        accounts,
-        report_key: None,
-        report_error: None,
-    };
+    let RunOutcome { mut report, .. } = gather(platform, config, request, run_id).await?;
     report.summarise();
     report.ended_at = now_rfc3339();
     if !request.dry_run {
@@ -198,81 +167,233 @@ pub async fn execute<P: Platform, S: ObjectStore>(
     Ok(report)
 }
 
-async fn visit_account<P: Platform>(
+/// Discovers every planned account and region and reads every available warehouse.
+pub async fn gather<P: Platform>(
     platform: &P,
-    account: &AccountPlan,
-    external_id: Option<&str>,
-    session_name: &str,
-) -> AccountReport {
-    let mut out = AccountReport {
-        account_id: account.account_id.clone(),
-        role_arn: account.role_arn.clone(),
-        error: None,
-        regions: Vec::new(),
+    config: &Config,
+    request: &RunRequest,
+    run_id: String,
+) -> Result<RunOutcome, InvocationError> {
+    let started_at = now_rfc3339();
+    let plans = plan::plan(config, &request.scope)?;
+    info!(
+        run_id,
+        accounts = plans.len(),
+        dry_run = request.dry_run,
+        "run started"
+    );
+    let visit = Visit {
+        session_name: format!("redshift-registry-{run_id}"),
+        external_id: config.external_id.clone(),
+        options: ReadOptions::from_config(config),
+        warehouses_per_region: config.limits.warehouses_per_region,
     };
-    let session = match platform
-        .assume_role(account, external_id, session_name)
-        .await
-    {
-        Ok(session) => session,
-        Err(e) => {
-            warn!(error = %e, "account skipped: role not assumed");
-            out.error = Some(Failure::new(
-                &e,
-                report::account_hint(&e, &account.account_id, &account.role_arn),
-            ));
-            return out;
-        }
+
+    let visited: Vec<(AccountReport, Vec<WarehouseCatalog>)> = stream::iter(&plans)
+        .map(|account| {
+            let span = tracing::info_span!("account", account_id = %account.account_id);
+            visit.account(platform, account).instrument(span)
+        })
+        .buffered(ACCOUNT_CONCURRENCY)
+        .collect()
+        .await;
+    let (accounts, catalogs): (Vec<_>, Vec<_>) = visited.into_iter().unzip();
+
+    let found: BTreeSet<&str> = accounts
+        .iter()
+        .flat_map(|a| a.regions.iter().flat_map(|r| r.warehouses.iter()))
+        .filter(|w| w.state != WarehouseState::Missing)
+        .map(|w| w.id.name())
+        .collect();
+    let clusters_not_found = request
+        .scope
+        .clusters
+        .iter()
+        .filter(|c| !found.contains(c.as_str()))
+        .cloned()
+        .collect();
+
+    let report = Report {
+        run_id,
+        started_at,
+        ended_at: String::new(),
+        status: RunStatus::Succeeded,
+        trigger: request.trigger,
+        dry_run: request.dry_run,
+        scope: request.scope.clone(),
+        counts: Counts::default(),
+        clusters_not_found,
+        accounts,
+        report_key: None,
+        report_error: None,
     };
-    out.regions = futures::future::join_all(account.regions.iter().map(|region| {
-        let span = tracing::info_span!("region", region = %region.region);
-        visit_region(&session, &account.account_id, region).instrument(span)
-    }))
-    .await;
-    out
+    Ok(RunOutcome {
+        report,
+        catalogs: catalogs.into_iter().flatten().collect(),
+    })
 }
 
-async fn visit_region<A: AccountSession>(
-    session: &A,
-    account_id: &str,
-    region: &RegionPlan,
-) -> RegionReport {
-    let mut out = RegionReport {
-        region: region.region.clone(),
-        mode: match region.selection {
-            Selection::Discover { .. } => "discover",
-            Selection::Named(_) => "named",
-        },
-        error: None,
-        clusters: Vec::new(),
-    };
-    match plan::discover(&session.directory(&region.region), &region.selection).await {
-        Ok(found) => {
-            for cluster in found.clusters {
-                let c = ClusterReport::found(cluster);
-                match &c.reason {
-                    Some(reason) => {
-                        info!(cluster = %c.cluster_identifier, reason, "cluster skipped")
-                    }
-                    None => info!(cluster = %c.cluster_identifier, "cluster found"),
-                }
-                out.clusters.push(c);
+/// What every account visit shares.
+struct Visit {
+    session_name: String,
+    external_id: Option<String>,
+    options: ReadOptions,
+    warehouses_per_region: usize,
+}
+
+impl Visit {
+    async fn account<P: Platform>(
+        &self,
+        platform: &P,
+        account: &AccountPlan,
+    ) -> (AccountReport, Vec<WarehouseCatalog>) {
+        let mut out = AccountReport {
+            account_id: account.account_id.clone(),
+            role_arn: account.role_arn.clone(),
+            error: None,
+            regions: Vec::new(),
+        };
+        let session = match platform
+            .assume_role(account, self.external_id.as_deref(), &self.session_name)
+            .await
+        {
+            Ok(session) => session,
+            Err(e) => {
+                warn!(error = %e, "account skipped: role not assumed");
+                out.error = Some(Failure::new(
+                    &e,
+                    report::account_hint(&e, &account.account_id, &account.role_arn),
+                ));
+                return (out, Vec::new());
             }
-            for id in found.missing {
-                warn!(cluster = %id, "named cluster does not exist");
-                out.clusters
-                    .push(ClusterReport::missing(id, account_id, &region.region));
-            }
+        };
+        let regions = futures::future::join_all(account.regions.iter().map(|region| {
+            let span = tracing::info_span!("region", region = %region.region);
+            self.region(&session, &account.account_id, region)
+                .instrument(span)
+        }))
+        .await;
+        let mut catalogs = Vec::new();
+        for (report, found) in regions {
+            out.regions.push(report);
+            catalogs.extend(found);
         }
-        Err(e) => {
-            warn!(error = %e, "region skipped");
-            out.error = Some(Failure::new(
-                &e,
-                report::region_hint(&e, account_id, &region.region),
-            ));
-        }
+        (out, catalogs)
     }
-    out
+
+    async fn region<A: AccountSession>(
+        &self,
+        session: &A,
+        account_id: &str,
+        region: &RegionPlan,
+    ) -> (RegionReport, Vec<WarehouseCatalog>) {
+        let mut out = RegionReport {
+            region: region.region.clone(),
+            mode: match region.selection {
+                Selection::Discover { .. } => "discover",
+                Selection::Named { .. } => "named",
+            },
+            error: None,
+            warehouses: Vec::new(),
+        };
+        let found =
+            match plan::discover(&session.directory(&region.region), &region.selection).await {
+                Ok(found) => found,
+                Err(e) => {
+                    warn!(error = %e, "region skipped");
+                    out.error = Some(Failure::new(
+                        &e,
+                        report::region_hint(&e, account_id, &region.region),
+                    ));
+                    return (out, Vec::new());
+                }
+            };
+        let api = session.data_api(&region.region);
+        let read: Vec<(WarehouseReport, Option<WarehouseCatalog>)> = stream::iter(found.warehouses)
+            .map(|(warehouse, auth)| {
+                let span = tracing::info_span!("warehouse", warehouse = %warehouse.id().name());
+                self.warehouse(&api, account_id, &region.region, warehouse, auth)
+                    .instrument(span)
+            })
+            .buffered(self.warehouses_per_region)
+            .collect()
+            .await;
+        let mut catalogs = Vec::new();
+        for (report, catalog) in read {
+            out.warehouses.push(report);
+            catalogs.extend(catalog);
+        }
+        for id in found.missing {
+            warn!(warehouse = %id.name(), "named warehouse does not exist");
+            out.warehouses
+                .push(WarehouseReport::missing(id, account_id, &region.region));
+        }
+        (out, catalogs)
+    }
+
+    async fn warehouse<D: DataApi>(
+        &self,
+        api: &D,
+        account_id: &str,
+        region: &str,
+        warehouse: Warehouse,
+        auth: DbAuth,
+    ) -> (WarehouseReport, Option<WarehouseCatalog>) {
+        let mut out = WarehouseReport::found(warehouse.clone());
+        if let Some(reason) = &out.reason {
+            info!(reason, "warehouse skipped");
+            return (out, None);
+        }
+        let id: WarehouseId = warehouse.id();
+        let target = Target {
+            warehouse: id.clone(),
+            auth,
+        };
+        let outcomes =
+            match read::read_warehouse(api, &target, warehouse.default_database(), &self.options)
+                .await
+            {
+                Ok(outcomes) => outcomes,
+                Err(e) => {
+                    warn!(error = %e, "databases not listed");
+                    out.error = Some(Failure::from_read(&e, &id));
+                    return (out, None);
+                }
+            };
+        let mut catalog = WarehouseCatalog {
+            account_id: account_id.to_string(),
+            region: region.to_string(),
+            warehouse: id.clone(),
+            labels: warehouse.tags(),
+            databases: Vec::new(),
+            unread_databases: Vec::new(),
+        };
+        for outcome in outcomes {
+            match outcome {
+                DatabaseOutcome::Read(db) => {
+                    out.databases.push(DatabaseReport {
+                        name: db.name.clone(),
+                        kind: db.kind,
+                        datasets: db.datasets.len(),
+                        error: None,
+                        notes: db.notes.clone(),
+                    });
+                    catalog.databases.push(db);
+                }
+                DatabaseOutcome::Failed { name, kind, error } => {
+                    out.databases.push(DatabaseReport {
+                        name: name.clone(),
+                        kind,
+                        datasets: 0,
+                        error: Some(Failure::from_read(&error, &id)),
+                        notes: Vec::new(),
+                    });
+                    catalog.unread_databases.push(name);
+                }
+            }
+        }
+        (out, Some(catalog))
+    }
 }
 
 /// Sortable and unique: `20261126T171502Z-1a2b3c4d`.

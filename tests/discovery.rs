@@ -1,16 +1,17 @@
-//! Discovery over the local AWS stack: moto for STS, Redshift and S3, the real SDK over HTTP,
-//! and the fault front for what moto cannot refuse.
+//! Discovery over the local AWS stack: moto for STS, Redshift and S3, the emulator for the Data
+//! API and Serverless, the real SDK over HTTP, and the fault front for what moto cannot refuse.
 
 mod support;
 
 use redshift_registry::error::ErrorKind;
 use redshift_registry::event::{RunRequest, Scope, Trigger};
-use redshift_registry::report::{ClusterState, Report, RunStatus};
+use redshift_registry::plan::{Cluster, Warehouse};
+use redshift_registry::report::{Report, RunStatus, WarehouseReport, WarehouseState};
 use serde_json::json;
 use support::fault_front::{FaultFront, Rule};
 use support::*;
 
-fn ids(report: &Report, account: &str, region: &str) -> Vec<(String, ClusterState)> {
+fn ids(report: &Report, account: &str, region: &str) -> Vec<(String, WarehouseState)> {
     let a = report
         .accounts
         .iter()
@@ -21,14 +22,26 @@ fn ids(report: &Report, account: &str, region: &str) -> Vec<(String, ClusterStat
         .iter()
         .find(|r| r.region == region)
         .expect("region in report");
-    r.clusters
+    r.warehouses
         .iter()
-        .map(|c| (c.cluster_identifier.clone(), c.state))
+        .map(|c| (c.id.name().to_string(), c.state))
         .collect()
 }
 
-fn scheduled() -> RunRequest {
-    RunRequest::default()
+fn cluster(w: &WarehouseReport) -> &Cluster {
+    match w.details.as_ref().expect("details") {
+        Warehouse::Cluster(c) => c,
+        Warehouse::Workgroup(_) => panic!("not a cluster"),
+    }
+}
+
+fn seed(id: &str) -> ClusterSeed<'_> {
+    ClusterSeed {
+        id,
+        node_type: "ra3.xlplus",
+        db_name: "dev",
+        tags: &[],
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -37,12 +50,13 @@ async fn option_one_discovers_every_cluster_of_each_region() {
     let acct = account_id("option_one", 1);
     let bucket = bucket_name("option_one");
     create_bucket(&moto, &bucket).await;
+    let (sales, marketing, finance) = (unique("sales"), unique("marketing"), unique("finance"));
     for (region, id) in [
-        ("us-east-1", "sales"),
-        ("us-east-1", "marketing"),
-        ("eu-west-1", "finance"),
+        ("us-east-1", &sales),
+        ("us-east-1", &marketing),
+        ("eu-west-1", &finance),
     ] {
-        let tags = [("team", id)];
+        let tags = [("team", id.as_str())];
         create_cluster(
             &moto,
             &acct,
@@ -61,30 +75,28 @@ async fn option_one_discovers_every_cluster_of_each_region() {
         "roleName": "DataRegistryRedshiftReader",
         "sources": [{"accountId": acct, "regions": ["us-east-1", "eu-west-1"]}]
     }));
-    let report = run_against(&moto, &cfg, &scheduled()).await;
+    let report = run_against(&moto, &cfg, &RunRequest::default()).await;
 
-    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     assert_eq!(
         ids(&report, &acct, "us-east-1"),
         vec![
-            ("marketing".into(), ClusterState::Available),
-            ("sales".into(), ClusterState::Available)
+            (marketing.clone(), WarehouseState::Available),
+            (sales.clone(), WarehouseState::Available)
         ]
     );
     assert_eq!(
         ids(&report, &acct, "eu-west-1"),
-        vec![("finance".into(), ClusterState::Available)]
+        vec![(finance.clone(), WarehouseState::Available)]
     );
-    let finance = &report.accounts[0].regions[1].clusters[0];
-    let details = finance.cluster.as_ref().unwrap();
+    let details = cluster(&report.accounts[0].regions[1].warehouses[0]);
     assert_eq!(details.node_type.as_deref(), Some("ra3.xlplus"));
     assert_eq!(details.database_name.as_deref(), Some("dev"));
-    assert_eq!(
-        details.tags.get("team").map(String::as_str),
-        Some("finance")
-    );
+    assert_eq!(details.tags.get("team"), Some(&finance));
     assert!(details.endpoint.as_ref().is_some_and(|e| e.port > 0));
-    assert_eq!(report.counts.clusters_available, 3);
+    assert_eq!(report.counts.warehouses_available, 3);
+    // Each available cluster's databases were read through the Data API.
+    assert_eq!(report.counts.databases, 3);
     assert_eq!(
         report.accounts[0].role_arn,
         format!("arn:aws:iam::{acct}:role/DataRegistryRedshiftReader")
@@ -96,7 +108,11 @@ async fn option_one_discovers_every_cluster_of_each_region() {
     let stored: serde_json::Value =
         serde_json::from_slice(&get_object(&moto, &bucket, &key).await).unwrap();
     assert_eq!(stored["runId"], report.run_id);
-    assert_eq!(stored["counts"]["clustersAvailable"], 3);
+    assert_eq!(stored["counts"]["warehousesAvailable"], 3);
+    assert_eq!(
+        stored["accounts"][0]["regions"][1]["warehouses"][0]["clusterIdentifier"],
+        json!(finance)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -105,44 +121,30 @@ async fn option_two_reads_only_named_clusters_and_reports_missing_ones() {
     let acct = account_id("option_two", 1);
     let bucket = bucket_name("option_two");
     create_bucket(&moto, &bucket).await;
-    for id in ["sales", "unnamed"] {
-        create_cluster(
-            &moto,
-            &acct,
-            "us-east-1",
-            ClusterSeed {
-                id,
-                node_type: "dc2.large",
-                db_name: "dev",
-                tags: &[],
-            },
-        )
-        .await;
+    let (sales, unnamed, ghost) = (unique("sales"), unique("unnamed"), unique("ghost"));
+    for id in [&sales, &unnamed] {
+        create_cluster(&moto, &acct, "us-east-1", seed(id)).await;
     }
     let cfg = config(json!({
         "output": {"bucket": bucket},
         "sources": [{"accountId": acct, "roleArn": format!("arn:aws:iam::{acct}:role/Custom"),
-                     "clusters": [{"region": "us-east-1", "clusterIdentifier": "sales"},
-                                  {"region": "us-east-1", "clusterIdentifier": "ghost"}]}]
+                     "clusters": [{"region": "us-east-1", "clusterIdentifier": sales},
+                                  {"region": "us-east-1", "clusterIdentifier": ghost}]}]
     }));
-    let report = run_against(&moto, &cfg, &scheduled()).await;
+    let report = run_against(&moto, &cfg, &RunRequest::default()).await;
 
     assert_eq!(
         ids(&report, &acct, "us-east-1"),
         vec![
-            ("sales".into(), ClusterState::Available),
-            ("ghost".into(), ClusterState::Missing)
+            (sales.clone(), WarehouseState::Available),
+            (ghost.clone(), WarehouseState::Missing)
         ]
     );
-    let ghost = &report.accounts[0].regions[0].clusters[1];
+    let missing = &report.accounts[0].regions[0].warehouses[1];
+    let reason = missing.reason.as_deref().unwrap();
     assert!(
-        ghost
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("no cluster \"ghost\" in us-east-1"),
-        "{:?}",
-        ghost.reason
+        reason.contains(&format!("no cluster {ghost:?} in us-east-1")),
+        "{reason}"
     );
     assert_eq!(report.accounts[0].regions[0].mode, "named");
     assert_eq!(
@@ -150,7 +152,7 @@ async fn option_two_reads_only_named_clusters_and_reports_missing_ones() {
         format!("arn:aws:iam::{acct}:role/Custom")
     );
     assert_eq!(report.status, RunStatus::Partial);
-    assert_eq!(report.counts.clusters_missing, 1);
+    assert_eq!(report.counts.warehouses_missing, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,12 +161,13 @@ async fn same_cluster_name_in_two_accounts_is_not_mixed_up() {
     let (a, b) = (account_id("same_name", 1), account_id("same_name", 2));
     let bucket = bucket_name("same_name");
     create_bucket(&moto, &bucket).await;
+    let sales = unique("sales");
     create_cluster(
         &moto,
         &a,
         "us-east-1",
         ClusterSeed {
-            id: "sales",
+            id: &sales,
             node_type: "ra3.4xlarge",
             db_name: "alpha",
             tags: &[("owner", "a")],
@@ -176,20 +179,22 @@ async fn same_cluster_name_in_two_accounts_is_not_mixed_up() {
         &b,
         "us-east-1",
         ClusterSeed {
-            id: "sales",
+            id: &sales,
             node_type: "dc2.large",
             db_name: "beta",
             tags: &[("owner", "b")],
         },
     )
     .await;
+    // The emulator keys warehouses by name: give the shared name both databases.
+    create_warehouse(&sales, &[("alpha", ""), ("beta", "")]).await;
     let cfg = config(json!({
         "output": {"bucket": bucket}, "roleName": "Reader",
         "sources": [{"accountId": a, "regions": ["us-east-1"]}, {"accountId": b, "regions": ["us-east-1"]}]
     }));
-    let report = run_against(&moto, &cfg, &scheduled()).await;
+    let report = run_against(&moto, &cfg, &RunRequest::default()).await;
 
-    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     for (acct, owner, db, node) in [
         (&a, "a", "alpha", "ra3.4xlarge"),
         (&b, "b", "beta", "dc2.large"),
@@ -199,20 +204,16 @@ async fn same_cluster_name_in_two_accounts_is_not_mixed_up() {
             .iter()
             .find(|x| &x.account_id == acct)
             .unwrap();
-        let clusters = &account.regions[0].clusters;
+        let warehouses = &account.regions[0].warehouses;
         assert_eq!(
-            clusters.len(),
+            warehouses.len(),
             1,
             "account {acct} sees only its own cluster"
         );
-        let c = clusters[0].cluster.as_ref().unwrap();
+        let c = cluster(&warehouses[0]);
         assert_eq!(c.tags.get("owner").map(String::as_str), Some(owner));
         assert_eq!(c.database_name.as_deref(), Some(db));
         assert_eq!(c.node_type.as_deref(), Some(node));
-        assert!(
-            c.namespace_arn.is_none()
-                || c.namespace_arn.as_deref().unwrap().contains(acct.as_str())
-        );
     }
 }
 
@@ -222,43 +223,34 @@ async fn paused_cluster_is_skipped_with_its_reason() {
     let acct = account_id("paused", 1);
     let bucket = bucket_name("paused");
     create_bucket(&moto, &bucket).await;
-    for id in ["live", "sleepy"] {
-        create_cluster(
-            &moto,
-            &acct,
-            "eu-west-1",
-            ClusterSeed {
-                id,
-                node_type: "ra3.xlplus",
-                db_name: "dev",
-                tags: &[],
-            },
-        )
-        .await;
+    let (live, sleepy) = (unique("live"), unique("sleepy"));
+    for id in [&live, &sleepy] {
+        create_cluster(&moto, &acct, "eu-west-1", seed(id)).await;
     }
-    pause_cluster(&moto, &acct, "eu-west-1", "sleepy").await;
+    pause_cluster(&moto, &acct, "eu-west-1", &sleepy).await;
     let cfg = config(json!({
         "output": {"bucket": bucket}, "roleName": "Reader",
         "sources": [{"accountId": acct, "regions": ["eu-west-1"]}]
     }));
-    let report = run_against(&moto, &cfg, &scheduled()).await;
+    let report = run_against(&moto, &cfg, &RunRequest::default()).await;
 
     assert_eq!(
         ids(&report, &acct, "eu-west-1"),
         vec![
-            ("live".into(), ClusterState::Available),
-            ("sleepy".into(), ClusterState::Skipped)
+            (live.clone(), WarehouseState::Available),
+            (sleepy.clone(), WarehouseState::Skipped)
         ]
     );
-    let sleepy = &report.accounts[0].regions[0].clusters[1];
+    let skipped = &report.accounts[0].regions[0].warehouses[1];
     assert!(
-        sleepy.reason.as_deref().unwrap().contains("\"paused\""),
+        skipped.reason.as_deref().unwrap().contains("\"paused\""),
         "{:?}",
-        sleepy.reason
+        skipped.reason
     );
+    assert!(skipped.databases.is_empty(), "a paused cluster is not read");
     // A paused cluster is a state, not a failure.
     assert_eq!(report.status, RunStatus::Succeeded);
-    assert_eq!(report.counts.clusters_skipped, 1);
+    assert_eq!(report.counts.warehouses_skipped, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,18 +259,8 @@ async fn denied_account_is_reported_and_the_others_go_on() {
     let (ok, denied) = (account_id("denied", 1), account_id("denied", 2));
     let bucket = bucket_name("denied");
     create_bucket(&moto, &bucket).await;
-    create_cluster(
-        &moto,
-        &ok,
-        "us-east-1",
-        ClusterSeed {
-            id: "sales",
-            node_type: "ra3.xlplus",
-            db_name: "dev",
-            tags: &[],
-        },
-    )
-    .await;
+    let sales = unique("sales");
+    create_cluster(&moto, &ok, "us-east-1", seed(&sales)).await;
     let front = FaultFront::start(
         &moto,
         vec![Rule {
@@ -297,7 +279,7 @@ async fn denied_account_is_reported_and_the_others_go_on() {
         "output": {"bucket": bucket}, "roleName": "Reader", "externalId": "registry-ext-id",
         "sources": [{"accountId": denied, "regions": ["us-east-1"]}, {"accountId": ok, "regions": ["us-east-1"]}]
     }));
-    let report = run_against(&front.url, &cfg, &scheduled()).await;
+    let report = run_against(&front.url, &cfg, &RunRequest::default()).await;
 
     assert_eq!(report.status, RunStatus::Partial);
     let d = report
@@ -312,7 +294,7 @@ async fn denied_account_is_reported_and_the_others_go_on() {
     assert!(d.regions.is_empty());
     assert_eq!(
         ids(&report, &ok, "us-east-1"),
-        vec![("sales".into(), ClusterState::Available)]
+        vec![(sales.clone(), WarehouseState::Available)]
     );
     assert_eq!(report.counts.accounts_failed, 1);
     // The external id and a session name naming this tool travel with every AssumeRole.
@@ -334,18 +316,8 @@ async fn region_not_enabled_is_reported_and_other_regions_go_on() {
     let acct = account_id("optin", 1);
     let bucket = bucket_name("optin");
     create_bucket(&moto, &bucket).await;
-    create_cluster(
-        &moto,
-        &acct,
-        "us-west-2",
-        ClusterSeed {
-            id: "west",
-            node_type: "ra3.xlplus",
-            db_name: "dev",
-            tags: &[],
-        },
-    )
-    .await;
+    let west = unique("west");
+    create_cluster(&moto, &acct, "us-west-2", seed(&west)).await;
     let front = FaultFront::start(
         &moto,
         vec![Rule {
@@ -364,7 +336,7 @@ async fn region_not_enabled_is_reported_and_other_regions_go_on() {
         "output": {"bucket": bucket}, "roleName": "Reader",
         "sources": [{"accountId": acct, "regions": ["ap-east-1", "us-west-2"]}]
     }));
-    let report = run_against(&front.url, &cfg, &scheduled()).await;
+    let report = run_against(&front.url, &cfg, &RunRequest::default()).await;
 
     assert_eq!(report.status, RunStatus::Partial);
     let regions = &report.accounts[0].regions;
@@ -377,7 +349,7 @@ async fn region_not_enabled_is_reported_and_other_regions_go_on() {
     );
     assert_eq!(
         ids(&report, &acct, "us-west-2"),
-        vec![("west".into(), ClusterState::Available)]
+        vec![(west.clone(), WarehouseState::Available)]
     );
     assert_eq!(report.counts.regions_failed, 1);
 }
@@ -388,24 +360,19 @@ async fn manual_scope_narrows_and_dry_run_writes_nothing() {
     let (a, b) = (account_id("narrow", 1), account_id("narrow", 2));
     let bucket = bucket_name("narrow");
     create_bucket(&moto, &bucket).await;
+    let (sales, hr, sales_eu, other) = (
+        unique("sales"),
+        unique("hr"),
+        unique("sales-eu"),
+        unique("other"),
+    );
     for (acct, region, id) in [
-        (&a, "us-east-1", "sales"),
-        (&a, "us-east-1", "hr"),
-        (&a, "eu-west-1", "sales-eu"),
-        (&b, "us-east-1", "other"),
+        (&a, "us-east-1", &sales),
+        (&a, "us-east-1", &hr),
+        (&a, "eu-west-1", &sales_eu),
+        (&b, "us-east-1", &other),
     ] {
-        create_cluster(
-            &moto,
-            acct,
-            region,
-            ClusterSeed {
-                id,
-                node_type: "ra3.xlplus",
-                db_name: "dev",
-                tags: &[],
-            },
-        )
-        .await;
+        create_cluster(&moto, acct, region, seed(id)).await;
     }
     let cfg = config(json!({
         "output": {"bucket": bucket, "prefix": "p"}, "roleName": "Reader",
@@ -417,7 +384,7 @@ async fn manual_scope_narrows_and_dry_run_writes_nothing() {
         scope: Scope {
             accounts: [a.clone()].into(),
             regions: ["us-east-1".to_string()].into(),
-            clusters: ["sales".to_string(), "nope".to_string()].into(),
+            clusters: [sales.clone(), "nope".to_string()].into(),
         },
     };
     let report = run_against(&moto, &cfg, &request).await;
@@ -426,7 +393,7 @@ async fn manual_scope_narrows_and_dry_run_writes_nothing() {
     assert_eq!(report.accounts[0].regions.len(), 1);
     assert_eq!(
         ids(&report, &a, "us-east-1"),
-        vec![("sales".into(), ClusterState::Available)]
+        vec![(sales.clone(), WarehouseState::Available)]
     );
     assert_eq!(report.clusters_not_found, vec!["nope".to_string()]);
     assert!(report.report_key.is_none());

@@ -21,6 +21,8 @@ fn function_env(cmd: &mut Command, moto: &str, config_uri: &str) {
         .env("AWS_ENDPOINT_URL_STS", moto)
         .env("AWS_ENDPOINT_URL_REDSHIFT", moto)
         .env("AWS_ENDPOINT_URL_S3", moto)
+        .env("AWS_ENDPOINT_URL_REDSHIFT_DATA", emulator_url())
+        .env("AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS", emulator_url())
         .env("AWS_ACCESS_KEY_ID", "AKIAFUNCTIONROLE0001")
         .env("AWS_SECRET_ACCESS_KEY", "function-secret-value")
         .env("AWS_REGION", "us-east-1")
@@ -29,14 +31,15 @@ fn function_env(cmd: &mut Command, moto: &str, config_uri: &str) {
         .env("REGISTRY_CONFIG_URI", config_uri);
 }
 
-async fn seed(moto: &str, bucket: &str) -> String {
+/// A cluster of the test's own in ACCOUNT (which the demo shares), named in the config.
+async fn seed(moto: &str, bucket: &str, cluster: &str) -> String {
     ensure_bucket(moto, bucket).await;
     ensure_cluster(
         moto,
         ACCOUNT,
         "us-east-1",
         ClusterSeed {
-            id: "invoke-sales",
+            id: cluster,
             node_type: "ra3.xlplus",
             db_name: "dev",
             tags: &[("env", "test")],
@@ -46,7 +49,7 @@ async fn seed(moto: &str, bucket: &str) -> String {
     let config = json!({
         "output": {"bucket": bucket, "prefix": "registry/"},
         "roleName": "DataRegistryRedshiftReader",
-        "sources": [{"accountId": ACCOUNT, "regions": ["us-east-1"]}]
+        "sources": [{"accountId": ACCOUNT, "clusters": [{"region": "us-east-1", "clusterIdentifier": cluster}]}]
     });
     put_object(
         moto,
@@ -59,7 +62,7 @@ async fn seed(moto: &str, bucket: &str) -> String {
 }
 
 fn cluster_ids(report: &Value) -> Vec<String> {
-    report["accounts"][0]["regions"][0]["clusters"]
+    report["accounts"][0]["regions"][0]["warehouses"]
         .as_array()
         .unwrap()
         .iter()
@@ -99,7 +102,7 @@ async fn post(port: u16, body: &str) -> (u16, Value) {
 async fn aws_lambda_invoke_against_cargo_lambda_watch() {
     let moto = moto_url();
     let bucket = "rr-lambda-invoke";
-    let config_uri = seed(&moto, bucket).await;
+    let config_uri = seed(&moto, bucket, "invoke-lambda").await;
     let port = free_port();
 
     let mut cmd = Command::new("cargo");
@@ -165,10 +168,12 @@ async fn aws_lambda_invoke_against_cargo_lambda_watch() {
     assert_eq!(report["trigger"], "manual");
     assert_eq!(report["status"], "succeeded", "{report:#}");
     assert_eq!(report["scope"]["accounts"], json!([ACCOUNT]));
-    assert!(
-        cluster_ids(&report).contains(&"invoke-sales".to_string()),
+    assert_eq!(
+        cluster_ids(&report),
+        vec!["invoke-lambda".to_string()],
         "{report:#}"
     );
+    assert_eq!(report["counts"]["databases"], 1, "{report:#}");
     let key = report["reportKey"].as_str().expect("report written");
     let stored: Value = serde_json::from_slice(&get_object(&moto, bucket, key).await).unwrap();
     assert_eq!(stored["runId"], report["runId"]);
@@ -196,7 +201,7 @@ fn tempdir_file(name: &str) -> std::path::PathBuf {
 async fn the_binary_runs_one_invocation_outside_lambda() {
     let moto = moto_url();
     let bucket = "rr-cli-invoke";
-    let config_uri = seed(&moto, bucket).await;
+    let config_uri = seed(&moto, bucket, "invoke-cli").await;
     let bin = env!("CARGO_BIN_EXE_redshift-registry");
 
     let mut cmd = Command::new(bin);
@@ -213,8 +218,9 @@ async fn the_binary_runs_one_invocation_outside_lambda() {
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the report");
     assert_eq!(report["trigger"], "scheduled");
-    assert!(
-        cluster_ids(&report).contains(&"invoke-sales".to_string()),
+    assert_eq!(
+        cluster_ids(&report),
+        vec!["invoke-cli".to_string()],
         "{report:#}"
     );
 

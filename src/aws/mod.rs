@@ -2,12 +2,14 @@
 //! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) reach every client through the shared
 //! `SdkConfig`, so nothing here knows whether it talks to AWS or to a local stack.
 
+mod data_api;
 mod redshift;
 mod s3;
 mod sts;
 
 use aws_sdk_redshift::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
+pub use data_api::RedshiftData;
 pub use redshift::RedshiftDirectory;
 pub use s3::S3Objects;
 pub use sts::{AssumedAccount, StsPlatform};

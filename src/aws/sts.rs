@@ -5,7 +5,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_types::region::Region;
 
-use super::{aws_error, RedshiftDirectory};
+use super::{aws_error, RedshiftData, RedshiftDirectory};
 use crate::error::AwsError;
 use crate::plan::AccountPlan;
 use crate::run::{AccountSession, Platform};
@@ -92,8 +92,13 @@ fn session_name_for_sts(name: &str) -> String {
 
 impl AccountSession for AssumedAccount {
     type Directory = RedshiftDirectory;
+    type Data = RedshiftData;
 
     fn directory(&self, region: &str) -> RedshiftDirectory {
         RedshiftDirectory::new(&self.config_for(region))
+    }
+
+    fn data_api(&self, region: &str) -> RedshiftData {
+        RedshiftData::new(&self.config_for(region))
     }
 }

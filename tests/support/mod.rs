@@ -18,17 +18,95 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// moto's URL, from the environment or from what scripts/services.sh wrote.
-pub fn moto_url() -> String {
-    if let Ok(url) = std::env::var("MOTO_URL") {
+/// A service URL from the environment or from what scripts/services.sh wrote.
+fn service_url(var: &str) -> String {
+    if let Ok(url) = std::env::var(var) {
         return url;
     }
     let env = std::fs::read_to_string(repo_root().join(".run/services.env"))
         .expect("the local AWS stack is not running: run `make services` (or `make test`)");
     env.lines()
-        .find_map(|l| l.strip_prefix("export MOTO_URL="))
-        .expect("MOTO_URL in .run/services.env")
+        .find_map(|l| l.strip_prefix(&format!("export {var}=")))
+        .unwrap_or_else(|| panic!("{var} in .run/services.env"))
         .to_string()
+}
+
+/// moto: STS, Redshift, S3.
+pub fn moto_url() -> String {
+    service_url("MOTO_URL")
+}
+
+/// The project's Data API and Serverless emulator.
+pub fn emulator_url() -> String {
+    service_url("EMULATOR_URL")
+}
+
+async fn emulator_call(
+    method: hyper::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}/_emulator/{path}", emulator_url()))
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let res = client.request(req).await.expect("the emulator answers");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        status.is_success(),
+        "emulator {path}: {status} {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Replaces the emulated databases of a cluster or workgroup; each runs its fixture SQL as superuser.
+pub async fn create_warehouse(target: &str, databases: &[(&str, &str)]) {
+    let databases: Vec<_> = databases
+        .iter()
+        .map(|(name, sql)| serde_json::json!({"name": name, "sql": sql}))
+        .collect();
+    emulator_call(
+        hyper::Method::POST,
+        "warehouses",
+        serde_json::json!({"target": target, "databases": databases}),
+    )
+    .await;
+}
+
+pub async fn set_knobs(target: &str, knobs: serde_json::Value) {
+    emulator_call(
+        hyper::Method::PUT,
+        &format!("targets/{target}/knobs"),
+        knobs,
+    )
+    .await;
+}
+
+pub async fn counters(target: &str) -> std::collections::BTreeMap<String, u64> {
+    serde_json::from_value(
+        emulator_call(
+            hyper::Method::GET,
+            &format!("targets/{target}/counters"),
+            serde_json::Value::Null,
+        )
+        .await,
+    )
+    .unwrap()
+}
+
+pub async fn register_workgroup(region: &str, name: &str, namespace: &str, db: &str) {
+    emulator_call(
+        hyper::Method::POST,
+        "workgroups",
+        serde_json::json!({"region": region, "workgroupName": name, "namespaceName": namespace, "dbName": db}),
+    )
+    .await;
 }
 
 /// A 12-digit account id of this test process's own, so tests sharing one long-lived moto
@@ -46,6 +124,12 @@ pub fn account_id(test: &str, n: u8) -> String {
         h = (h ^ u64::from(b)).wrapping_mul(1099511628211);
     }
     format!("{:012}", h % 1_000_000_000_000)
+}
+
+/// A cluster or workgroup name of this test process's own: the emulator keys warehouses by
+/// name alone, so tests running side by side must not share one.
+pub fn unique(base: &str) -> String {
+    format!("{base}-{}", &account_id(base, 9)[..6])
 }
 
 pub fn bucket_name(test: &str) -> String {
@@ -101,10 +185,13 @@ pub struct ClusterSeed<'a> {
     pub tags: &'a [(&'a str, &'a str)],
 }
 
+/// A cluster in moto's control plane, and its (empty) databases in the emulator.
 pub async fn create_cluster(endpoint: &str, account: &str, region: &str, seed: ClusterSeed<'_>) {
+    let (id, db) = (seed.id, seed.db_name);
     try_create_cluster(endpoint, account, region, seed)
         .await
         .expect("moto CreateCluster");
+    create_warehouse(id, &[(db, "")]).await;
 }
 
 async fn try_create_cluster(
@@ -208,9 +295,30 @@ pub fn config(json: serde_json::Value) -> Config {
     Config::parse(&json.to_string(), &DeploymentDefaults::default()).expect("a valid test config")
 }
 
+/// Points this test process at the local stack through the standard variables, as a deployed
+/// function would be: `AWS_ENDPOINT_URL` for STS, Redshift and S3 (moto, or a fault front before
+/// it), the Data API and Serverless ones at the emulator. Each test runs in its own process
+/// (nextest), so setting the environment here touches no other test.
+pub async fn function_config(endpoint: &str) -> SdkConfig {
+    let emulator = emulator_url();
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ENDPOINT_URL_REDSHIFT_DATA", emulator.as_str()),
+        ("AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS", emulator.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIATESTFUNCTION00"),
+        ("AWS_SECRET_ACCESS_KEY", "function-secret"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    std::env::remove_var("AWS_SESSION_TOKEN");
+    std::env::remove_var("AWS_PROFILE");
+    redshift_registry::aws::load_base_config().await
+}
+
 /// Runs the function's logic in-process against `endpoint` with real SDK clients.
 pub async fn run_against(endpoint: &str, config: &Config, request: &RunRequest) -> Report {
-    let base = base_config(endpoint).await;
+    let base = function_config(endpoint).await;
     let platform = StsPlatform::new(base.clone());
     let store = S3Objects::new(&base, true);
     run::execute(
@@ -224,9 +332,31 @@ pub async fn run_against(endpoint: &str, config: &Config, request: &RunRequest) 
     .expect("the run starts")
 }
 
+/// Discovery and reading only, with the catalogs read.
+pub async fn gather_against(
+    endpoint: &str,
+    config: &Config,
+    request: &RunRequest,
+) -> run::RunOutcome {
+    let base = function_config(endpoint).await;
+    let platform = StsPlatform::new(base);
+    let mut outcome = run::gather(
+        &platform,
+        config,
+        request,
+        format!("test-{}", std::process::id()),
+    )
+    .await
+    .expect("the run starts");
+    outcome.report.summarise();
+    outcome
+}
+
 /// Creates the cluster unless this account already has it (the demo and these tests share
 /// account 111111111111 of a long-lived moto).
 pub async fn ensure_cluster(endpoint: &str, account: &str, region: &str, seed: ClusterSeed<'_>) {
+    let (id, db) = (seed.id, seed.db_name);
+    create_warehouse(id, &[(db, "")]).await;
     if let Err(e) = try_create_cluster(endpoint, account, region, seed).await {
         assert!(
             e.as_service_error()

@@ -1,0 +1,159 @@
+//! The Redshift Data API adapter.
+
+use aws_config::SdkConfig;
+use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatementStatusString, StatusString};
+
+use super::aws_error;
+use crate::catalog::WarehouseId;
+use crate::error::AwsError;
+use crate::read::{Cell, DataApi, DbAuth, Page, Phase, StatementState, Target};
+
+/// One client per assumed role and region: the identity that starts a statement is the only
+/// one that may describe, fetch or cancel it.
+pub struct RedshiftData {
+    client: aws_sdk_redshiftdata::Client,
+}
+
+impl RedshiftData {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            client: aws_sdk_redshiftdata::Client::new(config),
+        }
+    }
+}
+
+macro_rules! with_target {
+    ($builder:expr, $target:expr) => {{
+        let b = $builder;
+        let b = match &$target.warehouse {
+            WarehouseId::ClusterIdentifier(id) => b.cluster_identifier(id),
+            WarehouseId::WorkgroupName(name) => b.workgroup_name(name),
+        };
+        match &$target.auth {
+            DbAuth::Iam => b,
+            DbAuth::DbUser(user) => b.db_user(user),
+            DbAuth::SecretArn(arn) => b.secret_arn(arn),
+        }
+    }};
+}
+
+fn cell(field: &Field) -> Cell {
+    match field {
+        Field::BooleanValue(b) => Cell::Bool(*b),
+        Field::LongValue(n) => Cell::Long(*n),
+        Field::DoubleValue(d) => Cell::Double(*d),
+        Field::StringValue(s) => Cell::Text(s.clone()),
+        _ => Cell::Null,
+    }
+}
+
+fn phase(status: Option<&StatusString>, error: Option<&str>) -> Phase {
+    match status {
+        Some(StatusString::Finished) => Phase::Finished,
+        Some(StatusString::Failed) => {
+            Phase::Failed(error.unwrap_or("no error message").to_string())
+        }
+        Some(StatusString::Aborted) => Phase::Aborted,
+        _ => Phase::Running,
+    }
+}
+
+impl DataApi for RedshiftData {
+    async fn execute(
+        &self,
+        target: &Target,
+        database: &str,
+        sql: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, AwsError> {
+        let parameters: Vec<SqlParameter> = params
+            .iter()
+            .map(|(n, v)| {
+                SqlParameter::builder()
+                    .name(*n)
+                    .value(*v)
+                    .build()
+                    .expect("name and value are set")
+            })
+            .collect();
+        let out = with_target!(self.client.execute_statement(), target)
+            .database(database)
+            .sql(sql)
+            .set_parameters((!parameters.is_empty()).then_some(parameters))
+            .send()
+            .await
+            .map_err(|e| aws_error("redshift-data:ExecuteStatement", e))?;
+        Ok(out.id().unwrap_or_default().to_string())
+    }
+
+    async fn batch_execute(
+        &self,
+        target: &Target,
+        database: &str,
+        sqls: &[String],
+    ) -> Result<String, AwsError> {
+        let out = with_target!(self.client.batch_execute_statement(), target)
+            .database(database)
+            .set_sqls(Some(sqls.to_vec()))
+            .send()
+            .await
+            .map_err(|e| aws_error("redshift-data:BatchExecuteStatement", e))?;
+        Ok(out.id().unwrap_or_default().to_string())
+    }
+
+    async fn describe(&self, id: &str) -> Result<StatementState, AwsError> {
+        let out = self
+            .client
+            .describe_statement()
+            .id(id)
+            .send()
+            .await
+            .map_err(|e| aws_error("redshift-data:DescribeStatement", e))?;
+        let mut state = StatementState {
+            phase: phase(out.status(), out.error()),
+            subs: Vec::new(),
+            rows: out.result_rows(),
+        };
+        for sub in out.sub_statements() {
+            if let Some(StatementStatusString::Failed) = sub.status() {
+                state.phase = Phase::Failed(sub.error().unwrap_or("no error message").to_string());
+            }
+            let rows = if sub.has_result_set() == Some(false) {
+                0
+            } else {
+                sub.result_rows()
+            };
+            state.subs.push((sub.id().to_string(), rows));
+        }
+        Ok(state)
+    }
+
+    async fn page(&self, id: &str, next_token: Option<String>) -> Result<Page, AwsError> {
+        let out = self
+            .client
+            .get_statement_result()
+            .id(id)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| aws_error("redshift-data:GetStatementResult", e))?;
+        Ok(Page {
+            rows: out
+                .records()
+                .iter()
+                .map(|r| r.iter().map(cell).collect())
+                .collect(),
+            next_token: out.next_token().map(str::to_string),
+        })
+    }
+
+    async fn cancel(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .cancel_statement()
+            .id(id)
+            .send()
+            .await
+            .map_err(|e| aws_error("redshift-data:CancelStatement", e))?;
+        Ok(())
+    }
+}

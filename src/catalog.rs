@@ -1,0 +1,100 @@
+//! The catalog model: what the reader found in one warehouse, plain data for manifests and
+//! reports. Everything is kept sorted (datasets by schema and name, columns by position) so
+//! the same warehouse always gives the same model.
+
+use serde::Serialize;
+
+/// Which warehouse a catalog belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WarehouseId {
+    ClusterIdentifier(String),
+    WorkgroupName(String),
+}
+
+impl WarehouseId {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::ClusterIdentifier(n) | Self::WorkgroupName(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseKind {
+    Local,
+    /// A datashare consumer database: read through the SVV_REDSHIFT_* views of another
+    /// database, since it cannot be connected to.
+    Shared,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseCatalog {
+    pub name: String,
+    pub kind: DatabaseKind,
+    pub datasets: Vec<Dataset>,
+    /// What could not be seen, each with the fix (GRANTs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    Table,
+    View,
+    MaterializedView,
+    LateBindingView,
+    ExternalTable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dataset {
+    pub schema: String,
+    pub name: String,
+    pub kind: DatasetKind,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub view_definition: Option<String>,
+    /// S3 location of an external table.
+    pub location: Option<String>,
+    pub row_count: Option<i64>,
+    pub size_mb: Option<i64>,
+    pub columns: Vec<Column>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Column {
+    pub name: String,
+    pub position: i32,
+    /// As Redshift prints it: `character varying(256)`, `numeric(18,2)`, ...
+    pub data_type: String,
+    pub nullable: bool,
+    pub default: Option<String>,
+    pub dist_key: bool,
+    /// Position in the sort key; negative for interleaved keys, as Redshift reports them.
+    pub sort_key_position: Option<i32>,
+    pub encoding: Option<String>,
+    pub description: Option<String>,
+    /// Partition column of an external table.
+    pub partition_key: bool,
+}
+
+/// Everything read from one warehouse, with where it lives: what manifests are built from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarehouseCatalog {
+    pub account_id: String,
+    pub region: String,
+    pub warehouse: WarehouseId,
+    /// The cluster's tags.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Databases read completely.
+    pub databases: Vec<DatabaseCatalog>,
+    /// Databases whose read failed: nothing of theirs may be removed.
+    pub unread_databases: Vec<String>,
+}

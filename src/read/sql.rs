@@ -1,0 +1,142 @@
+//! The catalog statements. Every one is fixed text: no catalog name is ever pasted in. Local
+//! databases are read connected to themselves, filtered by `current_database()`; datashare
+//! databases through a `:database` parameter. Each statement names the AWS page (Database
+//! Developer Guide, docs.aws.amazon.com/redshift/latest/dg/) of every catalog object it reads.
+//!
+//! Scope matters: SVV_REDSHIFT_* and SVV_ALL_* cover every database of the cluster, so they are
+//! filtered to one; information_schema, pg_catalog, SVV_TABLE_INFO and
+//! PG_GET_LATE_BINDING_VIEW_COLS cover the connected database only, which is why a local
+//! database is read connected to itself.
+
+/// Schemas Redshift keeps for itself; left out unless `includeSystemSchemas`.
+pub const SYSTEM_SCHEMAS: [&str; 7] = [
+    "pg_catalog",
+    "information_schema",
+    "pg_internal",
+    "pg_auto_copy",
+    "pg_automv",
+    "catalog_history",
+    "pg_toast",
+];
+/// Prefixes of per-session system schemas.
+pub const SYSTEM_SCHEMA_PREFIXES: [&str; 2] = ["pg_temp_", "pg_toast_temp_"];
+
+pub fn is_system_schema(name: &str) -> bool {
+    SYSTEM_SCHEMAS.contains(&name) || SYSTEM_SCHEMA_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// The SQL predicate of [`is_system_schema`], negated; built from the constants above only.
+fn not_system(column: &str, include_system: bool) -> String {
+    if include_system {
+        return "TRUE".to_string();
+    }
+    let names: Vec<String> = SYSTEM_SCHEMAS.iter().map(|n| format!("'{n}'")).collect();
+    let prefixes: Vec<String> = SYSTEM_SCHEMA_PREFIXES
+        .iter()
+        .map(|p| format!("left({column}, {}) <> '{p}'", p.len()))
+        .collect();
+    format!(
+        "{column} NOT IN ({}) AND {}",
+        names.join(", "),
+        prefixes.join(" AND ")
+    )
+}
+
+/// SVV_REDSHIFT_DATABASES (r_SVV_REDSHIFT_DATABASES.html): every database of the warehouse,
+/// `local` or `shared` (datashare consumer).
+pub const DATABASES: &str =
+    "SELECT database_name, database_type FROM svv_redshift_databases ORDER BY database_name";
+
+/// The statements of one local database, run as one BatchExecuteStatement (serially, in one
+/// read-only transaction). Their order is the `LocalResult` order.
+pub fn local_batch(include_system: bool) -> Vec<String> {
+    let s = |c: &str| not_system(c, include_system);
+    vec![
+        // CURRENT_USER (r_CURRENT_USER.html): the database user, for the GRANTs in notes.
+        "SELECT current_user::varchar".to_string(),
+        // SVV_ALL_SCHEMAS (r_SVV_ALL_SCHEMAS.html): schemas this user may use, local and external.
+        format!(
+            "SELECT schema_name, schema_type FROM svv_all_schemas \
+             WHERE database_name = current_database() AND {}",
+            s("schema_name")
+        ),
+        // PG_NAMESPACE (PostgreSQL system catalog, listed in c_join_PG.html): every schema,
+        // visible or not, to tell "hidden" from "absent".
+        format!("SELECT nspname::varchar FROM pg_namespace WHERE {}", s("nspname")),
+        // PG_CLASS, PG_NAMESPACE (c_join_PG.html): every relation, privileges or not, to count
+        // what the user cannot see and to find materialized views' internal mv_tbl__ tables.
+        format!(
+            "SELECT n.nspname::varchar, c.relname::varchar FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'v', 'm', 'p') AND {}",
+            s("n.nspname")
+        ),
+        // SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html): tables and views the user can see.
+        format!(
+            "SELECT schema_name, table_name, table_type, table_owner, remarks FROM svv_redshift_tables \
+             WHERE database_name = current_database() AND {}",
+            s("schema_name")
+        ),
+        // SVV_REDSHIFT_COLUMNS (r_SVV_REDSHIFT_COLUMNS.html): columns with type as Redshift
+        // prints it, default, nullability, encoding, dist key, sort key position, comment.
+        format!(
+            "SELECT schema_name, table_name, column_name, ordinal_position, data_type, column_default, \
+             is_nullable, encoding, distkey, sortkey, remarks FROM svv_redshift_columns \
+             WHERE database_name = current_database() AND {}",
+            s("schema_name")
+        ),
+        // PG_GET_LATE_BINDING_VIEW_COLS (PG_GET_LATE_BINDING_VIEW_COLS.html): late-binding views
+        // have no pg_attribute rows; this is where their columns are.
+        "SELECT view_schema::varchar, view_name::varchar, col_name::varchar, col_type::varchar, col_num \
+         FROM pg_get_late_binding_view_cols() \
+         cols(view_schema name, view_name name, col_name name, col_type varchar, col_num int)"
+            .to_string(),
+        // SVV_MV_INFO (r_SVV_MV_INFO.html): materialized views (stored as views).
+        "SELECT schema_name, name FROM svv_mv_info WHERE database_name = current_database()".to_string(),
+        // SVV_EXTERNAL_TABLES (r_SVV_EXTERNAL_TABLES.html): Spectrum tables.
+        "SELECT schemaname, tablename, location FROM svv_external_tables \
+         WHERE redshift_database_name = current_database()"
+            .to_string(),
+        // SVV_EXTERNAL_COLUMNS (r_SVV_EXTERNAL_COLUMNS.html): their columns.
+        "SELECT schemaname, tablename, columnname, external_type, columnnum, is_nullable, part_key \
+         FROM svv_external_columns WHERE redshift_database_name = current_database()"
+            .to_string(),
+        // information_schema.views (PostgreSQL's information schema, which Redshift keeps):
+        // view definitions of the connected database.
+        format!(
+            "SELECT table_schema::varchar, table_name::varchar, view_definition::varchar \
+             FROM information_schema.views WHERE {}",
+            s("table_schema")
+        ),
+    ]
+}
+
+/// Indexes into the results of [`local_batch`].
+pub mod local {
+    pub const USER: usize = 0;
+    pub const SCHEMAS: usize = 1;
+    pub const NAMESPACES: usize = 2;
+    pub const RELATIONS: usize = 3;
+    pub const TABLES: usize = 4;
+    pub const COLUMNS: usize = 5;
+    pub const LATE_BINDING_COLUMNS: usize = 6;
+    pub const MATERIALIZED_VIEWS: usize = 7;
+    pub const EXTERNAL_TABLES: usize = 8;
+    pub const EXTERNAL_COLUMNS: usize = 9;
+    pub const VIEW_DEFINITIONS: usize = 10;
+}
+
+/// SVV_TABLE_INFO (r_SVV_TABLE_INFO.html): row counts and sizes of the connected database. Only
+/// superusers, or users granted SELECT on it, may read it, so it runs on its own: a refusal
+/// leaves the rest of the database read.
+pub const TABLE_STATS: &str = "SELECT \"schema\", \"table\", size, tbl_rows FROM svv_table_info";
+
+/// SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html) of a datashare consumer database.
+pub const SHARED_TABLES: &str = "SELECT schema_name, table_name, table_type, table_owner, remarks \
+                                 FROM svv_redshift_tables WHERE database_name = :database";
+
+/// SVV_REDSHIFT_COLUMNS (r_SVV_REDSHIFT_COLUMNS.html) of a datashare consumer database.
+pub const SHARED_COLUMNS: &str =
+    "SELECT schema_name, table_name, column_name, ordinal_position, data_type, \
+                                  column_default, is_nullable, encoding, distkey, sortkey, remarks \
+                                  FROM svv_redshift_columns WHERE database_name = :database";
