@@ -45,6 +45,11 @@ pg_port="$(cat "$run/pg.port")"
 # The Data API emulator, built from this repo.
 emulator="$root/target/debug/redshift-data-emulator"
 cargo build --quiet -p redshift-data-emulator --manifest-path "$root/Cargo.toml"
+# A rebuilt emulator replaces the running one.
+if [ -f "$run/emulator.pid" ] && [ "$emulator" -nt "$run/emulator.pid" ]; then
+  kill "$(cat "$run/emulator.pid")" 2>/dev/null || true
+  rm -f "$run/emulator.pid"
+fi
 if ! { alive emulator && curl -sf "http://127.0.0.1:$(cat "$run/emulator.port")/_emulator/health" >/dev/null 2>&1; }; then
   [ -f "$run/emulator.pid" ] && kill "$(cat "$run/emulator.pid")" 2>/dev/null || true
   port="$(free_port)"

@@ -4,11 +4,13 @@
 //! - `POST /_emulator/warehouses` `{"target": "sales", "databases": [{"name": "dev", "sql": "..."}]}`
 //!   replaces every database of a cluster or workgroup with fresh ones set up by fixture SQL;
 //! - `PUT  /_emulator/targets/{target}/knobs` sets the knobs of [`Knobs`] for that target;
-//! - `GET  /_emulator/targets/{target}/counters` returns calls per operation for that target;
+//! - `GET  /_emulator/targets/{target}/counters` returns calls per operation for that target,
+//!   and `maxRunningStatements`, the most statements it ran at once;
 //! - `POST /_emulator/workgroups` registers a Serverless workgroup (see `serverless.rs`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -52,6 +54,24 @@ pub struct Knobs {
 pub struct TargetState {
     pub knobs: Knobs,
     pub counters: BTreeMap<String, u64>,
+    pub running: Arc<Running>,
+}
+
+/// Statements of a target running at once: now and at the most, so tests can see parallelism.
+#[derive(Default)]
+pub struct Running {
+    now: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Running {
+    pub fn start(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+    }
+    pub fn end(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct Emulator {
@@ -84,6 +104,16 @@ impl Emulator {
             targets: Mutex::new(HashMap::new()),
             workgroups: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn running(&self, target: &str) -> Arc<Running> {
+        self.targets
+            .lock()
+            .unwrap()
+            .entry(target.to_string())
+            .or_default()
+            .running
+            .clone()
     }
 
     /// Counts the call, then applies the target's latency and call faults.
@@ -169,13 +199,14 @@ impl Emulator {
                 Err(e) => bad(format!("knobs: {e}")),
             },
             ("GET", ["targets", target, "counters"]) => {
-                let counters = self
-                    .targets
-                    .lock()
-                    .unwrap()
-                    .get(*target)
-                    .map(|t| t.counters.clone())
-                    .unwrap_or_default();
+                let mut counters = BTreeMap::new();
+                if let Some(t) = self.targets.lock().unwrap().get(*target) {
+                    counters = t.counters.clone();
+                    counters.insert(
+                        "maxRunningStatements".to_string(),
+                        t.running.max.load(Ordering::SeqCst),
+                    );
+                }
                 text_reply(StatusCode::OK, serde_json::to_string(&counters).unwrap())
             }
             ("POST", ["workgroups"]) => match serde_json::from_slice::<Workgroup>(body) {

@@ -143,6 +143,7 @@ impl Emulator {
         let id = self.statements.start(
             &self.pg,
             &knobs,
+            self.running(&target),
             NewStatement {
                 target: target.clone(),
                 is_workgroup,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use regex::Regex;
 
-use crate::control::Knobs;
+use crate::control::{Knobs, Running};
 use crate::pg::{Postgres, ResultSet};
 
 pub fn now() -> f64 {
@@ -63,7 +63,13 @@ impl Statements {
     }
 
     /// Accepts a statement and runs it in the background.
-    pub fn start(&self, pg: &Postgres, knobs: &Knobs, new: NewStatement) -> String {
+    pub fn start(
+        &self,
+        pg: &Postgres,
+        knobs: &Knobs,
+        running: Arc<Running>,
+        new: NewStatement,
+    ) -> String {
         let id = format!(
             "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
             fastrand::u32(..),
@@ -102,7 +108,13 @@ impl Statements {
             .lock()
             .unwrap()
             .insert(id.clone(), statement.clone());
-        let task = tokio::spawn(execute(pg.clone(), knobs.clone(), statement.clone(), new));
+        let task = tokio::spawn(execute(
+            pg.clone(),
+            knobs.clone(),
+            running,
+            statement.clone(),
+            new,
+        ));
         statement.lock().unwrap().task = Some(task.abort_handle());
         id
     }
@@ -127,7 +139,22 @@ impl Statements {
     }
 }
 
-async fn execute(pg: Postgres, knobs: Knobs, statement: Arc<Mutex<Statement>>, new: NewStatement) {
+async fn execute(
+    pg: Postgres,
+    knobs: Knobs,
+    running: Arc<Running>,
+    statement: Arc<Mutex<Statement>>,
+    new: NewStatement,
+) {
+    running.start();
+    // Ends the count however the task ends, cancellation included.
+    struct Ended(Arc<Running>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.end();
+        }
+    }
+    let _ended = Ended(running);
     set_status(&statement, "STARTED");
     let mut wait = knobs.statement_ms;
     if let Some(pattern) = &knobs.slow_sql {

@@ -228,6 +228,13 @@ pub fn local_database(
         options,
     ));
 
+    let hidden_definitions = datasets
+        .iter()
+        .filter(|d| {
+            matches!(d.kind, DatasetKind::View | DatasetKind::MaterializedView)
+                && d.view_definition.is_none()
+        })
+        .count();
     let mut notes = visibility_notes(
         name,
         &user,
@@ -237,6 +244,13 @@ pub fn local_database(
         &visible_per_schema,
         options,
     );
+    if hidden_definitions > 0 {
+        notes.push(format!(
+            "view definitions of {hidden_definitions} views are hidden from user {}: information_schema.views shows \
+             a definition to the view's owner only; read as the owner or a superuser to include them",
+            quote_ident(&user)
+        ));
+    }
     if stats.is_none() {
         notes.push(format!(
             "row counts and sizes unavailable: user {} may not read svv_table_info; to add them: GRANT SELECT ON svv_table_info TO {};",
