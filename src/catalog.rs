@@ -2,10 +2,10 @@
 //! reports. Everything is kept sorted (datasets by schema and name, columns by position) so
 //! the same warehouse always gives the same model.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which warehouse a catalog belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum WarehouseId {
     ClusterIdentifier(String),

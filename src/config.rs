@@ -70,11 +70,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            warehouses_per_region: 4,
-            databases_per_warehouse: 4,
-            statement_timeout_seconds: 300,
-        }
+        Self { warehouses_per_region: 4, databases_per_warehouse: 4, statement_timeout_seconds: 300 }
     }
 }
 
@@ -173,12 +169,7 @@ impl fmt::Display for ConfigError {
 
 impl ConfigError {
     fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            problems: vec![Problem {
-                path: path.into(),
-                message: message.into(),
-            }],
-        }
+        Self { problems: vec![Problem { path: path.into(), message: message.into() }] }
     }
 }
 
@@ -187,40 +178,30 @@ static ACCOUNT_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9]{12}$")
 static REGION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$").unwrap());
 static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::([0-9]{12}):role/([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$")
-        .unwrap()
+    Regex::new(
+        r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::([0-9]{12}):role/([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$",
+    )
+    .unwrap()
 });
-static ROLE_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@-]{1,64}$").unwrap());
+static ROLE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@-]{1,64}$").unwrap());
 // Redshift: 1-63 lowercase letters, digits or hyphens, starting with a letter, no `--`, no trailing `-`.
-static CLUSTER_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z]([a-z0-9]|-[a-z0-9]){0,62}$").unwrap());
-static BUCKET: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
-static EXTERNAL_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@:/-]+$").unwrap());
+static CLUSTER_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z]([a-z0-9]|-[a-z0-9]){0,62}$").unwrap());
+static BUCKET: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
+static EXTERNAL_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@:/-]+$").unwrap());
 
 static WORKGROUP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9-]{3,64}$").unwrap());
 static SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:secretsmanager:[a-z0-9-]+:([0-9]{12}):secret:[A-Za-z0-9/_+=.@-]+$").unwrap()
+    Regex::new(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:secretsmanager:[a-z0-9-]+:([0-9]{12}):secret:[A-Za-z0-9/_+=.@-]+$")
+        .unwrap()
 });
 
-fn check_secret_arn(
-    bad: &mut impl FnMut(String, String),
-    path: String,
-    arn: &Option<String>,
-    account: &str,
-) {
+fn check_secret_arn(bad: &mut impl FnMut(String, String), path: String, arn: &Option<String>, account: &str) {
     let Some(arn) = arn else { return };
     match SECRET_ARN.captures(arn) {
         None => bad(path, format!("{arn:?} is not a Secrets Manager secret ARN")),
-        Some(c) if &c[2] != account => bad(
-            path,
-            format!(
-                "secret is in account {} but the source is account {account}",
-                &c[2]
-            ),
-        ),
+        Some(c) if &c[2] != account => {
+            bad(path, format!("secret is in account {} but the source is account {account}", &c[2]))
+        }
         Some(_) => {}
     }
 }
@@ -245,11 +226,7 @@ impl Config {
         let de = &mut serde_json::Deserializer::from_str(text);
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let path = if path == "." {
-                "$".to_string()
-            } else {
-                format!("$.{path}")
-            };
+            let path = if path == "." { "$".to_string() } else { format!("$.{path}") };
             ConfigError::one(path, strip_serde_position(&e.inner().to_string()))
         })?;
         config.apply_defaults(defaults)?;
@@ -259,40 +236,23 @@ impl Config {
 
     fn apply_defaults(&mut self, defaults: &DeploymentDefaults) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
-        let mut merge = |field: &mut String, default: &Option<String>, path: &str, var: &str| {
-            match default {
-                Some(d) if field.is_empty() => *field = d.clone(),
-                Some(d) if field != d => problems.push(Problem {
-                    path: path.into(),
-                    message: format!(
-                        "{field:?} differs from {var}={d:?} set by the deployment (its IAM policy allows only that); \
+        let mut merge = |field: &mut String, default: &Option<String>, path: &str, var: &str| match default {
+            Some(d) if field.is_empty() => *field = d.clone(),
+            Some(d) if field != d => problems.push(Problem {
+                path: path.into(),
+                message: format!(
+                    "{field:?} differs from {var}={d:?} set by the deployment (its IAM policy allows only that); \
                          remove the key from the config or redeploy with the new value"
-                    ),
-                }),
-                _ => {}
-            }
+                ),
+            }),
+            _ => {}
         };
         self.output.prefix = normalise_prefix(&self.output.prefix);
         let default_prefix = defaults.prefix.as_deref().map(normalise_prefix);
-        merge(
-            &mut self.output.bucket,
-            &defaults.bucket,
-            "$.output.bucket",
-            "REGISTRY_OUTPUT_BUCKET",
-        );
-        merge(
-            &mut self.output.prefix,
-            &default_prefix,
-            "$.output.prefix",
-            "REGISTRY_OUTPUT_PREFIX",
-        );
+        merge(&mut self.output.bucket, &defaults.bucket, "$.output.bucket", "REGISTRY_OUTPUT_BUCKET");
+        merge(&mut self.output.prefix, &default_prefix, "$.output.prefix", "REGISTRY_OUTPUT_PREFIX");
         let mut role = self.role_name.take().unwrap_or_default();
-        merge(
-            &mut role,
-            &defaults.role_name,
-            "$.roleName",
-            "REGISTRY_ROLE_NAME",
-        );
+        merge(&mut role, &defaults.role_name, "$.roleName", "REGISTRY_ROLE_NAME");
         self.role_name = Some(role).filter(|r| !r.is_empty());
         if problems.is_empty() {
             Ok(())
@@ -306,78 +266,55 @@ impl Config {
         let mut bad = |path: String, message: String| p.push(Problem { path, message });
 
         if self.output.bucket.is_empty() {
-            bad(
-                "$.output.bucket".into(),
-                "missing: name the S3 bucket the manifests go to".into(),
-            );
+            bad("$.output.bucket".into(), "missing: name the S3 bucket the manifests go to".into());
         } else if !BUCKET.is_match(&self.output.bucket) || self.output.bucket.contains("..") {
             bad(
                 "$.output.bucket".into(),
-                format!("{:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)", self.output.bucket),
+                format!(
+                    "{:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)",
+                    self.output.bucket
+                ),
             );
         }
         if let Some(role) = &self.role_name {
             if !ROLE_NAME.is_match(role) {
                 bad(
                     "$.roleName".into(),
-                    format!(
-                        "{role:?} is not a valid IAM role name (1-64 of letters, digits, +=,.@_-)"
-                    ),
+                    format!("{role:?} is not a valid IAM role name (1-64 of letters, digits, +=,.@_-)"),
                 );
             }
         }
         if let Some(ext) = &self.external_id {
             if !(2..=1224).contains(&ext.len()) || !EXTERNAL_ID.is_match(ext) {
-                bad(
-                    "$.externalId".into(),
-                    "must be 2-1224 characters of letters, digits and +=,.@:/_-".into(),
-                );
+                bad("$.externalId".into(), "must be 2-1224 characters of letters, digits and +=,.@:/_-".into());
             }
         }
         if self.sources.is_empty() {
-            bad(
-                "$.sources".into(),
-                "empty: add at least one {\"accountId\": ..., \"regions\": [...]}".into(),
-            );
+            bad("$.sources".into(), "empty: add at least one {\"accountId\": ..., \"regions\": [...]}".into());
         }
         let mut accounts = BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let at = format!("$.sources[{i}]");
             if !ACCOUNT_ID.is_match(&s.account_id) {
-                bad(
-                    format!("{at}.accountId"),
-                    format!("{:?} is not a 12-digit AWS account id", s.account_id),
-                );
+                bad(format!("{at}.accountId"), format!("{:?} is not a 12-digit AWS account id", s.account_id));
             } else if !accounts.insert(s.account_id.as_str()) {
-                bad(
-                    format!("{at}.accountId"),
-                    format!(
-                        "account {} is listed twice; merge its sources",
-                        s.account_id
-                    ),
-                );
+                bad(format!("{at}.accountId"), format!("account {} is listed twice; merge its sources", s.account_id));
             }
             match &s.role_arn {
                 Some(arn) => match ROLE_ARN.captures(arn) {
                     None => bad(
                         format!("{at}.roleArn"),
-                        format!(
-                            "{arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
-                        ),
+                        format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
                     ),
                     Some(c) if c[2] != s.account_id => bad(
                         format!("{at}.roleArn"),
-                        format!(
-                            "role is in account {} but the source is account {}",
-                            &c[2], s.account_id
-                        ),
+                        format!("role is in account {} but the source is account {}", &c[2], s.account_id),
                     ),
                     Some(_) => {}
                 },
                 None if self.role_name.is_none() => bad(
                     format!("{at}.roleArn"),
-                    "no role to assume: set roleName at the top level or roleArn in this source"
-                        .into(),
+                    "no role to assume: set roleName at the top level or roleArn in this source".into(),
                 ),
                 None => {}
             }
@@ -385,20 +322,19 @@ impl Config {
             match (&s.regions, named) {
                 (None, false) => bad(
                     at.clone(),
-                    "has neither regions (discover every warehouse) nor clusters/workgroups (only the named ones)".into(),
+                    "has neither regions (discover every warehouse) nor clusters/workgroups (only the named ones)"
+                        .into(),
                 ),
                 (Some(_), true) => bad(
                     at.clone(),
-                    "has both regions and clusters/workgroups: use regions to discover every warehouse, or name them".into(),
+                    "has both regions and clusters/workgroups: use regions to discover every warehouse, or name them"
+                        .into(),
                 ),
                 _ => {}
             }
             if let Some(regions) = &s.regions {
                 if regions.is_empty() {
-                    bad(
-                        format!("{at}.regions"),
-                        "empty: list at least one region or remove the key".into(),
-                    );
+                    bad(format!("{at}.regions"), "empty: list at least one region or remove the key".into());
                 }
                 let mut seen = BTreeSet::new();
                 for (j, r) in regions.iter().enumerate() {
@@ -408,29 +344,20 @@ impl Config {
                             format!("{r:?} is not an AWS region name like \"us-east-1\""),
                         );
                     } else if !seen.insert(r.as_str()) {
-                        bad(
-                            format!("{at}.regions[{j}]"),
-                            format!("region {r} is listed twice"),
-                        );
+                        bad(format!("{at}.regions[{j}]"), format!("region {r} is listed twice"));
                     }
                 }
             }
             if let Some(clusters) = &s.clusters {
                 if clusters.is_empty() {
-                    bad(
-                        format!("{at}.clusters"),
-                        "empty: name at least one cluster or remove the key".into(),
-                    );
+                    bad(format!("{at}.clusters"), "empty: name at least one cluster or remove the key".into());
                 }
                 let mut seen = BTreeSet::new();
                 for (j, c) in clusters.iter().enumerate() {
                     if !REGION.is_match(&c.region) {
                         bad(
                             format!("{at}.clusters[{j}].region"),
-                            format!(
-                                "{:?} is not an AWS region name like \"us-east-1\"",
-                                c.region
-                            ),
+                            format!("{:?} is not an AWS region name like \"us-east-1\"", c.region),
                         );
                     }
                     if !CLUSTER_ID.is_match(&c.cluster_identifier) {
@@ -441,10 +368,7 @@ impl Config {
                     } else if !seen.insert((c.region.as_str(), c.cluster_identifier.as_str())) {
                         bad(
                             format!("{at}.clusters[{j}]"),
-                            format!(
-                                "cluster {} in {} is listed twice",
-                                c.cluster_identifier, c.region
-                            ),
+                            format!("cluster {} in {} is listed twice", c.cluster_identifier, c.region),
                         );
                     }
                     if c.db_user.is_some() && c.secret_arn.is_some() {
@@ -453,61 +377,39 @@ impl Config {
                             "has both dbUser and secretArn: choose one way to connect".into(),
                         );
                     }
-                    if c.db_user
-                        .as_ref()
-                        .is_some_and(|u| u.is_empty() || u.len() > 127)
-                    {
-                        bad(
-                            format!("{at}.clusters[{j}].dbUser"),
-                            "must be 1-127 characters".into(),
-                        );
+                    if c.db_user.as_ref().is_some_and(|u| u.is_empty() || u.len() > 127) {
+                        bad(format!("{at}.clusters[{j}].dbUser"), "must be 1-127 characters".into());
                     }
-                    check_secret_arn(
-                        &mut bad,
-                        format!("{at}.clusters[{j}].secretArn"),
-                        &c.secret_arn,
-                        &s.account_id,
-                    );
+                    check_secret_arn(&mut bad, format!("{at}.clusters[{j}].secretArn"), &c.secret_arn, &s.account_id);
                 }
             }
             if let Some(workgroups) = &s.workgroups {
                 if workgroups.is_empty() {
-                    bad(
-                        format!("{at}.workgroups"),
-                        "empty: name at least one workgroup or remove the key".into(),
-                    );
+                    bad(format!("{at}.workgroups"), "empty: name at least one workgroup or remove the key".into());
                 }
                 let mut seen = BTreeSet::new();
                 for (j, w) in workgroups.iter().enumerate() {
                     if !REGION.is_match(&w.region) {
                         bad(
                             format!("{at}.workgroups[{j}].region"),
-                            format!(
-                                "{:?} is not an AWS region name like \"us-east-1\"",
-                                w.region
-                            ),
+                            format!("{:?} is not an AWS region name like \"us-east-1\"", w.region),
                         );
                     }
                     if !WORKGROUP.is_match(&w.workgroup_name) {
                         bad(
                             format!("{at}.workgroups[{j}].workgroupName"),
-                            format!("{:?} is not a workgroup name (3-64 lowercase letters, digits, hyphens)", w.workgroup_name),
+                            format!(
+                                "{:?} is not a workgroup name (3-64 lowercase letters, digits, hyphens)",
+                                w.workgroup_name
+                            ),
                         );
                     } else if !seen.insert((w.region.as_str(), w.workgroup_name.as_str())) {
                         bad(
                             format!("{at}.workgroups[{j}]"),
-                            format!(
-                                "workgroup {} in {} is listed twice",
-                                w.workgroup_name, w.region
-                            ),
+                            format!("workgroup {} in {} is listed twice", w.workgroup_name, w.region),
                         );
                     }
-                    check_secret_arn(
-                        &mut bad,
-                        format!("{at}.workgroups[{j}].secretArn"),
-                        &w.secret_arn,
-                        &s.account_id,
-                    );
+                    check_secret_arn(&mut bad, format!("{at}.workgroups[{j}].secretArn"), &w.secret_arn, &s.account_id);
                 }
             }
         }
@@ -519,17 +421,8 @@ impl Config {
             for (list, patterns) in [("include", &pattern.include), ("exclude", &pattern.exclude)] {
                 for (j, pat) in patterns.iter().enumerate() {
                     if let Err(e) = Regex::new(pat) {
-                        let reason = e
-                            .to_string()
-                            .lines()
-                            .last()
-                            .unwrap_or_default()
-                            .trim()
-                            .to_string();
-                        bad(
-                            format!("$.filters.{kind}.{list}[{j}]"),
-                            format!("{pat:?} is not a valid regex: {reason}"),
-                        );
+                        let reason = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                        bad(format!("$.filters.{kind}.{list}[{j}]"), format!("{pat:?} is not a valid regex: {reason}"));
                     }
                 }
             }
@@ -539,16 +432,10 @@ impl Config {
             bad("$.limits.warehousesPerRegion".into(), "must be 1-50".into());
         }
         if !(1..=50).contains(&l.databases_per_warehouse) {
-            bad(
-                "$.limits.databasesPerWarehouse".into(),
-                "must be 1-50".into(),
-            );
+            bad("$.limits.databasesPerWarehouse".into(), "must be 1-50".into());
         }
         if !(1..=3600).contains(&l.statement_timeout_seconds) {
-            bad(
-                "$.limits.statementTimeoutSeconds".into(),
-                "must be 1-3600".into(),
-            );
+            bad("$.limits.statementTimeoutSeconds".into(), "must be 1-3600".into());
         }
         if p.is_empty() {
             Ok(())
@@ -562,11 +449,9 @@ impl Config {
         match &source.role_arn {
             Some(arn) => arn.clone(),
             // validate() guarantees roleName when a source has no roleArn.
-            None => format!(
-                "arn:aws:iam::{}:role/{}",
-                source.account_id,
-                self.role_name.as_deref().unwrap_or_default()
-            ),
+            None => {
+                format!("arn:aws:iam::{}:role/{}", source.account_id, self.role_name.as_deref().unwrap_or_default())
+            }
         }
     }
 }
@@ -599,12 +484,8 @@ pub enum ConfigSource {
 
 impl ConfigSource {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let inline = std::env::var("REGISTRY_CONFIG")
-            .ok()
-            .filter(|v| !v.trim().is_empty());
-        let uri = std::env::var("REGISTRY_CONFIG_URI")
-            .ok()
-            .filter(|v| !v.trim().is_empty());
+        let inline = std::env::var("REGISTRY_CONFIG").ok().filter(|v| !v.trim().is_empty());
+        let uri = std::env::var("REGISTRY_CONFIG_URI").ok().filter(|v| !v.trim().is_empty());
         match (inline, uri) {
             (Some(text), None) => Ok(Self::Inline(text)),
             (None, Some(uri)) => Self::from_uri(&uri),
@@ -622,14 +503,12 @@ impl ConfigSource {
     pub fn from_uri(uri: &str) -> Result<Self, ConfigError> {
         match uri.strip_prefix("s3://") {
             Some(rest) => match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Self::S3 {
-                    bucket: bucket.into(),
-                    key: key.into(),
-                }),
-                _ => Err(ConfigError::one(
-                    "REGISTRY_CONFIG_URI",
-                    format!("{uri:?} is not of the form s3://bucket/key"),
-                )),
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
+                    Ok(Self::S3 { bucket: bucket.into(), key: key.into() })
+                }
+                _ => {
+                    Err(ConfigError::one("REGISTRY_CONFIG_URI", format!("{uri:?} is not of the form s3://bucket/key")))
+                }
             },
             None => Ok(Self::File(uri.into())),
         }
@@ -651,18 +530,9 @@ mod tests {
     fn uri_forms() {
         assert_eq!(
             ConfigSource::from_uri("s3://b/k/c.json").unwrap(),
-            ConfigSource::S3 {
-                bucket: "b".into(),
-                key: "k/c.json".into()
-            }
+            ConfigSource::S3 { bucket: "b".into(), key: "k/c.json".into() }
         );
-        assert_eq!(
-            ConfigSource::from_uri("./c.json").unwrap(),
-            ConfigSource::File("./c.json".into())
-        );
-        assert!(ConfigSource::from_uri("s3://bucket-only")
-            .unwrap_err()
-            .to_string()
-            .contains("s3://bucket/key"));
+        assert_eq!(ConfigSource::from_uri("./c.json").unwrap(), ConfigSource::File("./c.json".into()));
+        assert!(ConfigSource::from_uri("s3://bucket-only").unwrap_err().to_string().contains("s3://bucket/key"));
     }
 }

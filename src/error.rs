@@ -28,12 +28,9 @@ impl AwsError {
     /// Classifies by the service's error code; codes are AWS's, common to STS, Redshift and S3.
     pub fn from_code(operation: &'static str, code: Option<&str>, message: String) -> Self {
         let kind = match code {
-            Some(
-                "AccessDenied"
-                | "AccessDeniedException"
-                | "UnauthorizedOperation"
-                | "AuthorizationError",
-            ) => ErrorKind::AccessDenied,
+            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError") => {
+                ErrorKind::AccessDenied
+            }
             // AWS answers calls into an opt-in region that is not enabled with an invalid-token
             // error: the credentials exist, just not there.
             Some(
@@ -52,21 +49,12 @@ impl AwsError {
                 | "SlowDown",
             ) => ErrorKind::Throttled,
             Some(
-                "ClusterNotFound"
-                | "ClusterNotFoundFault"
-                | "NoSuchKey"
-                | "NoSuchBucket"
-                | "ResourceNotFoundException",
+                "ClusterNotFound" | "ClusterNotFoundFault" | "NoSuchKey" | "NoSuchBucket" | "ResourceNotFoundException",
             ) => ErrorKind::NotFound,
             Some(_) => ErrorKind::Other,
             None => ErrorKind::Unreachable,
         };
-        Self {
-            operation,
-            kind,
-            code: code.unwrap_or("Unreachable").to_string(),
-            message,
-        }
+        Self { operation, kind, code: code.unwrap_or("Unreachable").to_string(), message }
     }
 }
 
@@ -81,20 +69,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn from_read(
-        error: &crate::read::ReadError,
-        warehouse: &crate::catalog::WarehouseId,
-    ) -> Self {
+    pub fn from_read(error: &crate::read::ReadError, warehouse: &crate::catalog::WarehouseId) -> Self {
         let (kind, code) = match error {
             crate::read::ReadError::Aws(e) => (e.kind, e.code.clone()),
             other => (ErrorKind::Other, other.kind().to_string()),
         };
-        Self {
-            kind,
-            code,
-            message: error.to_string(),
-            hint: error.hint(warehouse),
-        }
+        Self { kind, code, message: error.to_string(), hint: error.hint(warehouse) }
     }
 
     pub fn new(error: &AwsError, hint: String) -> Self {

@@ -79,10 +79,7 @@ struct ManualPayload {
 pub fn parse(payload: &Value) -> Result<RunRequest, EventError> {
     let err = |problem: String| EventError { problem };
     let Some(object) = payload.as_object() else {
-        return Err(err(format!(
-            "the payload is {}, not a JSON object",
-            kind_of(payload)
-        )));
+        return Err(err(format!("the payload is {}, not a JSON object", kind_of(payload))));
     };
     if object.contains_key("source") || object.contains_key("detail-type") {
         let event: EventBridgeEvent = serde_json::from_value(payload.clone())
@@ -98,18 +95,8 @@ pub fn parse(payload: &Value) -> Result<RunRequest, EventError> {
     let manual: ManualPayload =
         serde_json::from_value(payload.clone()).map_err(|e| err(format!("manual payload: {e}")))?;
     let scope = Scope {
-        accounts: checked(
-            "accounts",
-            manual.accounts,
-            is_account_id,
-            "a 12-digit account id",
-        )?,
-        regions: checked(
-            "regions",
-            manual.regions,
-            is_region,
-            "a region name like \"us-east-1\"",
-        )?,
+        accounts: checked("accounts", manual.accounts, is_account_id, "a 12-digit account id")?,
+        regions: checked("regions", manual.regions, is_region, "a region name like \"us-east-1\"")?,
         clusters: checked(
             "clusters",
             manual.clusters,
@@ -117,11 +104,7 @@ pub fn parse(payload: &Value) -> Result<RunRequest, EventError> {
             "a cluster identifier or workgroup name",
         )?,
     };
-    Ok(RunRequest {
-        trigger: Trigger::Manual,
-        dry_run: manual.dry_run,
-        scope,
-    })
+    Ok(RunRequest { trigger: Trigger::Manual, dry_run: manual.dry_run, scope })
 }
 
 fn checked(
@@ -131,9 +114,7 @@ fn checked(
     what: &str,
 ) -> Result<BTreeSet<String>, EventError> {
     match values.iter().position(|v| !valid(v)) {
-        Some(i) => Err(EventError {
-            problem: format!("manual payload: {key}[{i}] = {:?} is not {what}", values[i]),
-        }),
+        Some(i) => Err(EventError { problem: format!("manual payload: {key}[{i}] = {:?} is not {what}", values[i]) }),
         None => Ok(values.into_iter().collect()),
     }
 }

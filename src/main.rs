@@ -36,21 +36,12 @@ impl Function {
 
 fn init_tracing(lambda: bool) {
     use tracing_subscriber::EnvFilter;
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .unwrap_or_else(|_| "info".into())
-        .to_lowercase();
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_else(|_| "info".into()).to_lowercase();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match (json, lambda) {
-        (true, _) => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(true)
-            .init(),
+        (true, _) => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).init(),
         (false, true) => builder.without_time().with_ansi(false).init(),
         (false, false) => builder.init(),
     }
@@ -76,18 +67,14 @@ async fn serve() -> anyhow::Result<ExitCode> {
         function
             .invoke(&event.payload)
             .await
-            .map_err(|e| Diagnostic {
-                error_type: e.error_type().to_string(),
-                error_message: e.to_string(),
-            })
+            .map_err(|e| Diagnostic { error_type: e.error_type().to_string(), error_message: e.to_string() })
     }))
     .await
     .map_err(|e| anyhow::anyhow!(e))?;
     Ok(ExitCode::SUCCESS)
 }
 
-const USAGE: &str =
-    "usage: redshift-registry [--event FILE]   (the event is read from stdin without --event)";
+const USAGE: &str = "usage: redshift-registry [--event FILE]   (the event is read from stdin without --event)";
 
 /// One invocation outside Lambda. Exit 0 when the run completed (succeeded or partial), 1 when
 /// it could not run or failed as a whole.
@@ -96,21 +83,16 @@ async fn once() -> anyhow::Result<ExitCode> {
     let text = match args.as_slice() {
         [] => {
             let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading the event from stdin")?;
+            std::io::stdin().read_to_string(&mut s).context("reading the event from stdin")?;
             s
         }
-        [flag, path] if flag == "--event" => std::fs::read_to_string(path)
-            .with_context(|| format!("reading the event file {path}"))?,
+        [flag, path] if flag == "--event" => {
+            std::fs::read_to_string(path).with_context(|| format!("reading the event file {path}"))?
+        }
         _ => anyhow::bail!(USAGE),
     };
     let payload: Value = serde_json::from_str(&text).context("the event is not JSON")?;
     let report = Function::from_env().await.invoke(&payload).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(if report.status == RunStatus::Failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if report.status == RunStatus::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -32,10 +32,7 @@ pub enum Selection {
     /// to `only` when the request names some).
     Discover { only: Vec<String> },
     /// Only these, each looked up by name.
-    Named {
-        clusters: Vec<NamedCluster>,
-        workgroups: Vec<NamedWorkgroup>,
-    },
+    Named { clusters: Vec<NamedCluster>, workgroups: Vec<NamedWorkgroup> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,21 +46,9 @@ pub struct ScopeError {
 /// Builds the visit plan, narrowed to `scope`. Names in the scope that the config lacks are
 /// errors, so that a typo in a manual run is not mistaken for "nothing there".
 pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeError> {
-    let known_accounts: Vec<&str> = config
-        .sources
-        .iter()
-        .map(|s| s.account_id.as_str())
-        .collect();
-    if let Some(a) = scope
-        .accounts
-        .iter()
-        .find(|a| !known_accounts.contains(&a.as_str()))
-    {
-        return Err(ScopeError {
-            what: "account",
-            name: a.clone(),
-            known: known_accounts.join(", "),
-        });
+    let known_accounts: Vec<&str> = config.sources.iter().map(|s| s.account_id.as_str()).collect();
+    if let Some(a) = scope.accounts.iter().find(|a| !known_accounts.contains(&a.as_str())) {
+        return Err(ScopeError { what: "account", name: a.clone(), known: known_accounts.join(", ") });
     }
     let mut known_regions: Vec<&str> = config
         .sources
@@ -71,76 +56,46 @@ pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeErr
         .flat_map(|s| {
             let clusters = s.clusters.iter().flatten().map(|c| c.region.as_str());
             let workgroups = s.workgroups.iter().flatten().map(|w| w.region.as_str());
-            s.regions
-                .iter()
-                .flatten()
-                .map(String::as_str)
-                .chain(clusters)
-                .chain(workgroups)
+            s.regions.iter().flatten().map(String::as_str).chain(clusters).chain(workgroups)
         })
         .collect();
     known_regions.sort_unstable();
     known_regions.dedup();
-    if let Some(r) = scope
-        .regions
-        .iter()
-        .find(|r| !known_regions.contains(&r.as_str()))
-    {
-        return Err(ScopeError {
-            what: "region",
-            name: r.clone(),
-            known: known_regions.join(", "),
-        });
+    if let Some(r) = scope.regions.iter().find(|r| !known_regions.contains(&r.as_str())) {
+        return Err(ScopeError { what: "region", name: r.clone(), known: known_regions.join(", ") });
     }
 
     let only: Vec<String> = scope.clusters.iter().cloned().collect();
-    let plans =
-        config
-            .sources
-            .iter()
-            .filter(|s| scope.has_account(&s.account_id))
-            .map(|source| {
-                let mut regions: Vec<RegionPlan> = Vec::new();
-                for region in source
-                    .regions
-                    .iter()
-                    .flatten()
-                    .filter(|r| scope.has_region(r))
-                {
-                    regions.push(RegionPlan {
-                        region: region.clone(),
-                        selection: Selection::Discover { only: only.clone() },
-                    });
+    let plans = config
+        .sources
+        .iter()
+        .filter(|s| scope.has_account(&s.account_id))
+        .map(|source| {
+            let mut regions: Vec<RegionPlan> = Vec::new();
+            for region in source.regions.iter().flatten().filter(|r| scope.has_region(r)) {
+                regions
+                    .push(RegionPlan { region: region.clone(), selection: Selection::Discover { only: only.clone() } });
+            }
+            // Option 2: group the named warehouses by region, keeping the config's order.
+            let mut named: Vec<NamedInRegion> = Vec::new();
+            for c in source.clusters.iter().flatten() {
+                if scope.has_region(&c.region) && scope.has_cluster(&c.cluster_identifier) {
+                    region_slot(&mut named, &c.region).1.push(c.clone());
                 }
-                // Option 2: group the named warehouses by region, keeping the config's order.
-                let mut named: Vec<NamedInRegion> = Vec::new();
-                for c in source.clusters.iter().flatten() {
-                    if scope.has_region(&c.region) && scope.has_cluster(&c.cluster_identifier) {
-                        region_slot(&mut named, &c.region).1.push(c.clone());
-                    }
+            }
+            for w in source.workgroups.iter().flatten() {
+                if scope.has_region(&w.region) && scope.has_cluster(&w.workgroup_name) {
+                    region_slot(&mut named, &w.region).2.push(w.clone());
                 }
-                for w in source.workgroups.iter().flatten() {
-                    if scope.has_region(&w.region) && scope.has_cluster(&w.workgroup_name) {
-                        region_slot(&mut named, &w.region).2.push(w.clone());
-                    }
-                }
-                regions.extend(named.into_iter().map(|(region, clusters, workgroups)| {
-                    RegionPlan {
-                        region,
-                        selection: Selection::Named {
-                            clusters,
-                            workgroups,
-                        },
-                    }
-                }));
-                AccountPlan {
-                    account_id: source.account_id.clone(),
-                    role_arn: config.role_arn(source),
-                    regions,
-                }
-            })
-            .filter(|a| !a.regions.is_empty())
-            .collect();
+            }
+            regions.extend(named.into_iter().map(|(region, clusters, workgroups)| RegionPlan {
+                region,
+                selection: Selection::Named { clusters, workgroups },
+            }));
+            AccountPlan { account_id: source.account_id.clone(), role_arn: config.role_arn(source), regions }
+        })
+        .filter(|a| !a.regions.is_empty())
+        .collect();
     Ok(plans)
 }
 
@@ -194,10 +149,7 @@ impl Cluster {
                 self.cluster_status
             )),
             None if self.cluster_status.eq_ignore_ascii_case("available") => None,
-            None => Some(format!(
-                "cluster status is {:?}; it is read again once available",
-                self.cluster_status
-            )),
+            None => Some(format!("cluster status is {:?}; it is read again once available", self.cluster_status)),
         }
     }
 }
@@ -256,10 +208,7 @@ impl Warehouse {
         match self {
             Self::Cluster(c) => c.unavailable_reason(),
             Self::Workgroup(w) if w.status.eq_ignore_ascii_case("available") => None,
-            Self::Workgroup(w) => Some(format!(
-                "workgroup status is {:?}; it is read again once available",
-                w.status
-            )),
+            Self::Workgroup(w) => Some(format!("workgroup status is {:?}; it is read again once available", w.status)),
         }
     }
 }
@@ -269,17 +218,11 @@ pub trait WarehouseDirectory: Send + Sync {
     /// Every cluster of the region, all pages.
     fn list_clusters(&self) -> impl Future<Output = Result<Vec<Cluster>, AwsError>> + Send;
     /// One cluster by identifier; `None` when it does not exist.
-    fn find_cluster(
-        &self,
-        identifier: &str,
-    ) -> impl Future<Output = Result<Option<Cluster>, AwsError>> + Send;
+    fn find_cluster(&self, identifier: &str) -> impl Future<Output = Result<Option<Cluster>, AwsError>> + Send;
     /// Every Serverless workgroup of the region, all pages.
     fn list_workgroups(&self) -> impl Future<Output = Result<Vec<Workgroup>, AwsError>> + Send;
     /// One workgroup by name; `None` when it does not exist.
-    fn find_workgroup(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<Workgroup>, AwsError>> + Send;
+    fn find_workgroup(&self, name: &str) -> impl Future<Output = Result<Option<Workgroup>, AwsError>> + Send;
 }
 
 /// The warehouses a region plan selects, each with how to log in, and the named ones that do
@@ -290,28 +233,19 @@ pub struct Discovered {
     pub missing: Vec<WarehouseId>,
 }
 
-pub async fn discover<D: WarehouseDirectory>(
-    directory: &D,
-    selection: &Selection,
-) -> Result<Discovered, AwsError> {
+pub async fn discover<D: WarehouseDirectory>(directory: &D, selection: &Selection) -> Result<Discovered, AwsError> {
     let mut found = Discovered::default();
     match selection {
         Selection::Discover { only } => {
-            let (clusters, workgroups) =
-                tokio::try_join!(directory.list_clusters(), directory.list_workgroups())?;
-            let warehouses = clusters
-                .into_iter()
-                .map(Warehouse::Cluster)
-                .chain(workgroups.into_iter().map(Warehouse::Workgroup));
+            let (clusters, workgroups) = tokio::try_join!(directory.list_clusters(), directory.list_workgroups())?;
+            let warehouses =
+                clusters.into_iter().map(Warehouse::Cluster).chain(workgroups.into_iter().map(Warehouse::Workgroup));
             found.warehouses = warehouses
                 .filter(|w| only.is_empty() || only.iter().any(|o| o == w.id().name()))
                 .map(|w| (w, DbAuth::Iam))
                 .collect();
         }
-        Selection::Named {
-            clusters,
-            workgroups,
-        } => {
+        Selection::Named { clusters, workgroups } => {
             for c in clusters {
                 let auth = match (&c.db_user, &c.secret_arn) {
                     (Some(user), _) => DbAuth::DbUser(user.clone()),
@@ -320,20 +254,14 @@ pub async fn discover<D: WarehouseDirectory>(
                 };
                 match directory.find_cluster(&c.cluster_identifier).await? {
                     Some(cluster) => found.warehouses.push((Warehouse::Cluster(cluster), auth)),
-                    None => found
-                        .missing
-                        .push(WarehouseId::ClusterIdentifier(c.cluster_identifier.clone())),
+                    None => found.missing.push(WarehouseId::ClusterIdentifier(c.cluster_identifier.clone())),
                 }
             }
             for w in workgroups {
                 let auth = w.secret_arn.clone().map_or(DbAuth::Iam, DbAuth::SecretArn);
                 match directory.find_workgroup(&w.workgroup_name).await? {
-                    Some(workgroup) => found
-                        .warehouses
-                        .push((Warehouse::Workgroup(workgroup), auth)),
-                    None => found
-                        .missing
-                        .push(WarehouseId::WorkgroupName(w.workgroup_name.clone())),
+                    Some(workgroup) => found.warehouses.push((Warehouse::Workgroup(workgroup), auth)),
+                    None => found.missing.push(WarehouseId::WorkgroupName(w.workgroup_name.clone())),
                 }
             }
         }

@@ -7,6 +7,7 @@ use crate::catalog::{DatabaseKind, WarehouseId};
 use crate::error::{AwsError, ErrorKind, Failure};
 use crate::event::{Scope, Trigger};
 use crate::plan::Warehouse;
+use crate::publish::{PublishReport, RemovedWarehouse};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,7 +59,14 @@ pub struct Counts {
     pub warehouses_failed: usize,
     pub databases: usize,
     pub databases_failed: usize,
+    /// Datasets read.
     pub datasets: usize,
+    pub datasets_written: usize,
+    pub datasets_unchanged: usize,
+    pub datasets_removed: usize,
+    pub warehouses_removed: usize,
+    /// Warehouses whose snapshot could not be committed or cleaned.
+    pub publish_failed: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +88,11 @@ pub struct RegionReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
     pub warehouses: Vec<WarehouseReport>,
+    /// Warehouses this region's discovery no longer finds, removed from the registry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_warehouses: Vec<RemovedWarehouse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removal_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -105,6 +118,9 @@ pub struct WarehouseReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
     pub databases: Vec<DatabaseReport>,
+    /// What was written to S3 (or would be, in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish: Option<PublishReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,15 +141,12 @@ impl WarehouseReport {
         let reason = warehouse.unavailable_reason();
         Self {
             id: warehouse.id(),
-            state: if reason.is_some() {
-                WarehouseState::Skipped
-            } else {
-                WarehouseState::Available
-            },
+            state: if reason.is_some() { WarehouseState::Skipped } else { WarehouseState::Available },
             reason,
             details: Some(warehouse),
             error: None,
             databases: Vec::new(),
+            publish: None,
         }
     }
 
@@ -153,6 +166,7 @@ impl WarehouseReport {
             details: None,
             error: None,
             databases: Vec::new(),
+            publish: None,
         }
     }
 }
@@ -160,10 +174,7 @@ impl WarehouseReport {
 impl Report {
     /// Derives the counts and the status from the per-account results.
     pub fn summarise(&mut self) {
-        let mut c = Counts {
-            accounts: self.accounts.len(),
-            ..Counts::default()
-        };
+        let mut c = Counts { accounts: self.accounts.len(), ..Counts::default() };
         let mut regions_ok = 0;
         for a in &self.accounts {
             c.accounts_failed += usize::from(a.error.is_some());
@@ -171,6 +182,8 @@ impl Report {
                 c.regions += 1;
                 c.regions_failed += usize::from(r.error.is_some());
                 regions_ok += usize::from(r.error.is_none());
+                c.warehouses_removed += r.removed_warehouses.len();
+                c.publish_failed += usize::from(r.removal_error.is_some());
                 for w in &r.warehouses {
                     c.warehouses += 1;
                     match w.state {
@@ -179,6 +192,12 @@ impl Report {
                         WarehouseState::Missing => c.warehouses_missing += 1,
                     }
                     c.warehouses_failed += usize::from(w.error.is_some());
+                    if let Some(p) = &w.publish {
+                        c.datasets_written += p.written;
+                        c.datasets_unchanged += p.unchanged;
+                        c.datasets_removed += p.removed;
+                        c.publish_failed += usize::from(p.error.is_some());
+                    }
                     for d in &w.databases {
                         c.databases += 1;
                         c.databases_failed += usize::from(d.error.is_some());
@@ -187,15 +206,14 @@ impl Report {
                 }
             }
         }
-        self.status = if c.accounts > 0 && c.accounts_failed == c.accounts
-            || c.regions > 0 && regions_ok == 0
-        {
+        self.status = if c.accounts > 0 && c.accounts_failed == c.accounts || c.regions > 0 && regions_ok == 0 {
             RunStatus::Failed
         } else if c.accounts_failed
             + c.regions_failed
             + c.warehouses_missing
             + c.warehouses_failed
             + c.databases_failed
+            + c.publish_failed
             + self.clusters_not_found.len()
             > 0
         {
@@ -215,9 +233,9 @@ pub fn account_hint(error: &AwsError, account_id: &str, role_arn: &str) -> Strin
              that its trust policy names the function's role (and the externalId, if set), and that the function's \
              policy allows sts:AssumeRole on it (README: Source account setup)"
         ),
-        ErrorKind::RegionNotEnabled => format!(
-            "STS refused the credentials for account {account_id}: {}", error.message
-        ),
+        ErrorKind::RegionNotEnabled => {
+            format!("STS refused the credentials for account {account_id}: {}", error.message)
+        }
         _ => region_or_account_hint(error),
     }
 }
@@ -240,9 +258,7 @@ pub fn region_hint(error: &AwsError, account_id: &str, region: &str) -> String {
 fn region_or_account_hint(error: &AwsError) -> String {
     match error.kind {
         ErrorKind::Throttled => "still throttled after retries; the next run tries again".into(),
-        ErrorKind::Unreachable => {
-            "the endpoint did not answer; check network access to AWS from the function".into()
-        }
+        ErrorKind::Unreachable => "the endpoint did not answer; check network access to AWS from the function".into(),
         _ => format!("AWS answered {}; see the message", error.code),
     }
 }

@@ -1,7 +1,7 @@
 //! The whole invocation: payload → request → config → plan → discovery per account and region →
 //! report. Plain Rust over the ports below; `aws` holds their adapters.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use futures::{stream, StreamExt};
@@ -12,17 +12,18 @@ use crate::catalog::{WarehouseCatalog, WarehouseId};
 use crate::config::{Config, ConfigError, ConfigSource, DeploymentDefaults};
 use crate::error::{AwsError, Failure};
 use crate::event::{self, EventError, RunRequest};
-use crate::plan::{
-    self, AccountPlan, RegionPlan, ScopeError, Selection, Warehouse, WarehouseDirectory,
-};
+use crate::manifest::Layout;
+use crate::plan::{self, AccountPlan, RegionPlan, ScopeError, Selection, Warehouse, WarehouseDirectory};
+use crate::publish::{PublishReport, Publisher};
 use crate::read::{self, DataApi, DatabaseOutcome, DbAuth, ReadOptions, Target};
 use crate::report::{
-    self, AccountReport, Counts, DatabaseReport, RegionReport, Report, RunStatus, WarehouseReport,
-    WarehouseState,
+    self, AccountReport, Counts, DatabaseReport, RegionReport, Report, RunStatus, WarehouseReport, WarehouseState,
 };
 
 /// Accounts visited at once. Each account's regions run together under it.
 const ACCOUNT_CONCURRENCY: usize = 8;
+/// Warehouses whose snapshots are written at once (each with its own bound on writes).
+const PUBLISH_CONCURRENCY: usize = 4;
 
 /// Port: credentials in the organisation's accounts.
 pub trait Platform: Send + Sync {
@@ -44,13 +45,12 @@ pub trait AccountSession: Send + Sync {
     fn data_api(&self, region: &str) -> Self::Data;
 }
 
-/// Port: the object store the config may come from and the report goes to.
+/// Port: the object store the config may come from and everything goes to.
 pub trait ObjectStore: Send + Sync {
-    fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
+    /// Every key under `prefix`, all pages.
+    fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    fn delete(&self, bucket: &str, keys: &[String]) -> impl Future<Output = Result<(), AwsError>> + Send;
+    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
     fn put(
         &self,
         bucket: &str,
@@ -90,28 +90,22 @@ pub async fn load_config<S: ObjectStore>(
     source: &ConfigSource,
     defaults: &DeploymentDefaults,
 ) -> Result<Config, InvocationError> {
-    let text =
-        match source {
-            ConfigSource::Inline(text) => text.clone(),
-            ConfigSource::File(path) => tokio::fs::read_to_string(path).await.map_err(|e| {
-                InvocationError::ConfigUnreadable {
-                    uri: path.clone(),
-                    error: e.to_string(),
-                }
-            })?,
-            ConfigSource::S3 { bucket, key } => {
-                let bytes = store.get(bucket, key).await.map_err(|e| {
-                    InvocationError::ConfigUnreadable {
-                        uri: format!("s3://{bucket}/{key}"),
-                        error: e.to_string(),
-                    }
-                })?;
-                String::from_utf8(bytes).map_err(|_| InvocationError::ConfigUnreadable {
-                    uri: format!("s3://{bucket}/{key}"),
-                    error: "not UTF-8 text".into(),
-                })?
-            }
-        };
+    let text = match source {
+        ConfigSource::Inline(text) => text.clone(),
+        ConfigSource::File(path) => tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| InvocationError::ConfigUnreadable { uri: path.clone(), error: e.to_string() })?,
+        ConfigSource::S3 { bucket, key } => {
+            let bytes = store.get(bucket, key).await.map_err(|e| InvocationError::ConfigUnreadable {
+                uri: format!("s3://{bucket}/{key}"),
+                error: e.to_string(),
+            })?;
+            String::from_utf8(bytes).map_err(|_| InvocationError::ConfigUnreadable {
+                uri: format!("s3://{bucket}/{key}"),
+                error: "not UTF-8 text".into(),
+            })?
+        }
+    };
     Ok(Config::parse(&text, defaults)?)
 }
 
@@ -142,16 +136,14 @@ pub async fn execute<P: Platform, S: ObjectStore>(
     request: &RunRequest,
     run_id: String,
 ) -> Result<Report, InvocationError> {
-    let RunOutcome { mut report, .. } = gather(platform, config, request, run_id).await?;
+    let RunOutcome { mut report, catalogs } = gather(platform, config, request, run_id).await?;
+    publish(store, config, request, &mut report, &catalogs).await;
     report.summarise();
     report.ended_at = now_rfc3339();
     if !request.dry_run {
-        let key = format!("{}runs/{}.json", config.output.prefix, report.run_id);
+        let key = Layout { prefix: config.output.prefix.clone() }.run_key(&report.run_id);
         let body = serde_json::to_vec_pretty(&report).expect("the report serialises");
-        match store
-            .put(&config.output.bucket, &key, body, "application/json")
-            .await
-        {
+        match store.put(&config.output.bucket, &key, body, "application/json").await {
             Ok(()) => report.report_key = Some(key),
             Err(e) => {
                 warn!(error = %e, "could not write the run report");
@@ -167,6 +159,56 @@ pub async fn execute<P: Platform, S: ObjectStore>(
     Ok(report)
 }
 
+/// Writes each warehouse's snapshot, then removes the warehouses that fully discovered regions
+/// no longer have (not in a run narrowed to some clusters, which sees only those).
+async fn publish<S: ObjectStore>(
+    store: &S,
+    config: &Config,
+    request: &RunRequest,
+    report: &mut Report,
+    catalogs: &[WarehouseCatalog],
+) {
+    let layout = Layout { prefix: config.output.prefix.clone() };
+    let committed_at = now_rfc3339();
+    let publisher = Publisher {
+        store,
+        bucket: &config.output.bucket,
+        layout: &layout,
+        run_id: &report.run_id,
+        committed_at: &committed_at,
+        dry_run: request.dry_run,
+    };
+    let published: Vec<PublishReport> = stream::iter(catalogs)
+        .map(|c| {
+            let span = tracing::info_span!("publish", account_id = %c.account_id, region = %c.region, warehouse = %c.warehouse.name());
+            publisher.warehouse(c).instrument(span)
+        })
+        .buffered(PUBLISH_CONCURRENCY)
+        .collect()
+        .await;
+    let mut by_warehouse: BTreeMap<(String, String, WarehouseId), PublishReport> = catalogs
+        .iter()
+        .zip(published)
+        .map(|(c, p)| ((c.account_id.clone(), c.region.clone(), c.warehouse.clone()), p))
+        .collect();
+    for account in &mut report.accounts {
+        for region in &mut account.regions {
+            for w in &mut region.warehouses {
+                w.publish = by_warehouse.remove(&(account.account_id.clone(), region.region.clone(), w.id.clone()));
+            }
+            if region.error.is_some() || !request.scope.clusters.is_empty() {
+                continue;
+            }
+            let present: BTreeSet<WarehouseId> =
+                region.warehouses.iter().filter(|w| w.state != WarehouseState::Missing).map(|w| w.id.clone()).collect();
+            match publisher.remove_absent(&account.account_id, &region.region, &present).await {
+                Ok(removed) => region.removed_warehouses = removed,
+                Err(e) => region.removal_error = Some(format!("absent warehouses could not be removed: {e}")),
+            }
+        }
+    }
+}
+
 /// Discovers every planned account and region and reads every available warehouse.
 pub async fn gather<P: Platform>(
     platform: &P,
@@ -176,12 +218,7 @@ pub async fn gather<P: Platform>(
 ) -> Result<RunOutcome, InvocationError> {
     let started_at = now_rfc3339();
     let plans = plan::plan(config, &request.scope)?;
-    info!(
-        run_id,
-        accounts = plans.len(),
-        dry_run = request.dry_run,
-        "run started"
-    );
+    info!(run_id, accounts = plans.len(), dry_run = request.dry_run, "run started");
     let visit = Visit {
         session_name: format!("redshift-registry-{run_id}"),
         external_id: config.external_id.clone(),
@@ -205,13 +242,7 @@ pub async fn gather<P: Platform>(
         .filter(|w| w.state != WarehouseState::Missing)
         .map(|w| w.id.name())
         .collect();
-    let clusters_not_found = request
-        .scope
-        .clusters
-        .iter()
-        .filter(|c| !found.contains(c.as_str()))
-        .cloned()
-        .collect();
+    let clusters_not_found = request.scope.clusters.iter().filter(|c| !found.contains(c.as_str())).cloned().collect();
 
     let report = Report {
         run_id,
@@ -227,10 +258,7 @@ pub async fn gather<P: Platform>(
         report_key: None,
         report_error: None,
     };
-    Ok(RunOutcome {
-        report,
-        catalogs: catalogs.into_iter().flatten().collect(),
-    })
+    Ok(RunOutcome { report, catalogs: catalogs.into_iter().flatten().collect() })
 }
 
 /// What every account visit shares.
@@ -253,24 +281,17 @@ impl Visit {
             error: None,
             regions: Vec::new(),
         };
-        let session = match platform
-            .assume_role(account, self.external_id.as_deref(), &self.session_name)
-            .await
-        {
+        let session = match platform.assume_role(account, self.external_id.as_deref(), &self.session_name).await {
             Ok(session) => session,
             Err(e) => {
                 warn!(error = %e, "account skipped: role not assumed");
-                out.error = Some(Failure::new(
-                    &e,
-                    report::account_hint(&e, &account.account_id, &account.role_arn),
-                ));
+                out.error = Some(Failure::new(&e, report::account_hint(&e, &account.account_id, &account.role_arn)));
                 return (out, Vec::new());
             }
         };
         let regions = futures::future::join_all(account.regions.iter().map(|region| {
             let span = tracing::info_span!("region", region = %region.region);
-            self.region(&session, &account.account_id, region)
-                .instrument(span)
+            self.region(&session, &account.account_id, region).instrument(span)
         }))
         .await;
         let mut catalogs = Vec::new();
@@ -295,25 +316,22 @@ impl Visit {
             },
             error: None,
             warehouses: Vec::new(),
+            removed_warehouses: Vec::new(),
+            removal_error: None,
         };
-        let found =
-            match plan::discover(&session.directory(&region.region), &region.selection).await {
-                Ok(found) => found,
-                Err(e) => {
-                    warn!(error = %e, "region skipped");
-                    out.error = Some(Failure::new(
-                        &e,
-                        report::region_hint(&e, account_id, &region.region),
-                    ));
-                    return (out, Vec::new());
-                }
-            };
+        let found = match plan::discover(&session.directory(&region.region), &region.selection).await {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(error = %e, "region skipped");
+                out.error = Some(Failure::new(&e, report::region_hint(&e, account_id, &region.region)));
+                return (out, Vec::new());
+            }
+        };
         let api = session.data_api(&region.region);
         let read: Vec<(WarehouseReport, Option<WarehouseCatalog>)> = stream::iter(found.warehouses)
             .map(|(warehouse, auth)| {
                 let span = tracing::info_span!("warehouse", warehouse = %warehouse.id().name());
-                self.warehouse(&api, account_id, &region.region, warehouse, auth)
-                    .instrument(span)
+                self.warehouse(&api, account_id, &region.region, warehouse, auth).instrument(span)
             })
             .buffered(self.warehouses_per_region)
             .collect()
@@ -325,8 +343,7 @@ impl Visit {
         }
         for id in found.missing {
             warn!(warehouse = %id.name(), "named warehouse does not exist");
-            out.warehouses
-                .push(WarehouseReport::missing(id, account_id, &region.region));
+            out.warehouses.push(WarehouseReport::missing(id, account_id, &region.region));
         }
         (out, catalogs)
     }
@@ -345,21 +362,15 @@ impl Visit {
             return (out, None);
         }
         let id: WarehouseId = warehouse.id();
-        let target = Target {
-            warehouse: id.clone(),
-            auth,
+        let target = Target { warehouse: id.clone(), auth };
+        let outcomes = match read::read_warehouse(api, &target, warehouse.default_database(), &self.options).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                warn!(error = %e, "databases not listed");
+                out.error = Some(Failure::from_read(&e, &id));
+                return (out, None);
+            }
         };
-        let outcomes =
-            match read::read_warehouse(api, &target, warehouse.default_database(), &self.options)
-                .await
-            {
-                Ok(outcomes) => outcomes,
-                Err(e) => {
-                    warn!(error = %e, "databases not listed");
-                    out.error = Some(Failure::from_read(&e, &id));
-                    return (out, None);
-                }
-            };
         let mut catalog = WarehouseCatalog {
             account_id: account_id.to_string(),
             region: region.to_string(),
@@ -400,9 +411,7 @@ impl Visit {
 fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     let stamp = now
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
+        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
         .expect("a fixed format");
     format!("{stamp}-{:08x}", fastrand::u32(..))
 }

@@ -34,46 +34,80 @@ fn with(mut base: Value, pointer: &str, value: Value) -> Value {
 fn the_issue_example_is_valid_and_role_arns_resolve() {
     let c = Config::parse(&valid().to_string(), &DeploymentDefaults::default()).unwrap();
     assert_eq!(c.output.prefix, "redshift/");
-    assert_eq!(
-        c.role_arn(&c.sources[0]),
-        "arn:aws:iam::111111111111:role/DataRegistryRedshiftReader"
-    );
-    assert_eq!(
-        c.role_arn(&c.sources[1]),
-        "arn:aws:iam::222222222222:role/Custom"
-    );
+    assert_eq!(c.role_arn(&c.sources[0]), "arn:aws:iam::111111111111:role/DataRegistryRedshiftReader");
+    assert_eq!(c.role_arn(&c.sources[1]), "arn:aws:iam::222222222222:role/Custom");
 }
 
 #[test]
 fn bad_configs_name_the_json_path() {
     let cases: Vec<(Value, &str)> = vec![
-        (with(valid(), "/sources/0/accountId", json!("1234")), "$.sources[0].accountId: \"1234\" is not a 12-digit AWS account id"),
-        (with(valid(), "/sources/0/accountId", json!("11111111111a")), "$.sources[0].accountId: \"11111111111a\" is not a 12-digit"),
-        (with(valid(), "/sources/0/regions/1", json!("Europe")), "$.sources[0].regions[1]: \"Europe\" is not an AWS region name"),
-        (with(valid(), "/sources/1/clusters/0/region", json!("us_east_1")), "$.sources[1].clusters[0].region: \"us_east_1\" is not an AWS region name"),
-        (with(valid(), "/sources/1/roleArn", json!("arn:aws:iam::222222222222:user/Bob")), "$.sources[1].roleArn: \"arn:aws:iam::222222222222:user/Bob\" is not an IAM role ARN"),
-        (with(valid(), "/sources/1/roleArn", json!("arn:aws:iam::333333333333:role/Custom")), "$.sources[1].roleArn: role is in account 333333333333 but the source is account 222222222222"),
+        (
+            with(valid(), "/sources/0/accountId", json!("1234")),
+            "$.sources[0].accountId: \"1234\" is not a 12-digit AWS account id",
+        ),
+        (
+            with(valid(), "/sources/0/accountId", json!("11111111111a")),
+            "$.sources[0].accountId: \"11111111111a\" is not a 12-digit",
+        ),
+        (
+            with(valid(), "/sources/0/regions/1", json!("Europe")),
+            "$.sources[0].regions[1]: \"Europe\" is not an AWS region name",
+        ),
+        (
+            with(valid(), "/sources/1/clusters/0/region", json!("us_east_1")),
+            "$.sources[1].clusters[0].region: \"us_east_1\" is not an AWS region name",
+        ),
+        (
+            with(valid(), "/sources/1/roleArn", json!("arn:aws:iam::222222222222:user/Bob")),
+            "$.sources[1].roleArn: \"arn:aws:iam::222222222222:user/Bob\" is not an IAM role ARN",
+        ),
+        (
+            with(valid(), "/sources/1/roleArn", json!("arn:aws:iam::333333333333:role/Custom")),
+            "$.sources[1].roleArn: role is in account 333333333333 but the source is account 222222222222",
+        ),
         (with(valid(), "/sources", json!([])), "$.sources: empty"),
         (with(valid(), "/sources/0/regions", json!([])), "$.sources[0].regions: empty"),
         (with(valid(), "/sources/1/clusters", json!([])), "$.sources[1].clusters: empty"),
-        (with(valid(), "/sources/1/accountId", json!("111111111111")), "$.sources[1].accountId: account 111111111111 is listed twice"),
-        (with(valid(), "/sources/0/regions", json!(["us-east-1", "us-east-1"])), "$.sources[0].regions[1]: region us-east-1 is listed twice"),
-        (with(valid(), "/sources/1/clusters/0/clusterIdentifier", json!("Sales_DB")), "$.sources[1].clusters[0].clusterIdentifier: \"Sales_DB\" is not a Redshift cluster identifier"),
+        (
+            with(valid(), "/sources/1/accountId", json!("111111111111")),
+            "$.sources[1].accountId: account 111111111111 is listed twice",
+        ),
+        (
+            with(valid(), "/sources/0/regions", json!(["us-east-1", "us-east-1"])),
+            "$.sources[0].regions[1]: region us-east-1 is listed twice",
+        ),
+        (
+            with(valid(), "/sources/1/clusters/0/clusterIdentifier", json!("Sales_DB")),
+            "$.sources[1].clusters[0].clusterIdentifier: \"Sales_DB\" is not a Redshift cluster identifier",
+        ),
         (with(valid(), "/sources/0", json!({"accountId": "111111111111"})), "$.sources[0]: has neither regions"),
-        (with(valid(), "/sources/0", json!({"accountId": "111111111111", "regions": ["us-east-1"], "clusters": [{"region": "us-east-1", "clusterIdentifier": "a"}]})), "$.sources[0]: has both regions and clusters"),
+        (
+            with(
+                valid(),
+                "/sources/0",
+                json!({"accountId": "111111111111", "regions": ["us-east-1"], "clusters": [{"region": "us-east-1", "clusterIdentifier": "a"}]}),
+            ),
+            "$.sources[0]: has both regions and clusters",
+        ),
         (with(valid(), "/output", json!({"prefix": "x/"})), "$.output.bucket: missing"),
-        (with(valid(), "/output/bucket", json!("My_Bucket")), "$.output.bucket: \"My_Bucket\" is not a valid S3 bucket name"),
+        (
+            with(valid(), "/output/bucket", json!("My_Bucket")),
+            "$.output.bucket: \"My_Bucket\" is not a valid S3 bucket name",
+        ),
         (with(valid(), "/externalId", json!("x")), "$.externalId: must be 2-1224 characters"),
         (with(valid(), "/roleName", json!("bad role")), "$.roleName: \"bad role\" is not a valid IAM role name"),
-        (with(valid(), "/pullRedshiftComments", json!("yes")), "$.pullRedshiftComments: invalid type: string \"yes\", expected a boolean"),
-        (with(valid(), "/sources/0/regions", json!("us-east-1")), "$.sources[0].regions: invalid type: string \"us-east-1\", expected a sequence"),
+        (
+            with(valid(), "/pullRedshiftComments", json!("yes")),
+            "$.pullRedshiftComments: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            with(valid(), "/sources/0/regions", json!("us-east-1")),
+            "$.sources[0].regions: invalid type: string \"us-east-1\", expected a sequence",
+        ),
     ];
     for (config, expected) in cases {
         let message = refused(config);
-        assert!(
-            message.contains(expected),
-            "expected {expected:?} in {message:?}"
-        );
+        assert!(message.contains(expected), "expected {expected:?} in {message:?}");
     }
 }
 
@@ -83,19 +117,14 @@ fn unknown_keys_are_refused_with_their_path() {
     c["sources"][1]["clusters"][0]["clusterIdentfier"] = json!("typo");
     let message = refused(c);
     assert!(
-        message.contains(
-            "$.sources[1].clusters[0].clusterIdentfier: unknown field `clusterIdentfier`"
-        ),
+        message.contains("$.sources[1].clusters[0].clusterIdentfier: unknown field `clusterIdentfier`"),
         "{message}"
     );
 
     let mut c = valid();
     c["outputs"] = json!({});
     let message = refused(c);
-    assert!(
-        message.contains("$.outputs: unknown field `outputs`"),
-        "{message}"
-    );
+    assert!(message.contains("$.outputs: unknown field `outputs`"), "{message}");
 }
 
 #[test]
@@ -103,32 +132,25 @@ fn a_source_without_role_needs_role_name() {
     let mut c = valid();
     c.as_object_mut().unwrap().remove("roleName");
     let message = refused(c);
-    assert!(message.contains("$.sources[0].roleArn: no role to assume: set roleName at the top level or roleArn in this source"), "{message}");
     assert!(
-        !message.contains("$.sources[1]"),
-        "source 1 has its own roleArn: {message}"
+        message.contains(
+            "$.sources[0].roleArn: no role to assume: set roleName at the top level or roleArn in this source"
+        ),
+        "{message}"
     );
+    assert!(!message.contains("$.sources[1]"), "source 1 has its own roleArn: {message}");
 }
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let c = with(
-        with(valid(), "/sources/0/accountId", json!("1")),
-        "/sources/0/regions/0",
-        json!("mars"),
-    );
+    let c = with(with(valid(), "/sources/0/accountId", json!("1")), "/sources/0/regions/0", json!("mars"));
     let message = refused(c);
-    assert!(
-        message.contains("$.sources[0].accountId") && message.contains("$.sources[0].regions[0]"),
-        "{message}"
-    );
+    assert!(message.contains("$.sources[0].accountId") && message.contains("$.sources[0].regions[0]"), "{message}");
 }
 
 #[test]
 fn not_json_is_refused() {
-    let e = Config::parse("{\"sources\": [", &DeploymentDefaults::default())
-        .unwrap_err()
-        .to_string();
+    let e = Config::parse("{\"sources\": [", &DeploymentDefaults::default()).unwrap_err().to_string();
     assert!(e.starts_with("invalid config: $"), "{e}");
     assert!(e.contains("EOF"), "{e}");
 }
@@ -144,19 +166,14 @@ fn deployment_values_fill_gaps_and_must_agree() {
     let c = Config::parse(&minimal.to_string(), &defaults).unwrap();
     assert_eq!(c.output.bucket, "deployed-bucket");
     assert_eq!(c.output.prefix, "reg/");
-    assert_eq!(
-        c.role_arn(&c.sources[0]),
-        "arn:aws:iam::111111111111:role/DeployedRole"
-    );
+    assert_eq!(c.role_arn(&c.sources[0]), "arn:aws:iam::111111111111:role/DeployedRole");
 
-    let e = Config::parse(&valid().to_string(), &defaults)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("$.output.bucket: \"my-registry\" differs from REGISTRY_OUTPUT_BUCKET=\"deployed-bucket\""), "{e}");
+    let e = Config::parse(&valid().to_string(), &defaults).unwrap_err().to_string();
     assert!(
-        e.contains("$.roleName: \"DataRegistryRedshiftReader\" differs from REGISTRY_ROLE_NAME"),
+        e.contains("$.output.bucket: \"my-registry\" differs from REGISTRY_OUTPUT_BUCKET=\"deployed-bucket\""),
         "{e}"
     );
+    assert!(e.contains("$.roleName: \"DataRegistryRedshiftReader\" differs from REGISTRY_ROLE_NAME"), "{e}");
 }
 
 fn load_event(name: &str) -> Value {
@@ -182,11 +199,11 @@ fn the_manual_event_file_narrows_the_run() {
 #[test]
 fn manual_payloads_have_every_key_optional() {
     let r = event::parse(&json!({})).unwrap();
-    assert_eq!(
-        (r.trigger, r.dry_run, r.scope.is_full()),
-        (Trigger::Manual, false, true)
-    );
-    let r = event::parse(&json!({"dryRun": true, "accounts": ["111111111111"], "regions": ["eu-west-1"], "clusters": ["sales"]})).unwrap();
+    assert_eq!((r.trigger, r.dry_run, r.scope.is_full()), (Trigger::Manual, false, true));
+    let r = event::parse(
+        &json!({"dryRun": true, "accounts": ["111111111111"], "regions": ["eu-west-1"], "clusters": ["sales"]}),
+    )
+    .unwrap();
     assert!(r.dry_run);
     assert!(
         r.scope.accounts.contains("111111111111")
@@ -213,9 +230,6 @@ fn malformed_events_say_which_shapes_are_accepted() {
     for (payload, problem) in cases {
         let e = event::parse(&payload).unwrap_err().to_string();
         assert!(e.contains(problem), "expected {problem:?} in {e:?}");
-        assert!(
-            e.contains("\"detail-type\": \"Scheduled Event\"") && e.contains("\"dryRun\": bool"),
-            "{e}"
-        );
+        assert!(e.contains("\"detail-type\": \"Scheduled Event\"") && e.contains("\"dryRun\": bool"), "{e}");
     }
 }

@@ -12,20 +12,9 @@ use support::fault_front::{FaultFront, Rule};
 use support::*;
 
 fn ids(report: &Report, account: &str, region: &str) -> Vec<(String, WarehouseState)> {
-    let a = report
-        .accounts
-        .iter()
-        .find(|a| a.account_id == account)
-        .expect("account in report");
-    let r = a
-        .regions
-        .iter()
-        .find(|r| r.region == region)
-        .expect("region in report");
-    r.warehouses
-        .iter()
-        .map(|c| (c.id.name().to_string(), c.state))
-        .collect()
+    let a = report.accounts.iter().find(|a| a.account_id == account).expect("account in report");
+    let r = a.regions.iter().find(|r| r.region == region).expect("region in report");
+    r.warehouses.iter().map(|c| (c.id.name().to_string(), c.state)).collect()
 }
 
 fn cluster(w: &WarehouseReport) -> &Cluster {
@@ -36,12 +25,7 @@ fn cluster(w: &WarehouseReport) -> &Cluster {
 }
 
 fn seed(id: &str) -> ClusterSeed<'_> {
-    ClusterSeed {
-        id,
-        node_type: "ra3.xlplus",
-        db_name: "dev",
-        tags: &[],
-    }
+    ClusterSeed { id, node_type: "ra3.xlplus", db_name: "dev", tags: &[] }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,24 +35,10 @@ async fn option_one_discovers_every_cluster_of_each_region() {
     let bucket = bucket_name("option_one");
     create_bucket(&moto, &bucket).await;
     let (sales, marketing, finance) = (unique("sales"), unique("marketing"), unique("finance"));
-    for (region, id) in [
-        ("us-east-1", &sales),
-        ("us-east-1", &marketing),
-        ("eu-west-1", &finance),
-    ] {
+    for (region, id) in [("us-east-1", &sales), ("us-east-1", &marketing), ("eu-west-1", &finance)] {
         let tags = [("team", id.as_str())];
-        create_cluster(
-            &moto,
-            &acct,
-            region,
-            ClusterSeed {
-                id,
-                node_type: "ra3.xlplus",
-                db_name: "dev",
-                tags: &tags,
-            },
-        )
-        .await;
+        create_cluster(&moto, &acct, region, ClusterSeed { id, node_type: "ra3.xlplus", db_name: "dev", tags: &tags })
+            .await;
     }
     let cfg = config(json!({
         "output": {"bucket": bucket, "prefix": "redshift/"},
@@ -80,15 +50,9 @@ async fn option_one_discovers_every_cluster_of_each_region() {
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     assert_eq!(
         ids(&report, &acct, "us-east-1"),
-        vec![
-            (marketing.clone(), WarehouseState::Available),
-            (sales.clone(), WarehouseState::Available)
-        ]
+        vec![(marketing.clone(), WarehouseState::Available), (sales.clone(), WarehouseState::Available)]
     );
-    assert_eq!(
-        ids(&report, &acct, "eu-west-1"),
-        vec![(finance.clone(), WarehouseState::Available)]
-    );
+    assert_eq!(ids(&report, &acct, "eu-west-1"), vec![(finance.clone(), WarehouseState::Available)]);
     let details = cluster(&report.accounts[0].regions[1].warehouses[0]);
     assert_eq!(details.node_type.as_deref(), Some("ra3.xlplus"));
     assert_eq!(details.database_name.as_deref(), Some("dev"));
@@ -97,22 +61,15 @@ async fn option_one_discovers_every_cluster_of_each_region() {
     assert_eq!(report.counts.warehouses_available, 3);
     // Each available cluster's databases were read through the Data API.
     assert_eq!(report.counts.databases, 3);
-    assert_eq!(
-        report.accounts[0].role_arn,
-        format!("arn:aws:iam::{acct}:role/DataRegistryRedshiftReader")
-    );
+    assert_eq!(report.accounts[0].role_arn, format!("arn:aws:iam::{acct}:role/DataRegistryRedshiftReader"));
 
     // The report is written under the prefix, and is the one returned.
     let key = report.report_key.clone().expect("report written");
     assert!(key.starts_with("redshift/runs/"), "{key}");
-    let stored: serde_json::Value =
-        serde_json::from_slice(&get_object(&moto, &bucket, &key).await).unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&get_object(&moto, &bucket, &key).await).unwrap();
     assert_eq!(stored["runId"], report.run_id);
     assert_eq!(stored["counts"]["warehousesAvailable"], 3);
-    assert_eq!(
-        stored["accounts"][0]["regions"][1]["warehouses"][0]["clusterIdentifier"],
-        json!(finance)
-    );
+    assert_eq!(stored["accounts"][0]["regions"][1]["warehouses"][0]["clusterIdentifier"], json!(finance));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,22 +92,13 @@ async fn option_two_reads_only_named_clusters_and_reports_missing_ones() {
 
     assert_eq!(
         ids(&report, &acct, "us-east-1"),
-        vec![
-            (sales.clone(), WarehouseState::Available),
-            (ghost.clone(), WarehouseState::Missing)
-        ]
+        vec![(sales.clone(), WarehouseState::Available), (ghost.clone(), WarehouseState::Missing)]
     );
     let missing = &report.accounts[0].regions[0].warehouses[1];
     let reason = missing.reason.as_deref().unwrap();
-    assert!(
-        reason.contains(&format!("no cluster {ghost:?} in us-east-1")),
-        "{reason}"
-    );
+    assert!(reason.contains(&format!("no cluster {ghost:?} in us-east-1")), "{reason}");
     assert_eq!(report.accounts[0].regions[0].mode, "named");
-    assert_eq!(
-        report.accounts[0].role_arn,
-        format!("arn:aws:iam::{acct}:role/Custom")
-    );
+    assert_eq!(report.accounts[0].role_arn, format!("arn:aws:iam::{acct}:role/Custom"));
     assert_eq!(report.status, RunStatus::Partial);
     assert_eq!(report.counts.warehouses_missing, 1);
 }
@@ -166,24 +114,14 @@ async fn same_cluster_name_in_two_accounts_is_not_mixed_up() {
         &moto,
         &a,
         "us-east-1",
-        ClusterSeed {
-            id: &sales,
-            node_type: "ra3.4xlarge",
-            db_name: "alpha",
-            tags: &[("owner", "a")],
-        },
+        ClusterSeed { id: &sales, node_type: "ra3.4xlarge", db_name: "alpha", tags: &[("owner", "a")] },
     )
     .await;
     create_cluster(
         &moto,
         &b,
         "us-east-1",
-        ClusterSeed {
-            id: &sales,
-            node_type: "dc2.large",
-            db_name: "beta",
-            tags: &[("owner", "b")],
-        },
+        ClusterSeed { id: &sales, node_type: "dc2.large", db_name: "beta", tags: &[("owner", "b")] },
     )
     .await;
     // The emulator keys warehouses by name: give the shared name both databases.
@@ -195,21 +133,10 @@ async fn same_cluster_name_in_two_accounts_is_not_mixed_up() {
     let report = run_against(&moto, &cfg, &RunRequest::default()).await;
 
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
-    for (acct, owner, db, node) in [
-        (&a, "a", "alpha", "ra3.4xlarge"),
-        (&b, "b", "beta", "dc2.large"),
-    ] {
-        let account = report
-            .accounts
-            .iter()
-            .find(|x| &x.account_id == acct)
-            .unwrap();
+    for (acct, owner, db, node) in [(&a, "a", "alpha", "ra3.4xlarge"), (&b, "b", "beta", "dc2.large")] {
+        let account = report.accounts.iter().find(|x| &x.account_id == acct).unwrap();
         let warehouses = &account.regions[0].warehouses;
-        assert_eq!(
-            warehouses.len(),
-            1,
-            "account {acct} sees only its own cluster"
-        );
+        assert_eq!(warehouses.len(), 1, "account {acct} sees only its own cluster");
         let c = cluster(&warehouses[0]);
         assert_eq!(c.tags.get("owner").map(String::as_str), Some(owner));
         assert_eq!(c.database_name.as_deref(), Some(db));
@@ -236,17 +163,10 @@ async fn paused_cluster_is_skipped_with_its_reason() {
 
     assert_eq!(
         ids(&report, &acct, "eu-west-1"),
-        vec![
-            (live.clone(), WarehouseState::Available),
-            (sleepy.clone(), WarehouseState::Skipped)
-        ]
+        vec![(live.clone(), WarehouseState::Available), (sleepy.clone(), WarehouseState::Skipped)]
     );
     let skipped = &report.accounts[0].regions[0].warehouses[1];
-    assert!(
-        skipped.reason.as_deref().unwrap().contains("\"paused\""),
-        "{:?}",
-        skipped.reason
-    );
+    assert!(skipped.reason.as_deref().unwrap().contains("\"paused\""), "{:?}", skipped.reason);
     assert!(skipped.databases.is_empty(), "a paused cluster is not read");
     // A paused cluster is a state, not a failure.
     assert_eq!(report.status, RunStatus::Succeeded);
@@ -282,32 +202,20 @@ async fn denied_account_is_reported_and_the_others_go_on() {
     let report = run_against(&front.url, &cfg, &RunRequest::default()).await;
 
     assert_eq!(report.status, RunStatus::Partial);
-    let d = report
-        .accounts
-        .iter()
-        .find(|a| a.account_id == denied)
-        .unwrap();
+    let d = report.accounts.iter().find(|a| a.account_id == denied).unwrap();
     let err = d.error.as_ref().expect("denied account has an error");
     assert_eq!(err.kind, ErrorKind::AccessDenied);
     assert_eq!(err.code, "AccessDenied");
     assert!(err.hint.contains("trust policy"), "{}", err.hint);
     assert!(d.regions.is_empty());
-    assert_eq!(
-        ids(&report, &ok, "us-east-1"),
-        vec![(sales.clone(), WarehouseState::Available)]
-    );
+    assert_eq!(ids(&report, &ok, "us-east-1"), vec![(sales.clone(), WarehouseState::Available)]);
     assert_eq!(report.counts.accounts_failed, 1);
     // The external id and a session name naming this tool travel with every AssumeRole.
-    let assumes: Vec<_> = front
-        .seen()
-        .into_iter()
-        .filter(|s| s.action == "AssumeRole")
-        .collect();
+    let assumes: Vec<_> = front.seen().into_iter().filter(|s| s.action == "AssumeRole").collect();
     assert_eq!(assumes.len(), 2);
-    assert!(assumes
-        .iter()
-        .all(|s| s.body.contains("ExternalId=registry-ext-id&")
-            && s.body.contains("RoleSessionName=redshift-registry-")));
+    assert!(assumes.iter().all(
+        |s| s.body.contains("ExternalId=registry-ext-id&") && s.body.contains("RoleSessionName=redshift-registry-")
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -342,15 +250,8 @@ async fn region_not_enabled_is_reported_and_other_regions_go_on() {
     let regions = &report.accounts[0].regions;
     let err = regions[0].error.as_ref().expect("ap-east-1 failed");
     assert_eq!(err.kind, ErrorKind::RegionNotEnabled);
-    assert!(
-        err.hint.contains("region ap-east-1") && err.hint.contains("opt-in"),
-        "{}",
-        err.hint
-    );
-    assert_eq!(
-        ids(&report, &acct, "us-west-2"),
-        vec![(west.clone(), WarehouseState::Available)]
-    );
+    assert!(err.hint.contains("region ap-east-1") && err.hint.contains("opt-in"), "{}", err.hint);
+    assert_eq!(ids(&report, &acct, "us-west-2"), vec![(west.clone(), WarehouseState::Available)]);
     assert_eq!(report.counts.regions_failed, 1);
 }
 
@@ -360,18 +261,10 @@ async fn manual_scope_narrows_and_dry_run_writes_nothing() {
     let (a, b) = (account_id("narrow", 1), account_id("narrow", 2));
     let bucket = bucket_name("narrow");
     create_bucket(&moto, &bucket).await;
-    let (sales, hr, sales_eu, other) = (
-        unique("sales"),
-        unique("hr"),
-        unique("sales-eu"),
-        unique("other"),
-    );
-    for (acct, region, id) in [
-        (&a, "us-east-1", &sales),
-        (&a, "us-east-1", &hr),
-        (&a, "eu-west-1", &sales_eu),
-        (&b, "us-east-1", &other),
-    ] {
+    let (sales, hr, sales_eu, other) = (unique("sales"), unique("hr"), unique("sales-eu"), unique("other"));
+    for (acct, region, id) in
+        [(&a, "us-east-1", &sales), (&a, "us-east-1", &hr), (&a, "eu-west-1", &sales_eu), (&b, "us-east-1", &other)]
+    {
         create_cluster(&moto, acct, region, seed(id)).await;
     }
     let cfg = config(json!({
@@ -391,14 +284,8 @@ async fn manual_scope_narrows_and_dry_run_writes_nothing() {
 
     assert_eq!(report.accounts.len(), 1);
     assert_eq!(report.accounts[0].regions.len(), 1);
-    assert_eq!(
-        ids(&report, &a, "us-east-1"),
-        vec![(sales.clone(), WarehouseState::Available)]
-    );
+    assert_eq!(ids(&report, &a, "us-east-1"), vec![(sales.clone(), WarehouseState::Available)]);
     assert_eq!(report.clusters_not_found, vec!["nope".to_string()]);
     assert!(report.report_key.is_none());
-    assert!(
-        list_keys(&moto, &bucket, "").await.is_empty(),
-        "a dry run writes nothing"
-    );
+    assert!(list_keys(&moto, &bucket, "").await.is_empty(), "a dry run writes nothing");
 }

@@ -5,9 +5,7 @@
 mod support;
 
 use redshift_registry::aws::RedshiftData;
-use redshift_registry::catalog::{
-    Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, WarehouseId,
-};
+use redshift_registry::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, WarehouseId};
 use redshift_registry::event::RunRequest;
 use redshift_registry::read::{read_warehouse, DatabaseOutcome, DbAuth, ReadOptions, Target};
 use redshift_registry::report::RunStatus;
@@ -21,30 +19,14 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;"#;
 
 fn options(extra: serde_json::Value) -> ReadOptions {
     let mut c = json!({"output": {"bucket": "b-b-b"}, "roleName": "R", "sources": [{"accountId": "111111111111", "regions": ["us-east-1"]}]});
-    c.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
+    c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     ReadOptions::from_config(&config(c))
 }
 
-async fn read(
-    warehouse: WarehouseId,
-    default_db: &str,
-    options: &ReadOptions,
-) -> Vec<DatabaseOutcome> {
+async fn read(warehouse: WarehouseId, default_db: &str, options: &ReadOptions) -> Vec<DatabaseOutcome> {
     let base = function_config(&moto_url()).await;
     let api = RedshiftData::new(&base);
-    read_warehouse(
-        &api,
-        &Target {
-            warehouse,
-            auth: DbAuth::Iam,
-        },
-        default_db,
-        options,
-    )
-    .await
-    .expect("databases listed")
+    read_warehouse(&api, &Target { warehouse, auth: DbAuth::Iam }, default_db, options).await.expect("databases listed")
 }
 
 fn read_ok(outcomes: Vec<DatabaseOutcome>) -> Vec<DatabaseCatalog> {
@@ -60,18 +42,9 @@ fn read_ok(outcomes: Vec<DatabaseOutcome>) -> Vec<DatabaseCatalog> {
 }
 
 fn dataset<'a>(db: &'a DatabaseCatalog, schema: &str, name: &str) -> &'a Dataset {
-    db.datasets
-        .iter()
-        .find(|d| d.schema == schema && d.name == name)
-        .unwrap_or_else(|| {
-            panic!(
-                "{schema}.{name} not in {:?}",
-                db.datasets
-                    .iter()
-                    .map(|d| (&d.schema, &d.name))
-                    .collect::<Vec<_>>()
-            )
-        })
+    db.datasets.iter().find(|d| d.schema == schema && d.name == name).unwrap_or_else(|| {
+        panic!("{schema}.{name} not in {:?}", db.datasets.iter().map(|d| (&d.schema, &d.name)).collect::<Vec<_>>())
+    })
 }
 
 fn col(name: &str, position: i32, data_type: &str, nullable: bool) -> Column {
@@ -124,27 +97,15 @@ GRANT SELECT ON pg_internal.svv_table_info TO "IAMR:DataRegistryRedshiftReader";
 #[tokio::test(flavor = "multi_thread")]
 async fn every_object_type_is_read_exactly() {
     let cluster = unique("objects");
-    create_warehouse(
-        &cluster,
-        &[("dev", &format!("{CREATE_READER}{SALES_FIXTURE}"))],
-    )
-    .await;
+    create_warehouse(&cluster, &[("dev", &format!("{CREATE_READER}{SALES_FIXTURE}"))]).await;
     let dbs = read_ok(
-        read(
-            WarehouseId::ClusterIdentifier(cluster),
-            "dev",
-            &options(json!({"pullRedshiftComments": true})),
-        )
-        .await,
+        read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({"pullRedshiftComments": true}))).await,
     );
     assert_eq!(dbs.len(), 1);
     let db = &dbs[0];
     assert_eq!((db.name.as_str(), db.kind), ("dev", DatabaseKind::Local));
-    let names: Vec<(&str, &str, DatasetKind)> = db
-        .datasets
-        .iter()
-        .map(|d| (d.schema.as_str(), d.name.as_str(), d.kind))
-        .collect();
+    let names: Vec<(&str, &str, DatasetKind)> =
+        db.datasets.iter().map(|d| (d.schema.as_str(), d.name.as_str(), d.kind)).collect();
     assert_eq!(
         names,
         vec![
@@ -170,10 +131,7 @@ async fn every_object_type_is_read_exactly() {
             encoding: Some("az64".into()),
             ..col("id", 1, "integer", false)
         },
-        Column {
-            default: Some("0".into()),
-            ..col("amount", 2, "numeric(18,2)", true)
-        },
+        Column { default: Some("0".into()), ..col("amount", 2, "numeric(18,2)", true) },
         col("customer", 3, "character varying(256)", true),
         Column {
             sort_key_position: Some(2),
@@ -195,43 +153,18 @@ async fn every_object_type_is_read_exactly() {
     let view = dataset(db, "sales", "big_orders");
     assert_eq!(view.owner.as_deref(), Some(READER));
     assert_eq!(view.description.as_deref(), Some("Orders over 100"));
-    assert!(
-        view.view_definition
-            .as_deref()
-            .unwrap()
-            .contains("FROM sales.orders"),
-        "{:?}",
-        view.view_definition
-    );
-    expected = vec![
-        col("id", 1, "integer", true),
-        col("amount", 2, "numeric(18,2)", true),
-    ];
+    assert!(view.view_definition.as_deref().unwrap().contains("FROM sales.orders"), "{:?}", view.view_definition);
+    expected = vec![col("id", 1, "integer", true), col("amount", 2, "numeric(18,2)", true)];
     assert_eq!(view.columns, expected);
     assert_eq!(view.row_count, None, "views have no stats");
 
     let mv = dataset(db, "sales", "daily");
-    assert_eq!(
-        mv.columns,
-        vec![
-            col("day", 1, "date", true),
-            col("total", 2, "numeric", true)
-        ]
-    );
+    assert_eq!(mv.columns, vec![col("day", 1, "date", true), col("total", 2, "numeric", true)]);
     assert_eq!(mv.view_definition, None, "owned by another user");
 
     let late = dataset(db, "sales", "recent");
-    let late_col = |name: &str, position, ty: &str| Column {
-        encoding: None,
-        ..col(name, position, ty, true)
-    };
-    assert_eq!(
-        late.columns,
-        vec![
-            late_col("id", 1, "integer"),
-            late_col("customer", 2, "character varying(256)")
-        ]
-    );
+    let late_col = |name: &str, position, ty: &str| Column { encoding: None, ..col(name, position, ty, true) };
+    assert_eq!(late.columns, vec![late_col("id", 1, "integer"), late_col("customer", 2, "character varying(256)")]);
 
     let clicks = dataset(db, "spectrum", "clicks");
     assert_eq!(clicks.location.as_deref(), Some("s3://lake/clicks/"));
@@ -239,11 +172,7 @@ async fn every_object_type_is_read_exactly() {
         clicks.columns,
         vec![
             late_col("url", 1, "string"),
-            Column {
-                nullable: false,
-                partition_key: true,
-                ..late_col("dt", 2, "date")
-            }
+            Column { nullable: false, partition_key: true, ..late_col("dt", 2, "date") }
         ]
     );
     assert_eq!(
@@ -258,26 +187,11 @@ async fn every_object_type_is_read_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn comments_are_left_out_unless_asked_for() {
     let cluster = unique("nocomments");
-    create_warehouse(
-        &cluster,
-        &[("dev", &format!("{CREATE_READER}{SALES_FIXTURE}"))],
-    )
-    .await;
-    let dbs = read_ok(
-        read(
-            WarehouseId::ClusterIdentifier(cluster),
-            "dev",
-            &options(json!({})),
-        )
-        .await,
-    );
+    create_warehouse(&cluster, &[("dev", &format!("{CREATE_READER}{SALES_FIXTURE}"))]).await;
+    let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({}))).await);
     for d in &dbs[0].datasets {
         assert_eq!(d.description, None, "{}", d.name);
-        assert!(
-            d.columns.iter().all(|c| c.description.is_none()),
-            "{}",
-            d.name
-        );
+        assert!(d.columns.iter().all(|c| c.description.is_none()), "{}", d.name);
     }
     assert_eq!(dataset(&dbs[0], "sales", "orders").columns.len(), 13);
 }
@@ -296,14 +210,7 @@ async fn quoted_mixed_case_and_unicode_names_come_back_as_stored() {
         long = "é".repeat(31) + "x"
     );
     create_warehouse(&cluster, &[("dev", &sql)]).await;
-    let dbs = read_ok(
-        read(
-            WarehouseId::ClusterIdentifier(cluster),
-            "dev",
-            &options(json!({})),
-        )
-        .await,
-    );
+    let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({}))).await);
     let lines = dataset(&dbs[0], "Sales Team", "Order \"Lines\"");
     let names: Vec<&str> = lines.columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, vec!["Line ID", "prix_€", "ünïcødé ✓"]);
@@ -323,15 +230,10 @@ async fn what_the_user_cannot_see_is_reported_with_the_grant() {
         CREATE SCHEMA "Ops"; CREATE TABLE "Ops".jobs (id int); GRANT USAGE ON SCHEMA "Ops" TO "{READER}";"#
     );
     create_warehouse(&cluster, &[("dev", &sql)]).await;
-    let opts =
-        options(json!({"filters": {"schemas": {"include": ["finance", "hr", "Ops", "missing"]}}}));
+    let opts = options(json!({"filters": {"schemas": {"include": ["finance", "hr", "Ops", "missing"]}}}));
     let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster), "dev", &opts).await);
     let db = &dbs[0];
-    let names: Vec<String> = db
-        .datasets
-        .iter()
-        .map(|d| format!("{}.{}", d.schema, d.name))
-        .collect();
+    let names: Vec<String> = db.datasets.iter().map(|d| format!("{}.{}", d.schema, d.name)).collect();
     assert_eq!(names, vec!["hr.people"]);
     let notes = db.notes.join("\n");
     assert!(notes.contains(&format!(
@@ -339,21 +241,15 @@ async fn what_the_user_cannot_see_is_reported_with_the_grant() {
          to add them: GRANT USAGE ON SCHEMA \"finance\" TO \"{READER}\"; GRANT SELECT ON ALL TABLES IN SCHEMA \"finance\" TO \"{READER}\";"
     )), "{notes}");
     assert!(
-        notes.contains(&format!(
-            "schema \"hr\" in database dev: user \"{READER}\" can see 1 of 2 relations"
-        )),
+        notes.contains(&format!("schema \"hr\" in database dev: user \"{READER}\" can see 1 of 2 relations")),
         "{notes}"
     );
     assert!(
-        notes.contains(&format!(
-            "schema \"Ops\" in database dev: user \"{READER}\" can see 0 of 1 relations"
-        )),
+        notes.contains(&format!("schema \"Ops\" in database dev: user \"{READER}\" can see 0 of 1 relations")),
         "{notes}"
     );
     assert!(
-        notes.contains(
-            "schema \"missing\" named in filters.schemas.include does not exist in database dev"
-        ),
+        notes.contains("schema \"missing\" named in filters.schemas.include does not exist in database dev"),
         "{notes}"
     );
     assert!(
@@ -379,37 +275,17 @@ async fn datashare_consumer_databases_are_read_through_the_svv_views() {
     );
     create_warehouse(&cluster, &[("dev", &sql)]).await;
     let dbs = read_ok(
-        read(
-            WarehouseId::ClusterIdentifier(cluster),
-            "dev",
-            &options(json!({"pullRedshiftComments": true})),
-        )
-        .await,
+        read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({"pullRedshiftComments": true}))).await,
     );
     assert_eq!(
-        dbs.iter()
-            .map(|d| (d.name.as_str(), d.kind))
-            .collect::<Vec<_>>(),
-        vec![
-            ("dev", DatabaseKind::Local),
-            ("sales_share", DatabaseKind::Shared)
-        ]
+        dbs.iter().map(|d| (d.name.as_str(), d.kind)).collect::<Vec<_>>(),
+        vec![("dev", DatabaseKind::Local), ("sales_share", DatabaseKind::Shared)]
     );
     let shared = &dbs[1];
     let orders = dataset(shared, "public", "orders");
     assert_eq!(orders.description.as_deref(), Some("Shared orders"));
-    assert_eq!(
-        orders.columns,
-        vec![
-            col("id", 1, "integer", false),
-            col("total", 2, "numeric(12,2)", true)
-        ]
-    );
-    assert_eq!(
-        dataset(shared, "public", &long).name.len(),
-        127,
-        "Redshift's 127-byte names"
-    );
+    assert_eq!(orders.columns, vec![col("id", 1, "integer", false), col("total", 2, "numeric(12,2)", true)]);
+    assert_eq!(dataset(shared, "public", &long).name.len(), 127, "Redshift's 127-byte names");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -429,60 +305,29 @@ async fn filters_pick_databases_schemas_and_tables() {
     }}));
     let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster), "dev", &opts).await);
     assert_eq!(dbs.len(), 1);
-    let names: Vec<String> = dbs[0]
-        .datasets
-        .iter()
-        .map(|d| format!("{}.{}", d.schema, d.name))
-        .collect();
+    let names: Vec<String> = dbs[0].datasets.iter().map(|d| format!("{}.{}", d.schema, d.name)).collect();
     assert_eq!(names, vec!["a.keep", "b.other"]);
 
     // System schemas appear only when asked for.
     let cluster = unique("system");
     create_warehouse(&cluster, &[("dev", CREATE_READER)]).await;
-    let plain = read_ok(
-        read(
-            WarehouseId::ClusterIdentifier(cluster.clone()),
-            "dev",
-            &options(json!({})),
-        )
-        .await,
-    );
+    let plain = read_ok(read(WarehouseId::ClusterIdentifier(cluster.clone()), "dev", &options(json!({}))).await);
     assert!(plain[0].datasets.is_empty());
     let system = read_ok(
-        read(
-            WarehouseId::ClusterIdentifier(cluster),
-            "dev",
-            &options(json!({"includeSystemSchemas": true})),
-        )
-        .await,
+        read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({"includeSystemSchemas": true}))).await,
     );
-    assert!(system[0]
-        .datasets
-        .iter()
-        .any(|d| d.schema == "pg_catalog" && d.name == "pg_class"));
+    assert!(system[0].datasets.iter().any(|d| d.schema == "pg_catalog" && d.name == "pg_class"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_databases_are_read_in_parallel() {
     let cluster = unique("parallel");
-    let sql = format!(
-        "{CREATE_READER} CREATE TABLE public.t (id int); GRANT SELECT ON public.t TO \"{READER}\";"
-    );
+    let sql = format!("{CREATE_READER} CREATE TABLE public.t (id int); GRANT SELECT ON public.t TO \"{READER}\";");
     create_warehouse(&cluster, &[("one", &sql), ("two", &sql), ("three", &sql)]).await;
     // Statements take a while, so overlapping ones are seen by the emulator.
     set_knobs(&cluster, json!({"statementMs": 300})).await;
-    let dbs = read_ok(
-        read(
-            WarehouseId::ClusterIdentifier(cluster.clone()),
-            "one",
-            &options(json!({})),
-        )
-        .await,
-    );
-    assert_eq!(
-        dbs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
-        vec!["one", "three", "two"]
-    );
+    let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster.clone()), "one", &options(json!({}))).await);
+    assert_eq!(dbs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), vec!["one", "three", "two"]);
     assert!(dbs.iter().all(|d| d.datasets.len() == 1));
     let c = counters(&cluster).await;
     // Three batches and three SVV_TABLE_INFO statements overlap.
@@ -505,14 +350,7 @@ async fn two_thousand_tables_cost_no_more_calls_than_two_plus_result_pages() {
     create_warehouse(&big, &[("dev", &tables(2000))]).await;
     let mut read_tables = Vec::new();
     for cluster in [&small, &big] {
-        let dbs = read_ok(
-            read(
-                WarehouseId::ClusterIdentifier(cluster.clone()),
-                "dev",
-                &options(json!({})),
-            )
-            .await,
-        );
+        let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster.clone()), "dev", &options(json!({}))).await);
         read_tables.push(dbs[0].datasets.len());
     }
     assert_eq!(read_tables, vec![2, 2000]);
@@ -522,10 +360,7 @@ async fn two_thousand_tables_cost_no_more_calls_than_two_plus_result_pages() {
     }
     // Statements start the same; only pages grow: 2,000 tables, 4,000 columns, 2,000
     // relations at 1,000 rows a page are at most 2 + 4 + 2 more pages.
-    assert!(
-        b["GetStatementResult"] <= s["GetStatementResult"] + 8,
-        "small {s:?}, big {b:?}"
-    );
+    assert!(b["GetStatementResult"] <= s["GetStatementResult"] + 8, "small {s:?}, big {b:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -535,7 +370,9 @@ async fn a_serverless_workgroup_is_discovered_and_read() {
     let (wg, named) = (unique("analytics"), unique("named-wg"));
     for name in [&wg, &named] {
         register_workgroup("eu-central-1", name, &format!("ns-{name}"), "warehouse").await;
-        let sql = format!("{CREATE_READER} CREATE TABLE public.events (id bigint); GRANT SELECT ON public.events TO \"{READER}\";");
+        let sql = format!(
+            "{CREATE_READER} CREATE TABLE public.events (id bigint); GRANT SELECT ON public.events TO \"{READER}\";"
+        );
         create_warehouse(name, &[("warehouse", &sql)]).await;
     }
     let cfg = config(json!({
@@ -543,22 +380,11 @@ async fn a_serverless_workgroup_is_discovered_and_read() {
         "sources": [{"accountId": acct, "regions": ["eu-central-1"]}]
     }));
     let outcome = gather_against(&moto, &cfg, &RunRequest::default()).await;
-    assert_eq!(
-        outcome.report.status,
-        RunStatus::Succeeded,
-        "{:#?}",
-        outcome.report
-    );
-    let mine: Vec<_> = outcome
-        .catalogs
-        .iter()
-        .filter(|c| c.warehouse == WarehouseId::WorkgroupName(wg.clone()))
-        .collect();
+    assert_eq!(outcome.report.status, RunStatus::Succeeded, "{:#?}", outcome.report);
+    let mine: Vec<_> =
+        outcome.catalogs.iter().filter(|c| c.warehouse == WarehouseId::WorkgroupName(wg.clone())).collect();
     assert_eq!(mine.len(), 1);
-    assert_eq!(
-        mine[0].databases[0].name, "warehouse",
-        "the namespace's database"
-    );
+    assert_eq!(mine[0].databases[0].name, "warehouse", "the namespace's database");
     assert_eq!(mine[0].databases[0].datasets[0].name, "events");
 
     // Option 2 names a workgroup.
@@ -567,21 +393,11 @@ async fn a_serverless_workgroup_is_discovered_and_read() {
         "sources": [{"accountId": acct, "workgroups": [{"region": "eu-central-1", "workgroupName": named}, {"region": "eu-central-1", "workgroupName": "nope-wg"}]}]
     }));
     let outcome = gather_against(&moto, &cfg, &RunRequest::default()).await;
-    let ids: Vec<_> = outcome
-        .catalogs
-        .iter()
-        .map(|c| c.warehouse.clone())
-        .collect();
+    let ids: Vec<_> = outcome.catalogs.iter().map(|c| c.warehouse.clone()).collect();
     assert_eq!(ids, vec![WarehouseId::WorkgroupName(named.clone())]);
     let region = &outcome.report.accounts[0].regions[0];
     assert_eq!(
-        region
-            .warehouses
-            .last()
-            .unwrap()
-            .reason
-            .as_deref()
-            .map(|r| r.contains("no workgroup \"nope-wg\"")),
+        region.warehouses.last().unwrap().reason.as_deref().map(|r| r.contains("no workgroup \"nope-wg\"")),
         Some(true)
     );
 }
@@ -589,17 +405,10 @@ async fn a_serverless_workgroup_is_discovered_and_read() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_database_does_not_stop_the_others() {
     let cluster = unique("onefails");
-    let sql = format!(
-        "{CREATE_READER} CREATE TABLE public.t (id int); GRANT SELECT ON public.t TO \"{READER}\";"
-    );
+    let sql = format!("{CREATE_READER} CREATE TABLE public.t (id int); GRANT SELECT ON public.t TO \"{READER}\";");
     create_warehouse(&cluster, &[("good", &sql), ("bad", &sql)]).await;
     set_knobs(&cluster, json!({"failDatabase": "bad"})).await;
-    let outcomes = read(
-        WarehouseId::ClusterIdentifier(cluster),
-        "good",
-        &options(json!({})),
-    )
-    .await;
+    let outcomes = read(WarehouseId::ClusterIdentifier(cluster), "good", &options(json!({}))).await;
     let summary: Vec<(String, bool)> = outcomes
         .iter()
         .map(|o| match o {
@@ -607,8 +416,5 @@ async fn a_failing_database_does_not_stop_the_others() {
             DatabaseOutcome::Failed { name, .. } => (name.clone(), false),
         })
         .collect();
-    assert_eq!(
-        summary,
-        vec![("bad".to_string(), false), ("good".to_string(), true)]
-    );
+    assert_eq!(summary, vec![("bad".to_string(), false), ("good".to_string(), true)]);
 }

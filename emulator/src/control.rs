@@ -107,13 +107,7 @@ impl Emulator {
     }
 
     pub fn running(&self, target: &str) -> Arc<Running> {
-        self.targets
-            .lock()
-            .unwrap()
-            .entry(target.to_string())
-            .or_default()
-            .running
-            .clone()
+        self.targets.lock().unwrap().entry(target.to_string()).or_default().running.clone()
     }
 
     /// Counts the call, then applies the target's latency and call faults.
@@ -122,8 +116,7 @@ impl Emulator {
             let mut targets = self.targets.lock().unwrap();
             let t = targets.entry(target.to_string()).or_default();
             *t.counters.entry(operation.to_string()).or_default() += 1;
-            let starts_statement =
-                matches!(operation, "ExecuteStatement" | "BatchExecuteStatement");
+            let starts_statement = matches!(operation, "ExecuteStatement" | "BatchExecuteStatement");
             let exceeded = starts_statement && t.knobs.active_statements_exceeded > 0;
             if exceeded {
                 t.knobs.active_statements_exceeded -= 1;
@@ -141,11 +134,7 @@ impl Emulator {
             });
         }
         if knobs.throttle_rate > 0.0 && fastrand::f64() < knobs.throttle_rate {
-            return Err(AwsError {
-                status: 400,
-                code: "ThrottlingException",
-                message: "Rate exceeded".into(),
-            });
+            return Err(AwsError { status: 400, code: "ThrottlingException", message: "Rate exceeded".into() });
         }
         if active_exceeded {
             return Err(AwsError {
@@ -167,15 +156,9 @@ impl Emulator {
                     Ok(s) => s,
                     Err(e) => return bad(format!("warehouse spec: {e}")),
                 };
-                let databases: Vec<(String, String)> = spec
-                    .databases
-                    .into_iter()
-                    .map(|d| (d.name, d.sql))
-                    .collect();
+                let databases: Vec<(String, String)> = spec.databases.into_iter().map(|d| (d.name, d.sql)).collect();
                 match self.pg.create_warehouse(&spec.target, &databases).await {
-                    Ok(()) => {
-                        text_reply(StatusCode::OK, json!({"target": spec.target}).to_string())
-                    }
+                    Ok(()) => text_reply(StatusCode::OK, json!({"target": spec.target}).to_string()),
                     Err(e) => bad(e),
                 }
             }
@@ -188,12 +171,7 @@ impl Emulator {
                     if let Some(e) = invalid {
                         return bad(format!("knob regex: {e}"));
                     }
-                    self.targets
-                        .lock()
-                        .unwrap()
-                        .entry(target.to_string())
-                        .or_default()
-                        .knobs = knobs;
+                    self.targets.lock().unwrap().entry(target.to_string()).or_default().knobs = knobs;
                     text_reply(StatusCode::OK, "{}".into())
                 }
                 Err(e) => bad(format!("knobs: {e}")),
@@ -202,10 +180,7 @@ impl Emulator {
                 let mut counters = BTreeMap::new();
                 if let Some(t) = self.targets.lock().unwrap().get(*target) {
                     counters = t.counters.clone();
-                    counters.insert(
-                        "maxRunningStatements".to_string(),
-                        t.running.max.load(Ordering::SeqCst),
-                    );
+                    counters.insert("maxRunningStatements".to_string(), t.running.max.load(Ordering::SeqCst));
                 }
                 text_reply(StatusCode::OK, serde_json::to_string(&counters).unwrap())
             }
@@ -220,8 +195,7 @@ impl Emulator {
             },
             _ => text_reply(
                 StatusCode::NOT_FOUND,
-                json!({"error": format!("no control route {method} /_emulator/{path}")})
-                    .to_string(),
+                json!({"error": format!("no control route {method} /_emulator/{path}")}).to_string(),
             ),
         }
     }

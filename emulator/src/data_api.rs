@@ -18,18 +18,11 @@ fn required<'a>(input: &'a Value, key: &str) -> Result<&'a str, AwsError> {
 
 /// The cluster or workgroup a request names: exactly one of the two.
 fn target_of(input: &Value) -> Result<(String, bool), AwsError> {
-    match (
-        str_field(input, "ClusterIdentifier"),
-        str_field(input, "WorkgroupName"),
-    ) {
+    match (str_field(input, "ClusterIdentifier"), str_field(input, "WorkgroupName")) {
         (Some(c), None) => Ok((c.to_string(), false)),
         (None, Some(w)) => Ok((w.to_string(), true)),
-        (Some(_), Some(_)) => Err(AwsError::validation(
-            "ClusterIdentifier and WorkgroupName are mutually exclusive",
-        )),
-        (None, None) => Err(AwsError::validation(
-            "Either ClusterIdentifier or WorkgroupName is required",
-        )),
+        (Some(_), Some(_)) => Err(AwsError::validation("ClusterIdentifier and WorkgroupName are mutually exclusive")),
+        (None, None) => Err(AwsError::validation("Either ClusterIdentifier or WorkgroupName is required")),
     }
 }
 
@@ -39,14 +32,13 @@ fn user_of(input: &Value, knobs: &Knobs) -> Result<String, AwsError> {
         return Ok(user.to_string());
     }
     if let Some(arn) = str_field(input, "SecretArn") {
-        return knobs.secrets.get(arn).cloned().ok_or_else(|| {
-            AwsError::validation(format!("Secrets Manager could not find the secret {arn}"))
-        });
+        return knobs
+            .secrets
+            .get(arn)
+            .cloned()
+            .ok_or_else(|| AwsError::validation(format!("Secrets Manager could not find the secret {arn}")));
     }
-    Ok(knobs
-        .iam_user
-        .clone()
-        .unwrap_or_else(|| DEFAULT_IAM_USER.to_string()))
+    Ok(knobs.iam_user.clone().unwrap_or_else(|| DEFAULT_IAM_USER.to_string()))
 }
 
 fn parameters(input: &Value) -> Vec<(String, String)> {
@@ -55,12 +47,7 @@ fn parameters(input: &Value) -> Vec<(String, String)> {
         .and_then(Value::as_array)
         .map(|ps| {
             ps.iter()
-                .filter_map(|p| {
-                    Some((
-                        str_field(p, "name")?.to_string(),
-                        str_field(p, "value")?.to_string(),
-                    ))
-                })
+                .filter_map(|p| Some((str_field(p, "name")?.to_string(), str_field(p, "value")?.to_string())))
                 .collect()
         })
         .unwrap_or_default()
@@ -69,18 +56,13 @@ fn parameters(input: &Value) -> Vec<(String, String)> {
 /// `id` or `id:n` (the n-th statement of a batch).
 fn split_id(id: &str) -> (&str, Option<usize>) {
     match id.rsplit_once(':') {
-        Some((base, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => {
-            (base, n.parse().ok())
-        }
+        Some((base, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => (base, n.parse().ok()),
         _ => (id, None),
     }
 }
 
 fn string_of(field: &Value) -> Option<String> {
-    field
-        .get("stringValue")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    field.get("stringValue").and_then(Value::as_str).map(str::to_string)
 }
 
 impl Emulator {
@@ -90,14 +72,10 @@ impl Emulator {
             "DescribeStatement" => self.describe(input).await,
             "GetStatementResult" => self.result(input).await,
             "CancelStatement" => self.cancel(input).await,
-            "ListDatabases" | "ListSchemas" | "ListTables" | "DescribeTable" => {
-                self.catalog(op, input).await
+            "ListDatabases" | "ListSchemas" | "ListTables" | "DescribeTable" => self.catalog(op, input).await,
+            _ => {
+                Err(AwsError { status: 400, code: "UnknownOperationException", message: format!("RedshiftData.{op}") })
             }
-            _ => Err(AwsError {
-                status: 400,
-                code: "UnknownOperationException",
-                message: format!("RedshiftData.{op}"),
-            }),
         }
     }
 
@@ -109,19 +87,13 @@ impl Emulator {
             let sqls: Vec<String> = input
                 .get("Sqls")
                 .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
                 .unwrap_or_default();
             if sqls.is_empty() || sqls.len() > 40 {
                 return Err(AwsError::validation("Sqls must hold 1 to 40 statements"));
             }
             if input.get("Parameters").is_some() {
-                return Err(AwsError::validation(
-                    "BatchExecuteStatement does not take Parameters",
-                ));
+                return Err(AwsError::validation("BatchExecuteStatement does not take Parameters"));
             }
             sqls
         } else {
@@ -131,12 +103,7 @@ impl Emulator {
             return Err(AwsError::validation("SQL text is limited to 100 KB"));
         }
         let user = user_of(input, &knobs)?;
-        if !self
-            .pg
-            .target_exists(&target)
-            .await
-            .map_err(AwsError::validation)?
-        {
+        if !self.pg.target_exists(&target).await.map_err(AwsError::validation)? {
             let what = if is_workgroup { "Workgroup" } else { "Cluster" };
             return Err(AwsError::validation(format!("{what} {target} not found")));
         }
@@ -156,11 +123,7 @@ impl Emulator {
         );
         let created = self.statements.get(&id).unwrap().lock().unwrap().created_at;
         let mut out = json!({"Id": id, "Database": database, "CreatedAt": created});
-        out[if is_workgroup {
-            "WorkgroupName"
-        } else {
-            "ClusterIdentifier"
-        }] = json!(target);
+        out[if is_workgroup { "WorkgroupName" } else { "ClusterIdentifier" }] = json!(target);
         if str_field(input, "DbUser").is_some() {
             out["DbUser"] = json!(user);
         }
@@ -175,10 +138,8 @@ impl Emulator {
     ) -> Result<(std::sync::Arc<std::sync::Mutex<Statement>>, Option<usize>), AwsError> {
         let raw = required(input, "Id")?;
         let (base, sub) = split_id(raw);
-        let statement = self
-            .statements
-            .get(base)
-            .ok_or_else(|| AwsError::not_found(format!("Query does not exist: {raw}")))?;
+        let statement =
+            self.statements.get(base).ok_or_else(|| AwsError::not_found(format!("Query does not exist: {raw}")))?;
         let target = statement.lock().unwrap().target.clone();
         self.enter(&target, op).await?;
         Ok((statement, sub))
@@ -189,10 +150,7 @@ impl Emulator {
         let s = statement.lock().unwrap();
         let duration = |updated: f64| ((updated - s.created_at) * 1e9) as i64;
         if let Some(n) = sub {
-            let one = s
-                .subs
-                .get(n.wrapping_sub(1))
-                .ok_or_else(|| AwsError::not_found("no such sub-statement"))?;
+            let one = s.subs.get(n.wrapping_sub(1)).ok_or_else(|| AwsError::not_found("no such sub-statement"))?;
             return Ok(json!({
                 "Id": format!("{}:{n}", s.id), "Status": one.status, "QueryString": one.sql,
                 "CreatedAt": s.created_at, "UpdatedAt": one.updated_at, "Duration": duration(one.updated_at),
@@ -206,11 +164,7 @@ impl Emulator {
             "Duration": duration(s.updated_at), "Database": s.database, "DbUser": s.user,
             "RedshiftPid": 1073, "RedshiftQueryId": 0, "IsBatchStatement": s.is_batch,
         });
-        out[if s.is_workgroup {
-            "WorkgroupName"
-        } else {
-            "ClusterIdentifier"
-        }] = json!(s.target);
+        out[if s.is_workgroup { "WorkgroupName" } else { "ClusterIdentifier" }] = json!(s.target);
         if let Some(e) = &s.error {
             out["Error"] = json!(e);
         }
@@ -238,11 +192,7 @@ impl Emulator {
         } else {
             out["QueryString"] = json!(first.sql);
             out["HasResultSet"] = json!(first.result.has_result_set);
-            out["ResultRows"] = json!(if first.result.has_result_set {
-                first.result.rows.len() as i64
-            } else {
-                -1
-            });
+            out["ResultRows"] = json!(if first.result.has_result_set { first.result.rows.len() as i64 } else { -1 });
             out["ResultSize"] = json!(0);
         }
         Ok(out)
@@ -253,17 +203,12 @@ impl Emulator {
         let s = statement.lock().unwrap();
         let index = match (s.is_batch, sub) {
             (true, None) => {
-                return Err(AwsError::validation(
-                    "Use the Id of a sub-statement (<id>:<n>) to get a batch's results",
-                ))
+                return Err(AwsError::validation("Use the Id of a sub-statement (<id>:<n>) to get a batch's results"))
             }
             (_, Some(n)) => n.wrapping_sub(1),
             (false, None) => 0,
         };
-        let one = s
-            .subs
-            .get(index)
-            .ok_or_else(|| AwsError::not_found("no such sub-statement"))?;
+        let one = s.subs.get(index).ok_or_else(|| AwsError::not_found("no such sub-statement"))?;
         if one.status != "FINISHED" {
             return Err(AwsError::validation(format!(
                 "Query does not have result. Please check query status with DescribeStatement (status {}).",
@@ -274,9 +219,7 @@ impl Emulator {
             return Err(AwsError::not_found("Query does not have result set"));
         }
         let offset: usize = match str_field(input, "NextToken") {
-            Some(t) => t
-                .parse()
-                .map_err(|_| AwsError::validation("invalid NextToken"))?,
+            Some(t) => t.parse().map_err(|_| AwsError::validation("invalid NextToken"))?,
             None => 0,
         };
         let rows = &one.result.rows;
@@ -296,9 +239,7 @@ impl Emulator {
         let (statement, _) = self.statement_for("CancelStatement", input).await?;
         if !self.statements.cancel(&statement) {
             let status = statement.lock().unwrap().status;
-            return Err(AwsError::validation(format!(
-                "Could not cancel a query that is already in {status} state"
-            )));
+            return Err(AwsError::validation(format!("Could not cancel a query that is already in {status} state")));
         }
         Ok(json!({"Status": true}))
     }
@@ -310,9 +251,7 @@ impl Emulator {
         let knobs = self.enter(&target, op).await?;
         let user = user_of(input, &knobs)?;
         let database = required(input, "Database")?.to_string();
-        let connected = str_field(input, "ConnectedDatabase")
-            .unwrap_or(&database)
-            .to_string();
+        let connected = str_field(input, "ConnectedDatabase").unwrap_or(&database).to_string();
         let like = |key: &str| str_field(input, key).unwrap_or("%").to_string();
         let mut params = vec![("db".to_string(), database.clone())];
         let sql = match op {
@@ -328,40 +267,22 @@ impl Emulator {
                  WHERE database_name = :db AND schema_name LIKE :s AND table_name LIKE :t ORDER BY 2, 1"
             }
             _ => {
-                params.push((
-                    "s".into(),
-                    str_field(input, "Schema").unwrap_or("public").to_string(),
-                ));
+                params.push(("s".into(), str_field(input, "Schema").unwrap_or("public").to_string()));
                 params.push(("t".into(), required(input, "Table")?.to_string()));
                 "SELECT column_name, data_type, is_nullable, column_default, schema_name, table_name \
                  FROM svv_redshift_columns WHERE database_name = :db AND schema_name = :s AND table_name = :t \
                  ORDER BY ordinal_position"
             }
         };
-        let connect_to = if op == "ListDatabases" {
-            &database
-        } else {
-            &connected
-        };
+        let connect_to = if op == "ListDatabases" { &database } else { &connected };
         let mut sets = self
             .pg
             .run(&target, connect_to, &user, &[sql.to_string()], &params)
             .await
-            .map_err(|(_, e)| AwsError {
-                status: 500,
-                code: "DatabaseConnectionException",
-                message: e,
-            })?;
+            .map_err(|(_, e)| AwsError { status: 500, code: "DatabaseConnectionException", message: e })?;
         let rows = std::mem::take(&mut sets[0].rows);
-        let offset: usize = str_field(input, "NextToken")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        let max = input
-            .get("MaxResults")
-            .and_then(Value::as_u64)
-            .map(|m| m as usize)
-            .unwrap_or(1000)
-            .max(1);
+        let offset: usize = str_field(input, "NextToken").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let max = input.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(1000).max(1);
         let end = (offset + max).min(rows.len());
         let page = rows.get(offset..end).unwrap_or_default();
         let col = |r: &Vec<Value>, i: usize| r.get(i).and_then(string_of);

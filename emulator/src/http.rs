@@ -24,18 +24,10 @@ pub struct AwsError {
 
 impl AwsError {
     pub fn validation(message: impl Into<String>) -> Self {
-        Self {
-            status: 400,
-            code: "ValidationException",
-            message: message.into(),
-        }
+        Self { status: 400, code: "ValidationException", message: message.into() }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            status: 404,
-            code: "ResourceNotFoundException",
-            message: message.into(),
-        }
+        Self { status: 404, code: "ResourceNotFoundException", message: message.into() }
     }
 }
 
@@ -49,61 +41,36 @@ pub fn json_reply(status: u16, body: &Value) -> Reply {
 }
 
 fn error_reply(e: &AwsError) -> Reply {
-    let mut reply = json_reply(
-        e.status,
-        &serde_json::json!({"__type": e.code, "message": e.message}),
-    );
-    reply
-        .headers_mut()
-        .insert("x-amzn-errortype", e.code.parse().unwrap());
+    let mut reply = json_reply(e.status, &serde_json::json!({"__type": e.code, "message": e.message}));
+    reply.headers_mut().insert("x-amzn-errortype", e.code.parse().unwrap());
     reply
 }
 
 pub async fn serve(listen: &str, state: Arc<Emulator>) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("listening on {listen}: {e}"))?;
-    eprintln!(
-        "redshift-data-emulator listening on http://{}",
-        listener.local_addr().unwrap()
-    );
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("listening on {listen}: {e}"))?;
+    eprintln!("redshift-data-emulator listening on http://{}", listener.local_addr().unwrap());
     loop {
         let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let state = state.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
 
 async fn handle(state: Arc<Emulator>, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let path = parts.uri.path().to_string();
     if let Some(rest) = path.strip_prefix("/_emulator/") {
         return Ok(state.control(parts.method.as_str(), rest, &body).await);
     }
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let region = signing_region(&parts.headers);
     let input: Value = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
         Ok(v) => v,
-        Err(e) => {
-            return Ok(error_reply(&AwsError::validation(format!(
-                "body is not JSON: {e}"
-            ))))
-        }
+        Err(e) => return Ok(error_reply(&AwsError::validation(format!("body is not JSON: {e}")))),
     };
     let result = match target.split_once('.') {
         Some(("RedshiftData", op)) => state.data_api(op, &input).await,

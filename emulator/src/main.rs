@@ -20,14 +20,11 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let (Some(listen), Some(postgres)) = (arg("--listen"), arg("--postgres")) else {
-        eprintln!("usage: redshift-data-emulator --listen 127.0.0.1:PORT --postgres 'host=127.0.0.1 port=5432 user=postgres'");
+        eprintln!(
+            "usage: redshift-data-emulator --listen 127.0.0.1:PORT --postgres 'host=127.0.0.1 port=5432 user=postgres'"
+        );
         std::process::exit(2);
     };
     let pg = match pg::Postgres::connect(&postgres).await {

@@ -41,55 +41,35 @@ impl Postgres {
             .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
             .await
             .map_err(|e| e.to_string())?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.map_err(|e| e.to_string())?;
         let template = pg.client(TEMPLATE).await?;
-        template
-            .batch_execute(CATALOG_SQL)
-            .await
-            .map_err(|e| format!("catalog SQL: {e}"))?;
+        template.batch_execute(CATALOG_SQL).await.map_err(|e| format!("catalog SQL: {e}"))?;
         Ok(pg)
     }
 
     pub async fn client(&self, database: &str) -> Result<Client, String> {
         let mut config = self.base.clone();
         config.dbname(database);
-        let (client, connection) =
-            config
-                .connect(NoTls)
-                .await
-                .map_err(|e| match e.as_db_error() {
-                    Some(db) => db.message().to_string(),
-                    None => e.to_string(),
-                })?;
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        })?;
         tokio::spawn(connection);
         Ok(client)
     }
 
     /// Replaces every database of `target` with fresh ones, each set up by its fixture SQL run
     /// as the superuser.
-    pub async fn create_warehouse(
-        &self,
-        target: &str,
-        databases: &[(String, String)],
-    ) -> Result<(), String> {
+    pub async fn create_warehouse(&self, target: &str, databases: &[(String, String)]) -> Result<(), String> {
         let admin = self.client("postgres").await?;
         let existing = admin
-            .query(
-                "SELECT datname FROM pg_database WHERE split_part(datname, '/', 1) = $1",
-                &[&target],
-            )
+            .query("SELECT datname FROM pg_database WHERE split_part(datname, '/', 1) = $1", &[&target])
             .await
             .map_err(|e| e.to_string())?;
         for row in existing {
             let name: String = row.get(0);
             admin
-                .batch_execute(&format!(
-                    "DROP DATABASE {} WITH (FORCE)",
-                    quote_ident(&name)
-                ))
+                .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&name)))
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -98,12 +78,7 @@ impl Postgres {
             // Concurrent CREATE DATABASE from one template can collide; a retry settles it.
             let mut attempt = 0;
             loop {
-                match admin
-                    .batch_execute(&format!(
-                        "CREATE DATABASE {} TEMPLATE {TEMPLATE}",
-                        quote_ident(&name)
-                    ))
-                    .await
+                match admin.batch_execute(&format!("CREATE DATABASE {} TEMPLATE {TEMPLATE}", quote_ident(&name))).await
                 {
                     Ok(()) => break,
                     Err(_) if attempt < 20 => {
@@ -114,10 +89,7 @@ impl Postgres {
                 }
             }
             let client = self.client(&name).await?;
-            client
-                .batch_execute(sql)
-                .await
-                .map_err(|e| format!("fixture SQL of {name}: {}", db_message(&e)))?;
+            client.batch_execute(sql).await.map_err(|e| format!("fixture SQL of {name}: {}", db_message(&e)))?;
         }
         Ok(())
     }
@@ -125,7 +97,10 @@ impl Postgres {
     pub async fn target_exists(&self, target: &str) -> Result<bool, String> {
         let admin = self.client("postgres").await?;
         let row = admin
-            .query_one("SELECT count(*) FROM pg_database WHERE split_part(datname, '/', 1) = $1 AND strpos(datname, '/') > 0", &[&target])
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE split_part(datname, '/', 1) = $1 AND strpos(datname, '/') > 0",
+                &[&target],
+            )
             .await
             .map_err(|e| e.to_string())?;
         Ok(row.get::<_, i64>(0) > 0)
@@ -142,40 +117,23 @@ impl Postgres {
         sqls: &[String],
         params: &[(String, String)],
     ) -> Result<Vec<ResultSet>, (usize, String)> {
-        let mut client = self
-            .client(&database_name(target, database))
-            .await
-            .map_err(|e| (0, e))?;
+        let mut client = self.client(&database_name(target, database)).await.map_err(|e| (0, e))?;
         ensure_role(&client, user).await.map_err(|e| (0, e))?;
-        let tx = client
-            .transaction()
+        let tx = client.transaction().await.map_err(|e| (0, db_message(&e)))?;
+        tx.batch_execute(&format!("SET LOCAL ROLE {}; {SEARCH_PATH}", quote_ident(user)))
             .await
             .map_err(|e| (0, db_message(&e)))?;
-        tx.batch_execute(&format!(
-            "SET LOCAL ROLE {}; {SEARCH_PATH}",
-            quote_ident(user)
-        ))
-        .await
-        .map_err(|e| (0, db_message(&e)))?;
         let mut results = Vec::new();
         for (i, sql) in sqls.iter().enumerate() {
             let (text, values) = bind_parameters(sql, params).map_err(|e| (i, e))?;
             let statement = tx.prepare(&text).await.map_err(|e| (i, db_message(&e)))?;
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-                .iter()
-                .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            let rows = tx
-                .query(&statement, &refs)
-                .await
-                .map_err(|e| (i, db_message(&e)))?;
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+            let rows = tx.query(&statement, &refs).await.map_err(|e| (i, db_message(&e)))?;
             let columns = statement.columns();
             let mut set = ResultSet {
                 has_result_set: !columns.is_empty(),
-                columns: columns
-                    .iter()
-                    .map(|c| column_metadata(c.name(), c.type_()))
-                    .collect(),
+                columns: columns.iter().map(|c| column_metadata(c.name(), c.type_())).collect(),
                 rows: Vec::with_capacity(rows.len()),
             };
             for row in &rows {
@@ -183,9 +141,7 @@ impl Postgres {
             }
             results.push(set);
         }
-        tx.commit()
-            .await
-            .map_err(|e| (sqls.len().saturating_sub(1), db_message(&e)))?;
+        tx.commit().await.map_err(|e| (sqls.len().saturating_sub(1), db_message(&e)))?;
         Ok(results)
     }
 }
@@ -198,10 +154,7 @@ async fn ensure_role(client: &Client, user: &str) -> Result<(), String> {
         .map_err(|e| db_message(&e))?
         .is_some();
     if !exists {
-        if let Err(e) = client
-            .batch_execute(&format!("CREATE ROLE {}", quote_ident(user)))
-            .await
-        {
+        if let Err(e) = client.batch_execute(&format!("CREATE ROLE {}", quote_ident(user))).await {
             // A concurrent statement may have created it meanwhile.
             if !db_message(&e).contains("already exists") {
                 return Err(db_message(&e));
@@ -220,10 +173,7 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
 
 /// Data API named parameters (`:name`) become PostgreSQL positional ones; values are strings,
 /// as the Data API sends them. Quoted text, identifiers and `::` casts are left alone.
-pub fn bind_parameters(
-    sql: &str,
-    params: &[(String, String)],
-) -> Result<(String, Vec<String>), String> {
+pub fn bind_parameters(sql: &str, params: &[(String, String)]) -> Result<(String, Vec<String>), String> {
     let chars: Vec<char> = sql.chars().collect();
     let mut out = String::with_capacity(sql.len());
     let mut values: Vec<String> = Vec::new();
@@ -250,9 +200,7 @@ pub fn bind_parameters(
             None => {}
         }
         let is_param = c == ':'
-            && chars
-                .get(i + 1)
-                .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
+            && chars.get(i + 1).is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
             && (i == 0 || chars[i - 1] != ':');
         if is_param {
             let start = i + 1;
@@ -305,33 +253,17 @@ fn record(row: &Row) -> Result<Vec<Value>, String> {
     for (i, column) in row.columns().iter().enumerate() {
         let ty = column.type_();
         let field = match *ty {
-            Type::BOOL => row
-                .try_get::<_, Option<bool>>(i)
-                .map(|v| v.map(|b| json!({"booleanValue": b}))),
-            Type::INT2 => row
-                .try_get::<_, Option<i16>>(i)
-                .map(|v| v.map(|n| json!({"longValue": n}))),
-            Type::INT4 => row
-                .try_get::<_, Option<i32>>(i)
-                .map(|v| v.map(|n| json!({"longValue": n}))),
-            Type::INT8 => row
-                .try_get::<_, Option<i64>>(i)
-                .map(|v| v.map(|n| json!({"longValue": n}))),
-            Type::OID => row
-                .try_get::<_, Option<u32>>(i)
-                .map(|v| v.map(|n| json!({"longValue": n}))),
-            Type::FLOAT4 => row
-                .try_get::<_, Option<f32>>(i)
-                .map(|v| v.map(|n| json!({"doubleValue": n}))),
-            Type::FLOAT8 => row
-                .try_get::<_, Option<f64>>(i)
-                .map(|v| v.map(|n| json!({"doubleValue": n}))),
+            Type::BOOL => row.try_get::<_, Option<bool>>(i).map(|v| v.map(|b| json!({"booleanValue": b}))),
+            Type::INT2 => row.try_get::<_, Option<i16>>(i).map(|v| v.map(|n| json!({"longValue": n}))),
+            Type::INT4 => row.try_get::<_, Option<i32>>(i).map(|v| v.map(|n| json!({"longValue": n}))),
+            Type::INT8 => row.try_get::<_, Option<i64>>(i).map(|v| v.map(|n| json!({"longValue": n}))),
+            Type::OID => row.try_get::<_, Option<u32>>(i).map(|v| v.map(|n| json!({"longValue": n}))),
+            Type::FLOAT4 => row.try_get::<_, Option<f32>>(i).map(|v| v.map(|n| json!({"doubleValue": n}))),
+            Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map(|v| v.map(|n| json!({"doubleValue": n}))),
             Type::CHAR => row
                 .try_get::<_, Option<i8>>(i)
                 .map(|v| v.map(|n| json!({"stringValue": (n as u8 as char).to_string()}))),
-            _ => row
-                .try_get::<_, Option<String>>(i)
-                .map(|v| v.map(|s| json!({"stringValue": s}))),
+            _ => row.try_get::<_, Option<String>>(i).map(|v| v.map(|s| json!({"stringValue": s}))),
         }
         .map_err(|_| {
             format!(
@@ -351,22 +283,11 @@ mod tests {
 
     #[test]
     fn named_parameters_become_positional() {
-        let params = vec![
-            ("db".to_string(), "dev".to_string()),
-            ("s".to_string(), "x".to_string()),
-        ];
-        let (sql, values) = bind_parameters(
-            "SELECT ':db', a::text FROM t WHERE d = :db AND s = :s OR d2 = :db",
-            &params,
-        )
-        .unwrap();
-        assert_eq!(
-            sql,
-            "SELECT ':db', a::text FROM t WHERE d = $1 AND s = $2 OR d2 = $1"
-        );
+        let params = vec![("db".to_string(), "dev".to_string()), ("s".to_string(), "x".to_string())];
+        let (sql, values) =
+            bind_parameters("SELECT ':db', a::text FROM t WHERE d = :db AND s = :s OR d2 = :db", &params).unwrap();
+        assert_eq!(sql, "SELECT ':db', a::text FROM t WHERE d = $1 AND s = $2 OR d2 = $1");
         assert_eq!(values, vec!["dev", "x"]);
-        assert!(bind_parameters("SELECT :missing", &params)
-            .unwrap_err()
-            .contains(":missing"));
+        assert!(bind_parameters("SELECT :missing", &params).unwrap_err().contains(":missing"));
     }
 }

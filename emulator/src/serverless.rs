@@ -56,38 +56,15 @@ impl Workgroup {
 }
 
 impl Emulator {
-    pub async fn serverless(
-        &self,
-        op: &str,
-        region: &str,
-        input: &Value,
-    ) -> Result<Value, AwsError> {
+    pub async fn serverless(&self, op: &str, region: &str, input: &Value) -> Result<Value, AwsError> {
         self.enter(&format!("serverless:{region}"), op).await?;
-        let in_region: Vec<Workgroup> = self
-            .workgroups
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|w| w.region == region)
-            .cloned()
-            .collect();
-        let name = |key: &str| {
-            input
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
+        let in_region: Vec<Workgroup> =
+            self.workgroups.lock().unwrap().iter().filter(|w| w.region == region).cloned().collect();
+        let name = |key: &str| input.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
         let page = |items: Vec<Value>, key: &str| {
-            let offset: usize = input
-                .get("nextToken")
-                .and_then(Value::as_str)
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-            let max = input
-                .get("maxResults")
-                .and_then(Value::as_u64)
-                .unwrap_or(100) as usize;
+            let offset: usize =
+                input.get("nextToken").and_then(Value::as_str).and_then(|t| t.parse().ok()).unwrap_or(0);
+            let max = input.get("maxResults").and_then(Value::as_u64).unwrap_or(100) as usize;
             let end = (offset + max.max(1)).min(items.len());
             let mut out = json!({ key: items.get(offset..end).unwrap_or_default() });
             if end < items.len() {
@@ -96,10 +73,7 @@ impl Emulator {
             out
         };
         match op {
-            "ListWorkgroups" => Ok(page(
-                in_region.iter().map(Workgroup::to_json).collect(),
-                "workgroups",
-            )),
+            "ListWorkgroups" => Ok(page(in_region.iter().map(Workgroup::to_json).collect(), "workgroups")),
             "GetWorkgroup" => {
                 let wanted = name("workgroupName");
                 in_region

@@ -10,10 +10,7 @@ use crate::control::{Knobs, Running};
 use crate::pg::{Postgres, ResultSet};
 
 pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 #[derive(Debug, Clone)]
@@ -63,13 +60,7 @@ impl Statements {
     }
 
     /// Accepts a statement and runs it in the background.
-    pub fn start(
-        &self,
-        pg: &Postgres,
-        knobs: &Knobs,
-        running: Arc<Running>,
-        new: NewStatement,
-    ) -> String {
+    pub fn start(&self, pg: &Postgres, knobs: &Knobs, running: Arc<Running>, new: NewStatement) -> String {
         let id = format!(
             "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
             fastrand::u32(..),
@@ -104,17 +95,8 @@ impl Statements {
             page_size: knobs.page_size.unwrap_or(1000).max(1),
             task: None,
         }));
-        self.all
-            .lock()
-            .unwrap()
-            .insert(id.clone(), statement.clone());
-        let task = tokio::spawn(execute(
-            pg.clone(),
-            knobs.clone(),
-            running,
-            statement.clone(),
-            new,
-        ));
+        self.all.lock().unwrap().insert(id.clone(), statement.clone());
+        let task = tokio::spawn(execute(pg.clone(), knobs.clone(), running, statement.clone(), new));
         statement.lock().unwrap().task = Some(task.abort_handle());
         id
     }
@@ -169,16 +151,7 @@ async fn execute(
     let injected = injected_failure(&knobs, &new);
     let outcome = match injected {
         Some(failure) => Err(failure),
-        None => {
-            pg.run(
-                &new.target,
-                &new.database,
-                &new.user,
-                &new.sqls,
-                &new.params,
-            )
-            .await
-        }
+        None => pg.run(&new.target, &new.database, &new.user, &new.sqls, &new.params).await,
     };
     let mut s = statement.lock().unwrap();
     if s.status == "ABORTED" {
@@ -215,16 +188,10 @@ async fn execute(
 
 fn injected_failure(knobs: &Knobs, new: &NewStatement) -> Option<(usize, String)> {
     if knobs.fail_database.as_deref() == Some(new.database.as_str()) {
-        return Some((
-            0,
-            format!("ERROR: injected failure for database {}", new.database),
-        ));
+        return Some((0, format!("ERROR: injected failure for database {}", new.database)));
     }
     let re = Regex::new(knobs.fail_sql.as_deref()?).expect("validated when set");
-    new.sqls
-        .iter()
-        .position(|s| re.is_match(s))
-        .map(|i| (i, "ERROR: injected failure for this SQL".to_string()))
+    new.sqls.iter().position(|s| re.is_match(s)).map(|i| (i, "ERROR: injected failure for this SQL".to_string()))
 }
 
 fn set_status(statement: &Arc<Mutex<Statement>>, status: &'static str) {

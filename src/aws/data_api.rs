@@ -16,9 +16,7 @@ pub struct RedshiftData {
 
 impl RedshiftData {
     pub fn new(config: &SdkConfig) -> Self {
-        Self {
-            client: aws_sdk_redshiftdata::Client::new(config),
-        }
+        Self { client: aws_sdk_redshiftdata::Client::new(config) }
     }
 }
 
@@ -50,9 +48,7 @@ fn cell(field: &Field) -> Cell {
 fn phase(status: Option<&StatusString>, error: Option<&str>) -> Phase {
     match status {
         Some(StatusString::Finished) => Phase::Finished,
-        Some(StatusString::Failed) => {
-            Phase::Failed(error.unwrap_or("no error message").to_string())
-        }
+        Some(StatusString::Failed) => Phase::Failed(error.unwrap_or("no error message").to_string()),
         Some(StatusString::Aborted) => Phase::Aborted,
         _ => Phase::Running,
     }
@@ -68,13 +64,7 @@ impl DataApi for RedshiftData {
     ) -> Result<String, AwsError> {
         let parameters: Vec<SqlParameter> = params
             .iter()
-            .map(|(n, v)| {
-                SqlParameter::builder()
-                    .name(*n)
-                    .value(*v)
-                    .build()
-                    .expect("name and value are set")
-            })
+            .map(|(n, v)| SqlParameter::builder().name(*n).value(*v).build().expect("name and value are set"))
             .collect();
         let out = with_target!(self.client.execute_statement(), target)
             .database(database)
@@ -86,12 +76,7 @@ impl DataApi for RedshiftData {
         Ok(out.id().unwrap_or_default().to_string())
     }
 
-    async fn batch_execute(
-        &self,
-        target: &Target,
-        database: &str,
-        sqls: &[String],
-    ) -> Result<String, AwsError> {
+    async fn batch_execute(&self, target: &Target, database: &str, sqls: &[String]) -> Result<String, AwsError> {
         let out = with_target!(self.client.batch_execute_statement(), target)
             .database(database)
             .set_sqls(Some(sqls.to_vec()))
@@ -109,20 +94,13 @@ impl DataApi for RedshiftData {
             .send()
             .await
             .map_err(|e| aws_error("redshift-data:DescribeStatement", e))?;
-        let mut state = StatementState {
-            phase: phase(out.status(), out.error()),
-            subs: Vec::new(),
-            rows: out.result_rows(),
-        };
+        let mut state =
+            StatementState { phase: phase(out.status(), out.error()), subs: Vec::new(), rows: out.result_rows() };
         for sub in out.sub_statements() {
             if let Some(StatementStatusString::Failed) = sub.status() {
                 state.phase = Phase::Failed(sub.error().unwrap_or("no error message").to_string());
             }
-            let rows = if sub.has_result_set() == Some(false) {
-                0
-            } else {
-                sub.result_rows()
-            };
+            let rows = if sub.has_result_set() == Some(false) { 0 } else { sub.result_rows() };
             state.subs.push((sub.id().to_string(), rows));
         }
         Ok(state)
@@ -138,11 +116,7 @@ impl DataApi for RedshiftData {
             .await
             .map_err(|e| aws_error("redshift-data:GetStatementResult", e))?;
         Ok(Page {
-            rows: out
-                .records()
-                .iter()
-                .map(|r| r.iter().map(cell).collect())
-                .collect(),
+            rows: out.records().iter().map(|r| r.iter().map(cell).collect()).collect(),
             next_token: out.next_token().map(str::to_string),
         })
     }

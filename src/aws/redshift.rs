@@ -24,9 +24,7 @@ impl RedshiftDirectory {
     }
 
     /// Namespace name → (default database, ARN), all pages.
-    async fn namespaces(
-        &self,
-    ) -> Result<HashMap<String, (Option<String>, Option<String>)>, AwsError> {
+    async fn namespaces(&self) -> Result<HashMap<String, (Option<String>, Option<String>)>, AwsError> {
         let mut pages = self.serverless.list_namespaces().into_paginator().send();
         let mut namespaces = HashMap::new();
         while let Some(page) = pages.next().await {
@@ -35,10 +33,7 @@ impl RedshiftDirectory {
                 if let Some(name) = n.namespace_name() {
                     namespaces.insert(
                         name.to_string(),
-                        (
-                            n.db_name().map(str::to_string),
-                            n.namespace_arn().map(str::to_string),
-                        ),
+                        (n.db_name().map(str::to_string), n.namespace_arn().map(str::to_string)),
                     );
                 }
             }
@@ -57,12 +52,7 @@ fn not_found_is_none<T>(result: Result<T, AwsError>) -> Result<Option<T>, AwsErr
 
 impl WarehouseDirectory for RedshiftDirectory {
     async fn list_clusters(&self) -> Result<Vec<Cluster>, AwsError> {
-        let mut pages = self
-            .redshift
-            .describe_clusters()
-            .max_records(100)
-            .into_paginator()
-            .send();
+        let mut pages = self.redshift.describe_clusters().max_records(100).into_paginator().send();
         let mut clusters = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| aws_error("redshift:DescribeClusters", e))?;
@@ -72,12 +62,7 @@ impl WarehouseDirectory for RedshiftDirectory {
     }
 
     async fn find_cluster(&self, identifier: &str) -> Result<Option<Cluster>, AwsError> {
-        let out = self
-            .redshift
-            .describe_clusters()
-            .cluster_identifier(identifier)
-            .send()
-            .await;
+        let out = self.redshift.describe_clusters().cluster_identifier(identifier).send().await;
         let out = not_found_is_none(out.map_err(|e| aws_error("redshift:DescribeClusters", e)))?;
         Ok(out.and_then(|o| o.clusters().first().map(to_cluster)))
     }
@@ -102,34 +87,17 @@ impl WarehouseDirectory for RedshiftDirectory {
     }
 
     async fn find_workgroup(&self, name: &str) -> Result<Option<Workgroup>, AwsError> {
-        let out = self
-            .serverless
-            .get_workgroup()
-            .workgroup_name(name)
-            .send()
-            .await;
-        let Some(out) =
-            not_found_is_none(out.map_err(|e| aws_error("redshift-serverless:GetWorkgroup", e)))?
-        else {
+        let out = self.serverless.get_workgroup().workgroup_name(name).send().await;
+        let Some(out) = not_found_is_none(out.map_err(|e| aws_error("redshift-serverless:GetWorkgroup", e)))? else {
             return Ok(None);
         };
         let Some(mut workgroup) = out.workgroup().map(to_workgroup) else {
             return Ok(None);
         };
-        let namespace = self
-            .serverless
-            .get_namespace()
-            .namespace_name(&workgroup.namespace_name)
-            .send()
-            .await;
-        if let Some(ns) = not_found_is_none(
-            namespace.map_err(|e| aws_error("redshift-serverless:GetNamespace", e)),
-        )? {
+        let namespace = self.serverless.get_namespace().namespace_name(&workgroup.namespace_name).send().await;
+        if let Some(ns) = not_found_is_none(namespace.map_err(|e| aws_error("redshift-serverless:GetNamespace", e)))? {
             workgroup.database_name = ns.namespace().and_then(|n| n.db_name()).map(str::to_string);
-            workgroup.namespace_arn = ns
-                .namespace()
-                .and_then(|n| n.namespace_arn())
-                .map(str::to_string);
+            workgroup.namespace_arn = ns.namespace().and_then(|n| n.namespace_arn()).map(str::to_string);
         }
         Ok(Some(workgroup))
     }
@@ -141,23 +109,13 @@ fn to_cluster(c: &SdkCluster) -> Cluster {
         cluster_status: c.cluster_status().unwrap_or_default().to_string(),
         availability: c.cluster_availability_status().map(str::to_string),
         node_type: c.node_type().map(str::to_string),
-        endpoint: c.endpoint().and_then(|e| {
-            Some(Endpoint {
-                address: e.address()?.to_string(),
-                port: e.port()?,
-            })
-        }),
+        endpoint: c.endpoint().and_then(|e| Some(Endpoint { address: e.address()?.to_string(), port: e.port()? })),
         database_name: c.db_name().map(str::to_string),
         namespace_arn: c.cluster_namespace_arn().map(str::to_string),
         tags: c
             .tags()
             .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_string(),
-                    t.value().unwrap_or_default().to_string(),
-                ))
-            })
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
             .collect(),
     }
 }
@@ -165,18 +123,10 @@ fn to_cluster(c: &SdkCluster) -> Cluster {
 fn to_workgroup(w: &SdkWorkgroup) -> Workgroup {
     Workgroup {
         workgroup_name: w.workgroup_name().unwrap_or_default().to_string(),
-        status: w
-            .status()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
+        status: w.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
         namespace_name: w.namespace_name().unwrap_or_default().to_string(),
         database_name: None,
-        endpoint: w.endpoint().and_then(|e| {
-            Some(Endpoint {
-                address: e.address()?.to_string(),
-                port: e.port()?,
-            })
-        }),
+        endpoint: w.endpoint().and_then(|e| Some(Endpoint { address: e.address()?.to_string(), port: e.port()? })),
         workgroup_arn: w.workgroup_arn().map(str::to_string),
         namespace_arn: None,
     }

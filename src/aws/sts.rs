@@ -33,10 +33,7 @@ pub struct AssumedAccount {
 
 impl AssumedAccount {
     pub fn config_for(&self, region: &str) -> SdkConfig {
-        self.config
-            .to_builder()
-            .region(Region::new(region.to_string()))
-            .build()
+        self.config.to_builder().region(Region::new(region.to_string())).build()
     }
 }
 
@@ -59,11 +56,7 @@ impl Platform for StsPlatform {
             .await
             .map_err(|e| aws_error("sts:AssumeRole", e))?;
         let c = out.credentials().ok_or_else(|| {
-            AwsError::from_code(
-                "sts:AssumeRole",
-                Some("NoCredentials"),
-                "AssumeRole returned no credentials".into(),
-            )
+            AwsError::from_code("sts:AssumeRole", Some("NoCredentials"), "AssumeRole returned no credentials".into())
         })?;
         let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
         let credentials = Credentials::new(
@@ -73,21 +66,14 @@ impl Platform for StsPlatform {
             expiry,
             "redshift-registry-assume-role",
         );
-        let config = self
-            .base
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .build();
+        let config = self.base.to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build();
         Ok(AssumedAccount { config })
     }
 }
 
 /// STS session names: 2-64 characters of `[\w+=,.@-]`.
 fn session_name_for_sts(name: &str) -> String {
-    name.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(*c))
-        .take(64)
-        .collect()
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(*c)).take(64).collect()
 }
 
 impl AccountSession for AssumedAccount {

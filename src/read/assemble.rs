@@ -10,8 +10,7 @@ use super::{ReadOptions, Row};
 use crate::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind};
 
 /// Redshift's internal table behind materialized view `<mv>`: `mv_tbl__<mv>__<n>`.
-static MV_INTERNAL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^mv_tbl__(.+)__[0-9]+$").unwrap());
+static MV_INTERNAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^mv_tbl__(.+)__[0-9]+$").unwrap());
 
 type Key = (String, String);
 
@@ -43,11 +42,7 @@ fn redshift_column(row: &Row, pull_comments: bool) -> Option<(Key, Column)> {
             encoding: text(row, 7),
             dist_key: row.get(8).and_then(|c| c.flag()).unwrap_or(false),
             sort_key_position: (sort != 0).then_some(sort),
-            description: if pull_comments {
-                text(row, 10).filter(|d| !d.is_empty())
-            } else {
-                None
-            },
+            description: if pull_comments { text(row, 10).filter(|d| !d.is_empty()) } else { None },
             partition_key: false,
         },
     ))
@@ -55,10 +50,7 @@ fn redshift_column(row: &Row, pull_comments: bool) -> Option<(Key, Column)> {
 
 fn columns_by_table(rows: &[Row], pull_comments: bool) -> HashMap<Key, Vec<Column>> {
     let mut by_table: HashMap<Key, Vec<Column>> = HashMap::new();
-    for (k, c) in rows
-        .iter()
-        .filter_map(|r| redshift_column(r, pull_comments))
-    {
+    for (k, c) in rows.iter().filter_map(|r| redshift_column(r, pull_comments)) {
         by_table.entry(k).or_default().push(c);
     }
     by_table
@@ -75,11 +67,7 @@ fn redshift_dataset(row: &Row, pull_comments: bool) -> Option<Dataset> {
         name: text(row, 1)?,
         kind,
         owner: text(row, 3),
-        description: if pull_comments {
-            text(row, 4).filter(|d| !d.is_empty())
-        } else {
-            None
-        },
+        description: if pull_comments { text(row, 4).filter(|d| !d.is_empty()) } else { None },
         view_definition: None,
         location: None,
         row_count: None,
@@ -91,31 +79,15 @@ fn redshift_dataset(row: &Row, pull_comments: bool) -> Option<Dataset> {
 fn keep(options: &ReadOptions, database: &str, schema: &str, table: &str) -> bool {
     (options.include_system_schemas || !sql::is_system_schema(schema))
         && options.schemas.allows(schema)
-        && options
-            .tables
-            .allows(&format!("{database}.{schema}.{table}"))
+        && options.tables.allows(&format!("{database}.{schema}.{table}"))
 }
 
-fn finish(
-    name: &str,
-    kind: DatabaseKind,
-    mut datasets: Vec<Dataset>,
-    notes: Vec<String>,
-) -> DatabaseCatalog {
+fn finish(name: &str, kind: DatabaseKind, mut datasets: Vec<Dataset>, notes: Vec<String>) -> DatabaseCatalog {
     for d in &mut datasets {
-        d.columns.sort_by(|a, b| {
-            a.position
-                .cmp(&b.position)
-                .then_with(|| a.name.cmp(&b.name))
-        });
+        d.columns.sort_by(|a, b| a.position.cmp(&b.position).then_with(|| a.name.cmp(&b.name)));
     }
     datasets.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
-    DatabaseCatalog {
-        name: name.to_string(),
-        kind,
-        datasets,
-        notes,
-    }
+    DatabaseCatalog { name: name.to_string(), kind, datasets, notes }
 }
 
 /// A local database from the results of [`sql::local_batch`] and, when readable, SVV_TABLE_INFO.
@@ -127,21 +99,13 @@ pub fn local_database(
 ) -> DatabaseCatalog {
     let empty = Vec::new();
     let result = |i: usize| results.get(i).unwrap_or(&empty);
-    let user = result(local::USER)
-        .first()
-        .and_then(|r| text(r, 0))
-        .unwrap_or_default();
+    let user = result(local::USER).first().and_then(|r| text(r, 0)).unwrap_or_default();
 
     // Materialized views: those SVV_MV_INFO shows (the user's own), and any view with an
     // internal mv_tbl__ table, which pg_class shows whoever owns it.
-    let relations: Vec<Key> = result(local::RELATIONS)
-        .iter()
-        .filter_map(|r| key(r, 0, 1))
-        .collect();
-    let mut materialized: BTreeSet<Key> = result(local::MATERIALIZED_VIEWS)
-        .iter()
-        .filter_map(|r| key(r, 0, 1))
-        .collect();
+    let relations: Vec<Key> = result(local::RELATIONS).iter().filter_map(|r| key(r, 0, 1)).collect();
+    let mut materialized: BTreeSet<Key> =
+        result(local::MATERIALIZED_VIEWS).iter().filter_map(|r| key(r, 0, 1)).collect();
     for (schema, table) in &relations {
         if let Some(c) = MV_INTERNAL.captures(table) {
             materialized.insert((schema.clone(), c[1].to_string()));
@@ -149,12 +113,9 @@ pub fn local_database(
     }
     let mut late_binding: HashMap<Key, Vec<Column>> = HashMap::new();
     for r in result(local::LATE_BINDING_COLUMNS) {
-        let (Some(k), Some(col), Some(ty), Some(pos)) = (
-            key(r, 0, 1),
-            text(r, 2),
-            text(r, 3),
-            r.get(4).and_then(|c| c.long()),
-        ) else {
+        let (Some(k), Some(col), Some(ty), Some(pos)) =
+            (key(r, 0, 1), text(r, 2), text(r, 3), r.get(4).and_then(|c| c.long()))
+        else {
             continue;
         };
         late_binding.entry(k).or_default().push(Column {
@@ -171,22 +132,12 @@ pub fn local_database(
         });
     }
     let mut columns = columns_by_table(result(local::COLUMNS), options.pull_comments);
-    let definitions: HashMap<Key, String> = result(local::VIEW_DEFINITIONS)
-        .iter()
-        .filter_map(|r| Some((key(r, 0, 1)?, text(r, 2)?)))
-        .collect();
+    let definitions: HashMap<Key, String> =
+        result(local::VIEW_DEFINITIONS).iter().filter_map(|r| Some((key(r, 0, 1)?, text(r, 2)?))).collect();
     let stats_by_table: HashMap<Key, (Option<i64>, Option<i64>)> = stats
         .unwrap_or_default()
         .iter()
-        .filter_map(|r| {
-            Some((
-                key(r, 0, 1)?,
-                (
-                    r.get(3).and_then(|c| c.long()),
-                    r.get(2).and_then(|c| c.long()),
-                ),
-            ))
-        })
+        .filter_map(|r| Some((key(r, 0, 1)?, (r.get(3).and_then(|c| c.long()), r.get(2).and_then(|c| c.long())))))
         .collect();
 
     let mut datasets = Vec::new();
@@ -221,19 +172,11 @@ pub fn local_database(
         }
         datasets.push(d);
     }
-    datasets.extend(external_tables(
-        name,
-        result(local::EXTERNAL_TABLES),
-        result(local::EXTERNAL_COLUMNS),
-        options,
-    ));
+    datasets.extend(external_tables(name, result(local::EXTERNAL_TABLES), result(local::EXTERNAL_COLUMNS), options));
 
     let hidden_definitions = datasets
         .iter()
-        .filter(|d| {
-            matches!(d.kind, DatasetKind::View | DatasetKind::MaterializedView)
-                && d.view_definition.is_none()
-        })
+        .filter(|d| matches!(d.kind, DatasetKind::View | DatasetKind::MaterializedView) && d.view_definition.is_none())
         .count();
     let mut notes = visibility_notes(
         name,
@@ -261,20 +204,12 @@ pub fn local_database(
     finish(name, DatabaseKind::Local, datasets, notes)
 }
 
-fn external_tables(
-    database: &str,
-    tables: &[Row],
-    columns: &[Row],
-    options: &ReadOptions,
-) -> Vec<Dataset> {
+fn external_tables(database: &str, tables: &[Row], columns: &[Row], options: &ReadOptions) -> Vec<Dataset> {
     let mut cols: HashMap<Key, Vec<Column>> = HashMap::new();
     for r in columns {
-        let (Some(k), Some(name), Some(ty), Some(pos)) = (
-            key(r, 0, 1),
-            text(r, 2),
-            text(r, 3),
-            r.get(4).and_then(|c| c.long()),
-        ) else {
+        let (Some(k), Some(name), Some(ty), Some(pos)) =
+            (key(r, 0, 1), text(r, 2), text(r, 3), r.get(4).and_then(|c| c.long()))
+        else {
             continue;
         };
         cols.entry(k).or_default().push(Column {
@@ -295,9 +230,7 @@ fn external_tables(
         .filter_map(|r| {
             let (schema, name) = key(r, 0, 1)?;
             keep(options, database, &schema, &name).then(|| Dataset {
-                columns: cols
-                    .remove(&(schema.clone(), name.clone()))
-                    .unwrap_or_default(),
+                columns: cols.remove(&(schema.clone(), name.clone())).unwrap_or_default(),
                 schema,
                 name,
                 kind: DatasetKind::ExternalTable,
@@ -355,9 +288,7 @@ fn visibility_notes(
     for named in &options.schemas.literals {
         let s = quote_ident(named);
         if !existing.contains(named) {
-            notes.push(format!(
-                "schema {s} named in filters.schemas.include does not exist in database {database}"
-            ));
+            notes.push(format!("schema {s} named in filters.schemas.include does not exist in database {database}"));
         } else if !usable.contains(named) && !existing_per_schema.contains_key(named.as_str()) {
             notes.push(format!(
                 "schema {s} named in filters.schemas.include is not visible to user {u} in database {database}; \
@@ -369,21 +300,14 @@ fn visibility_notes(
 }
 
 /// A datashare consumer database from SVV_REDSHIFT_TABLES and SVV_REDSHIFT_COLUMNS rows.
-pub fn shared_database(
-    name: &str,
-    tables: &[Row],
-    columns: &[Row],
-    options: &ReadOptions,
-) -> DatabaseCatalog {
+pub fn shared_database(name: &str, tables: &[Row], columns: &[Row], options: &ReadOptions) -> DatabaseCatalog {
     let mut columns = columns_by_table(columns, options.pull_comments);
     let datasets = tables
         .iter()
         .filter_map(|r| redshift_dataset(r, options.pull_comments))
         .filter(|d| !MV_INTERNAL.is_match(&d.name) && keep(options, name, &d.schema, &d.name))
         .map(|mut d| {
-            d.columns = columns
-                .remove(&(d.schema.clone(), d.name.clone()))
-                .unwrap_or_default();
+            d.columns = columns.remove(&(d.schema.clone(), d.name.clone())).unwrap_or_default();
             d
         })
         .collect();

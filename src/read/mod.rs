@@ -87,11 +87,7 @@ pub trait DataApi: Send + Sync {
         sqls: &[String],
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
     fn describe(&self, id: &str) -> impl Future<Output = Result<StatementState, AwsError>> + Send;
-    fn page(
-        &self,
-        id: &str,
-        next_token: Option<String>,
-    ) -> impl Future<Output = Result<Page, AwsError>> + Send;
+    fn page(&self, id: &str, next_token: Option<String>) -> impl Future<Output = Result<Page, AwsError>> + Send;
     fn cancel(&self, id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
@@ -154,20 +150,12 @@ pub struct NameFilter {
 impl NameFilter {
     /// `pattern` was validated with the config.
     pub fn new(pattern: &Pattern) -> Self {
-        let compile = |ps: &[String]| {
-            ps.iter()
-                .map(|p| Regex::new(&format!("^(?:{p})$")).expect("validated"))
-                .collect()
-        };
+        let compile =
+            |ps: &[String]| ps.iter().map(|p| Regex::new(&format!("^(?:{p})$")).expect("validated")).collect();
         Self {
             include: compile(&pattern.include),
             exclude: compile(&pattern.exclude),
-            literals: pattern
-                .include
-                .iter()
-                .filter(|p| regex::escape(p) == **p)
-                .cloned()
-                .collect(),
+            literals: pattern.include.iter().filter(|p| regex::escape(p) == **p).cloned().collect(),
         }
     }
 
@@ -206,21 +194,11 @@ impl ReadOptions {
 #[derive(Debug, Clone)]
 pub enum DatabaseOutcome {
     Read(DatabaseCatalog),
-    Failed {
-        name: String,
-        kind: DatabaseKind,
-        error: ReadError,
-    },
+    Failed { name: String, kind: DatabaseKind, error: ReadError },
 }
 
 /// Databases Redshift creates for itself, never datasets of the registry.
-const INTERNAL_DATABASES: [&str; 5] = [
-    "template0",
-    "template1",
-    "padb_harvest",
-    "sys:internal",
-    "awsdatacatalog",
-];
+const INTERNAL_DATABASES: [&str; 5] = ["template0", "template1", "padb_harvest", "sys:internal", "awsdatacatalog"];
 
 /// Reads every database of a warehouse. Fails only when the databases cannot be listed; a
 /// failing database is an outcome of its own and does not stop the others.
@@ -230,15 +208,7 @@ pub async fn read_warehouse<A: DataApi>(
     default_database: &str,
     options: &ReadOptions,
 ) -> Result<Vec<DatabaseOutcome>, ReadError> {
-    let rows = query(
-        api,
-        target,
-        default_database,
-        sql::DATABASES,
-        &[],
-        options.statement_timeout,
-    )
-    .await?;
+    let rows = query(api, target, default_database, sql::DATABASES, &[], options.statement_timeout).await?;
     let mut databases: Vec<(String, DatabaseKind)> = rows
         .iter()
         .filter_map(|r| {
@@ -250,9 +220,7 @@ pub async fn read_warehouse<A: DataApi>(
             };
             Some((name, kind))
         })
-        .filter(|(name, _)| {
-            !INTERNAL_DATABASES.contains(&name.as_str()) && options.databases.allows(name)
-        })
+        .filter(|(name, _)| !INTERNAL_DATABASES.contains(&name.as_str()) && options.databases.allows(name))
         .collect();
     databases.sort();
     info!(databases = databases.len(), "databases listed");
@@ -262,9 +230,7 @@ pub async fn read_warehouse<A: DataApi>(
             async move {
                 let read = match kind {
                     DatabaseKind::Local => read_local(api, target, &name, options).await,
-                    DatabaseKind::Shared => {
-                        read_shared(api, target, default_database, &name, options).await
-                    }
+                    DatabaseKind::Shared => read_shared(api, target, default_database, &name, options).await,
                 };
                 match read {
                     Ok(catalog) => {
@@ -297,15 +263,8 @@ async fn read_local<A: DataApi>(
         run_batch(api, target, database, &batch, timeout),
         query(api, target, database, sql::TABLE_STATS, &[], timeout)
     );
-    let stats = stats
-        .inspect_err(|e| debug!(error = %e, "svv_table_info not readable"))
-        .ok();
-    Ok(assemble::local_database(
-        database,
-        &results?,
-        stats.as_deref(),
-        options,
-    ))
+    let stats = stats.inspect_err(|e| debug!(error = %e, "svv_table_info not readable")).ok();
+    Ok(assemble::local_database(database, &results?, stats.as_deref(), options))
 }
 
 async fn read_shared<A: DataApi>(
@@ -319,18 +278,9 @@ async fn read_shared<A: DataApi>(
     let params = [("database", database)];
     let (tables, columns) = tokio::join!(
         query(api, target, connected, sql::SHARED_TABLES, &params, timeout),
-        query(
-            api,
-            target,
-            connected,
-            sql::SHARED_COLUMNS,
-            &params,
-            timeout
-        )
+        query(api, target, connected, sql::SHARED_COLUMNS, &params, timeout)
     );
-    Ok(assemble::shared_database(
-        database, &tables?, &columns?, options,
-    ))
+    Ok(assemble::shared_database(database, &tables?, &columns?, options))
 }
 
 /// Runs one statement and returns all its rows.
@@ -362,21 +312,13 @@ pub async fn run_batch<A: DataApi>(
     let state = wait(api, &id, timeout).await?;
     let mut results = Vec::with_capacity(state.subs.len());
     for (sub, rows) in &state.subs {
-        results.push(if *rows == 0 {
-            Vec::new()
-        } else {
-            all_rows(api, sub).await?
-        });
+        results.push(if *rows == 0 { Vec::new() } else { all_rows(api, sub).await? });
     }
     Ok(results)
 }
 
 /// Polls until the statement ends; cancels it past `timeout`.
-async fn wait<A: DataApi>(
-    api: &A,
-    id: &str,
-    timeout: Duration,
-) -> Result<StatementState, ReadError> {
+async fn wait<A: DataApi>(api: &A, id: &str, timeout: Duration) -> Result<StatementState, ReadError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {

@@ -9,15 +9,8 @@
 //! database is read connected to itself.
 
 /// Schemas Redshift keeps for itself; left out unless `includeSystemSchemas`.
-pub const SYSTEM_SCHEMAS: [&str; 7] = [
-    "pg_catalog",
-    "information_schema",
-    "pg_internal",
-    "pg_auto_copy",
-    "pg_automv",
-    "catalog_history",
-    "pg_toast",
-];
+pub const SYSTEM_SCHEMAS: [&str; 7] =
+    ["pg_catalog", "information_schema", "pg_internal", "pg_auto_copy", "pg_automv", "catalog_history", "pg_toast"];
 /// Prefixes of per-session system schemas.
 pub const SYSTEM_SCHEMA_PREFIXES: [&str; 2] = ["pg_temp_", "pg_toast_temp_"];
 
@@ -31,21 +24,14 @@ fn not_system(column: &str, include_system: bool) -> String {
         return "TRUE".to_string();
     }
     let names: Vec<String> = SYSTEM_SCHEMAS.iter().map(|n| format!("'{n}'")).collect();
-    let prefixes: Vec<String> = SYSTEM_SCHEMA_PREFIXES
-        .iter()
-        .map(|p| format!("left({column}, {}) <> '{p}'", p.len()))
-        .collect();
-    format!(
-        "{column} NOT IN ({}) AND {}",
-        names.join(", "),
-        prefixes.join(" AND ")
-    )
+    let prefixes: Vec<String> =
+        SYSTEM_SCHEMA_PREFIXES.iter().map(|p| format!("left({column}, {}) <> '{p}'", p.len())).collect();
+    format!("{column} NOT IN ({}) AND {}", names.join(", "), prefixes.join(" AND "))
 }
 
 /// SVV_REDSHIFT_DATABASES (r_SVV_REDSHIFT_DATABASES.html): every database of the warehouse,
 /// `local` or `shared` (datashare consumer).
-pub const DATABASES: &str =
-    "SELECT database_name, database_type FROM svv_redshift_databases ORDER BY database_name";
+pub const DATABASES: &str = "SELECT database_name, database_type FROM svv_redshift_databases ORDER BY database_name";
 
 /// The statements of one local database, run as one BatchExecuteStatement (serially, in one
 /// read-only transaction). Their order is the `LocalResult` order.
@@ -136,7 +122,6 @@ pub const SHARED_TABLES: &str = "SELECT schema_name, table_name, table_type, tab
                                  FROM svv_redshift_tables WHERE database_name = :database";
 
 /// SVV_REDSHIFT_COLUMNS (r_SVV_REDSHIFT_COLUMNS.html) of a datashare consumer database.
-pub const SHARED_COLUMNS: &str =
-    "SELECT schema_name, table_name, column_name, ordinal_position, data_type, \
+pub const SHARED_COLUMNS: &str = "SELECT schema_name, table_name, column_name, ordinal_position, data_type, \
                                   column_default, is_nullable, encoding, distkey, sortkey, remarks \
                                   FROM svv_redshift_columns WHERE database_name = :database";

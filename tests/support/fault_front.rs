@@ -41,10 +41,7 @@ impl Rule {
         self.service == seen.service
             && self.action.is_none_or(|a| a == seen.action)
             && self.region.is_none_or(|r| r == seen.region)
-            && self
-                .body_contains
-                .as_deref()
-                .is_none_or(|b| seen.body.contains(b))
+            && self.body_contains.as_deref().is_none_or(|b| seen.body.contains(b))
     }
 
     /// The error in the shape of the query protocol (STS, Redshift), which moto and AWS use.
@@ -95,16 +92,12 @@ impl FaultFront {
                 let state = accept_state.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
-        Self {
-            url: format!("http://{addr}"),
-            state,
-        }
+        Self { url: format!("http://{addr}"), state }
     }
 
     /// Requests seen so far, faulted or forwarded.
@@ -113,64 +106,34 @@ impl FaultFront {
     }
 }
 
-async fn handle(
-    state: Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let seen = describe(&parts, &body);
     state.seen.lock().unwrap().push(seen.clone());
     let fault = {
         let mut rules = state.rules.lock().unwrap();
-        rules
-            .iter_mut()
-            .find(|(r, used)| r.matches(&seen) && r.times.is_none_or(|t| *used < t))
-            .map(|(r, used)| {
-                *used += 1;
-                r.response()
-            })
+        rules.iter_mut().find(|(r, used)| r.matches(&seen) && r.times.is_none_or(|t| *used < t)).map(|(r, used)| {
+            *used += 1;
+            r.response()
+        })
     };
     if let Some(response) = fault {
         return Ok(response);
     }
-    let uri = format!(
-        "{}{}",
-        state.upstream,
-        parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-    );
+    let uri = format!("{}{}", state.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let mut forward = Request::builder().method(parts.method).uri(uri);
     for (name, value) in &parts.headers {
         forward = forward.header(name, value);
     }
-    let response = state
-        .client
-        .request(forward.body(Full::new(body)).unwrap())
-        .await
-        .expect("moto answers");
+    let response = state.client.request(forward.body(Full::new(body)).unwrap()).await.expect("moto answers");
     let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     Ok(Response::from_parts(parts, Full::new(body)))
 }
 
 fn describe(parts: &hyper::http::request::Parts, body: &Bytes) -> Seen {
-    let auth = parts
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
     // Credential=AKID/date/region/service/aws4_request
     let scope: Vec<&str> = auth
         .split("Credential=")
@@ -186,21 +149,13 @@ fn describe(parts: &hyper::http::request::Parts, body: &Bytes) -> Seen {
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.rsplit('.').next())
         .map(str::to_string)
-        .or_else(|| {
-            form.iter()
-                .find(|(k, _)| k == "Action")
-                .map(|(_, v)| v.clone())
-        })
+        .or_else(|| form.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()))
         .unwrap_or_else(|| parts.method.to_string());
     Seen {
         region: scope.get(2).copied().unwrap_or_default().to_string(),
         service: scope.get(3).copied().unwrap_or_default().to_string(),
         action,
-        body: form
-            .iter()
-            .map(|(k, v)| format!("{k}={v}&"))
-            .collect::<String>()
-            + &body,
+        body: form.iter().map(|(k, v)| format!("{k}={v}&")).collect::<String>() + &body,
     }
 }
 
@@ -218,9 +173,7 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);

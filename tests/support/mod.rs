@@ -41,14 +41,9 @@ pub fn emulator_url() -> String {
     service_url("EMULATOR_URL")
 }
 
-async fn emulator_call(
-    method: hyper::Method,
-    path: &str,
-    body: serde_json::Value,
-) -> serde_json::Value {
+async fn emulator_call(method: hyper::Method, path: &str, body: serde_json::Value) -> serde_json::Value {
     use http_body_util::{BodyExt, Full};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let req = hyper::Request::builder()
         .method(method)
         .uri(format!("{}/_emulator/{path}", emulator_url()))
@@ -57,45 +52,24 @@ async fn emulator_call(
     let res = client.request(req).await.expect("the emulator answers");
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    assert!(
-        status.is_success(),
-        "emulator {path}: {status} {}",
-        String::from_utf8_lossy(&bytes)
-    );
+    assert!(status.is_success(), "emulator {path}: {status} {}", String::from_utf8_lossy(&bytes));
     serde_json::from_slice(&bytes).unwrap()
 }
 
 /// Replaces the emulated databases of a cluster or workgroup; each runs its fixture SQL as superuser.
 pub async fn create_warehouse(target: &str, databases: &[(&str, &str)]) {
-    let databases: Vec<_> = databases
-        .iter()
-        .map(|(name, sql)| serde_json::json!({"name": name, "sql": sql}))
-        .collect();
-    emulator_call(
-        hyper::Method::POST,
-        "warehouses",
-        serde_json::json!({"target": target, "databases": databases}),
-    )
-    .await;
+    let databases: Vec<_> = databases.iter().map(|(name, sql)| serde_json::json!({"name": name, "sql": sql})).collect();
+    emulator_call(hyper::Method::POST, "warehouses", serde_json::json!({"target": target, "databases": databases}))
+        .await;
 }
 
 pub async fn set_knobs(target: &str, knobs: serde_json::Value) {
-    emulator_call(
-        hyper::Method::PUT,
-        &format!("targets/{target}/knobs"),
-        knobs,
-    )
-    .await;
+    emulator_call(hyper::Method::PUT, &format!("targets/{target}/knobs"), knobs).await;
 }
 
 pub async fn counters(target: &str) -> std::collections::BTreeMap<String, u64> {
     serde_json::from_value(
-        emulator_call(
-            hyper::Method::GET,
-            &format!("targets/{target}/counters"),
-            serde_json::Value::Null,
-        )
-        .await,
+        emulator_call(hyper::Method::GET, &format!("targets/{target}/counters"), serde_json::Value::Null).await,
     )
     .unwrap()
 }
@@ -113,10 +87,7 @@ pub async fn register_workgroup(region: &str, name: &str, namespace: &str, db: &
 /// never meet, in one run or across runs.
 pub fn account_id(test: &str, n: u8) -> String {
     static SALT: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         nanos as u64 ^ u64::from(std::process::id())
     });
     let mut h: u64 = 1469598103934665603 ^ *SALT;
@@ -141,13 +112,7 @@ pub async fn base_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            "AKIATESTFUNCTION00",
-            "function-secret",
-            None,
-            None,
-            "test",
-        ))
+        .credentials_provider(Credentials::new("AKIATESTFUNCTION00", "function-secret", None, None, "test"))
         .load()
         .await
 }
@@ -166,15 +131,13 @@ pub async fn account_config(endpoint: &str, account: &str, region: &str) -> SdkC
     let c = out.credentials().unwrap();
     base.to_builder()
         .region(Region::new(region.to_string()))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                c.access_key_id(),
-                c.secret_access_key(),
-                Some(c.session_token().to_string()),
-                None,
-                "seed",
-            )),
-        )
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "seed",
+        )))
         .build()
 }
 
@@ -188,9 +151,7 @@ pub struct ClusterSeed<'a> {
 /// A cluster in moto's control plane, and its (empty) databases in the emulator.
 pub async fn create_cluster(endpoint: &str, account: &str, region: &str, seed: ClusterSeed<'_>) {
     let (id, db) = (seed.id, seed.db_name);
-    try_create_cluster(endpoint, account, region, seed)
-        .await
-        .expect("moto CreateCluster");
+    try_create_cluster(endpoint, account, region, seed).await.expect("moto CreateCluster");
     create_warehouse(id, &[(db, "")]).await;
 }
 
@@ -199,12 +160,7 @@ async fn try_create_cluster(
     account: &str,
     region: &str,
     seed: ClusterSeed<'_>,
-) -> Result<
-    (),
-    aws_sdk_redshift::error::SdkError<
-        aws_sdk_redshift::operation::create_cluster::CreateClusterError,
-    >,
-> {
+) -> Result<(), aws_sdk_redshift::error::SdkError<aws_sdk_redshift::operation::create_cluster::CreateClusterError>> {
     let client = aws_sdk_redshift::Client::new(&account_config(endpoint, account, region).await);
     client
         .create_cluster()
@@ -215,15 +171,7 @@ async fn try_create_cluster(
         .master_user_password("Passw0rd!")
         .cluster_type("single-node")
         .set_tags(Some(
-            seed.tags
-                .iter()
-                .map(|(k, v)| {
-                    aws_sdk_redshift::types::Tag::builder()
-                        .key(*k)
-                        .value(*v)
-                        .build()
-                })
-                .collect(),
+            seed.tags.iter().map(|(k, v)| aws_sdk_redshift::types::Tag::builder().key(*k).value(*v).build()).collect(),
         ))
         .send()
         .await
@@ -232,61 +180,29 @@ async fn try_create_cluster(
 
 pub async fn pause_cluster(endpoint: &str, account: &str, region: &str, id: &str) {
     let client = aws_sdk_redshift::Client::new(&account_config(endpoint, account, region).await);
-    client
-        .pause_cluster()
-        .cluster_identifier(id)
-        .send()
-        .await
-        .expect("moto PauseCluster");
+    client.pause_cluster().cluster_identifier(id).send().await.expect("moto PauseCluster");
 }
 
 pub async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     let base = base_config(endpoint).await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&base)
-            .force_path_style(true)
-            .build(),
-    )
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&base).force_path_style(true).build())
 }
 
 pub async fn create_bucket(endpoint: &str, bucket: &str) {
-    s3_client(endpoint)
-        .await
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("moto CreateBucket");
+    s3_client(endpoint).await.create_bucket().bucket(bucket).send().await.expect("moto CreateBucket");
 }
 
 pub async fn get_object(endpoint: &str, bucket: &str, key: &str) -> Vec<u8> {
-    let out = s3_client(endpoint)
-        .await
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("GetObject");
+    let out = s3_client(endpoint).await.get_object().bucket(bucket).key(key).send().await.expect("GetObject");
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
 pub async fn list_keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
     let s3 = s3_client(endpoint).await;
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
+    let mut pages = s3.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     let mut keys = Vec::new();
     while let Some(page) = pages.next().await {
-        keys.extend(
-            page.expect("ListObjectsV2")
-                .contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_string)),
-        );
+        keys.extend(page.expect("ListObjectsV2").contents().iter().filter_map(|o| o.key().map(str::to_string)));
     }
     keys
 }
@@ -321,33 +237,17 @@ pub async fn run_against(endpoint: &str, config: &Config, request: &RunRequest) 
     let base = function_config(endpoint).await;
     let platform = StsPlatform::new(base.clone());
     let store = S3Objects::new(&base, true);
-    run::execute(
-        &platform,
-        &store,
-        config,
-        request,
-        format!("test-{}", std::process::id()),
-    )
-    .await
-    .expect("the run starts")
+    run::execute(&platform, &store, config, request, format!("test-{}", std::process::id()))
+        .await
+        .expect("the run starts")
 }
 
 /// Discovery and reading only, with the catalogs read.
-pub async fn gather_against(
-    endpoint: &str,
-    config: &Config,
-    request: &RunRequest,
-) -> run::RunOutcome {
+pub async fn gather_against(endpoint: &str, config: &Config, request: &RunRequest) -> run::RunOutcome {
     let base = function_config(endpoint).await;
     let platform = StsPlatform::new(base);
-    let mut outcome = run::gather(
-        &platform,
-        config,
-        request,
-        format!("test-{}", std::process::id()),
-    )
-    .await
-    .expect("the run starts");
+    let mut outcome =
+        run::gather(&platform, config, request, format!("test-{}", std::process::id())).await.expect("the run starts");
     outcome.report.summarise();
     outcome
 }
@@ -358,59 +258,26 @@ pub async fn ensure_cluster(endpoint: &str, account: &str, region: &str, seed: C
     let (id, db) = (seed.id, seed.db_name);
     create_warehouse(id, &[(db, "")]).await;
     if let Err(e) = try_create_cluster(endpoint, account, region, seed).await {
-        assert!(
-            e.as_service_error()
-                .is_some_and(|e| e.is_cluster_already_exists_fault()),
-            "moto CreateCluster: {e:?}"
-        );
+        assert!(e.as_service_error().is_some_and(|e| e.is_cluster_already_exists_fault()), "moto CreateCluster: {e:?}");
     }
 }
 
 pub async fn ensure_bucket(endpoint: &str, bucket: &str) {
     // Created by a concurrent test or an earlier run: either way it is there.
-    let _ = s3_client(endpoint)
-        .await
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await;
-    s3_client(endpoint)
-        .await
-        .head_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("bucket exists");
+    let _ = s3_client(endpoint).await.create_bucket().bucket(bucket).send().await;
+    s3_client(endpoint).await.head_bucket().bucket(bucket).send().await.expect("bucket exists");
 }
 
 pub async fn put_object(endpoint: &str, bucket: &str, key: &str, body: Vec<u8>) {
-    s3_client(endpoint)
-        .await
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(body.into())
-        .send()
-        .await
-        .expect("PutObject");
+    s3_client(endpoint).await.put_object().bucket(bucket).key(key).body(body.into()).send().await.expect("PutObject");
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The tools scripts/install.sh put in the project's virtualenv come first on PATH.
 pub fn path_with_venv() -> String {
-    let venv = std::env::var("REGISTRY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".venv"));
-    format!(
-        "{}:{}",
-        venv.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
+    let venv = std::env::var("REGISTRY_VENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv"));
+    format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default())
 }
