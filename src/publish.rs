@@ -283,4 +283,3 @@ fn warehouse_of_index_key(relative: &str) -> Option<WarehouseId> {
         _ => None,
     }
 }
-

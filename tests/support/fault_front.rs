@@ -17,6 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 /// What a request is, as far as rules care.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub method: String,
+    pub path: String,
     pub service: String,
     pub region: String,
     pub action: String,
@@ -152,6 +154,8 @@ fn describe(parts: &hyper::http::request::Parts, body: &Bytes) -> Seen {
         .or_else(|| form.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()))
         .unwrap_or_else(|| parts.method.to_string());
     Seen {
+        method: parts.method.to_string(),
+        path: percent_decode(parts.uri.path()),
         region: scope.get(2).copied().unwrap_or_default().to_string(),
         service: scope.get(3).copied().unwrap_or_default().to_string(),
         action,

@@ -281,3 +281,24 @@ pub fn path_with_venv() -> String {
     let venv = std::env::var("REGISTRY_VENV").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".venv"));
     format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default())
 }
+
+pub async fn delete_cluster(endpoint: &str, account: &str, region: &str, id: &str) {
+    let client = aws_sdk_redshift::Client::new(&account_config(endpoint, account, region).await);
+    client
+        .delete_cluster()
+        .cluster_identifier(id)
+        .skip_final_cluster_snapshot(true)
+        .send()
+        .await
+        .expect("moto DeleteCluster");
+}
+
+/// Every object under `prefix` with its bytes.
+pub async fn snapshot(endpoint: &str, bucket: &str, prefix: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut all = std::collections::BTreeMap::new();
+    for key in list_keys(endpoint, bucket, prefix).await {
+        let bytes = get_object(endpoint, bucket, &key).await;
+        all.insert(key, bytes);
+    }
+    all
+}
