@@ -62,13 +62,15 @@ actions = sorted(
     for st in p["PolicyDocument"]["Statement"]
     for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
 )
-allowed = ["s3:GetObject", "s3:PutObject", "sts:AssumeRole"]
+allowed = ["s3:DeleteObject", "s3:GetObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject", "sts:AssumeRole"]
 if actions != allowed:
     errors.append(f"the function's policy allows {actions}, expected exactly {allowed}")
 for p in role.get("Policies", []):
     for st in p["PolicyDocument"]["Statement"]:
         if st.get("Resource") == "*":
             errors.append(f"statement {st.get('Sid')} is not scoped to a resource")
+        if st.get("Action") == "s3:ListBucket" and "s3:prefix" not in json.dumps(st.get("Condition", {})):
+            errors.append("s3:ListBucket must be limited to the output prefix")
 
 if errors:
     sys.exit("template check failed:\n- " + "\n- ".join(errors))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Seeds a sample organisation in the local AWS stack (two accounts, two regions, a few clusters,
-# one paused) and runs the function once on events/scheduled.json. Safe to run again.
+# one paused, a Serverless workgroup) with sample warehouses behind the Data API emulator, runs
+# the function once on events/scheduled.json, and shows what it wrote. Safe to run again.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -9,6 +10,7 @@ export PATH="$root/.venv/bin:$PATH"
 # The function's own identity in the local stack; moto accepts any keys.
 export AWS_ACCESS_KEY_ID=AKIADEMOFUNCTION0001 AWS_SECRET_ACCESS_KEY=demo-secret AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 export AWS_ENDPOINT_URL="$MOTO_URL" REGISTRY_S3_FORCE_PATH_STYLE=true
+export AWS_ENDPOINT_URL_REDSHIFT_DATA="$EMULATOR_URL" AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS="$EMULATOR_URL"
 
 bucket=demo-registry
 aws s3api create-bucket --bucket "$bucket" >/dev/null 2>&1 || true
@@ -21,8 +23,19 @@ as_account() {
   AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_SESSION_TOKEN=$token aws "$@"
 }
 
+# The warehouse behind a cluster or workgroup: its databases in the emulator, from the sample SQL.
+warehouse() { # name database...
+  local name=$1; shift
+  local sql dbs=()
+  sql=$(python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' scripts/demo-warehouse.sql)
+  for db in "$@"; do dbs+=("{\"name\": \"$db\", \"sql\": $sql}"); done
+  local IFS=,
+  curl -sf -X POST "$EMULATOR_URL/_emulator/warehouses" -d "{\"target\": \"$name\", \"databases\": [${dbs[*]}]}" >/dev/null
+}
+
 cluster() { # account region id node-type tags...
   local account=$1 region=$2 id=$3 node=$4; shift 4
+  warehouse "$id" dev
   as_account "$account" redshift describe-clusters --region "$region" --cluster-identifier "$id" >/dev/null 2>&1 && return
   as_account "$account" redshift create-cluster --region "$region" --cluster-identifier "$id" --node-type "$node" \
     --cluster-type single-node --master-username admin --master-user-password 'Demo-Passw0rd' --db-name dev \
@@ -35,6 +48,11 @@ cluster 111111111111 eu-west-1 finance-eu ra3.4xlarge Key=team,Value=finance
 cluster 222222222222 us-east-1 sales dc2.large Key=team,Value=emea-sales
 cluster 222222222222 us-east-1 archive dc2.large Key=team,Value=archive
 as_account 222222222222 redshift pause-cluster --region us-east-1 --cluster-identifier archive >/dev/null 2>&1 || true
+# marketing has a second database; moto has no Serverless, so the emulator serves the workgroup.
+warehouse marketing dev campaigns
+warehouse analytics warehouse
+curl -sf -X POST "$EMULATOR_URL/_emulator/workgroups" \
+  -d '{"region": "eu-west-1", "workgroupName": "analytics", "namespaceName": "analytics-ns", "dbName": "warehouse", "accountId": "111111111111"}' >/dev/null
 
 export REGISTRY_CONFIG='{
   "output": {"bucket": "demo-registry", "prefix": "redshift/"},
@@ -48,4 +66,10 @@ export REGISTRY_CONFIG='{
 }'
 cargo build --quiet --bin redshift-registry
 echo "== redshift-registry --event events/scheduled.json" >&2
-./target/debug/redshift-registry --event events/scheduled.json
+./target/debug/redshift-registry --event events/scheduled.json | tee .run/demo-report.json
+echo >&2
+echo "== what it wrote to s3://$bucket/redshift/ (the report above is runs/<runId>.json)" >&2
+aws s3 ls --recursive "s3://$bucket/redshift/index/" >&2
+echo "== one manifest: sales.orders of cluster sales in account 111111111111" >&2
+key=$(aws s3api list-objects-v2 --bucket "$bucket" --prefix "redshift/datasets/111111111111/us-east-1/cluster/sales/dev/sales/orders/" --query 'Contents[0].Key' --output text)
+aws s3 cp "s3://$bucket/$key" - >&2
