@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
 SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
+PG_CTL = $$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl
 export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: install services lint test demo stop
@@ -23,3 +24,4 @@ demo: services
 
 stop:
 	-for p in .run/*.pid; do [ -f "$$p" ] && kill "$$(cat $$p)" 2>/dev/null; rm -f "$$p"; done
+	-[ -f .run/pg.datadir ] && { if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $(PG_CTL) -D "$$(cat .run/pg.datadir)" -m fast stop; else $(PG_CTL) -D "$$(cat .run/pg.datadir)" -m fast stop; fi; } >/dev/null 2>&1; rm -f .run/pg.port

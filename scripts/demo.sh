@@ -52,13 +52,13 @@ as_account 222222222222 redshift pause-cluster --region us-east-1 --cluster-iden
 warehouse marketing dev campaigns
 warehouse analytics warehouse
 curl -sf -X POST "$EMULATOR_URL/_emulator/workgroups" \
-  -d '{"region": "eu-west-1", "workgroupName": "analytics", "namespaceName": "analytics-ns", "dbName": "warehouse", "accountId": "111111111111"}' >/dev/null
+  -d '{"region": "ap-southeast-2", "workgroupName": "analytics", "namespaceName": "analytics-ns", "dbName": "warehouse", "accountId": "111111111111"}' >/dev/null
 
 export REGISTRY_CONFIG='{
   "output": {"bucket": "demo-registry", "prefix": "redshift/"},
   "roleName": "DataRegistryRedshiftReader",
   "sources": [
-    {"accountId": "111111111111", "regions": ["us-east-1", "eu-west-1"]},
+    {"accountId": "111111111111", "regions": ["us-east-1", "eu-west-1", "ap-southeast-2"]},
     {"accountId": "222222222222", "roleArn": "arn:aws:iam::222222222222:role/Custom",
      "clusters": [{"region": "us-east-1", "clusterIdentifier": "sales"},
                   {"region": "us-east-1", "clusterIdentifier": "archive"}]}

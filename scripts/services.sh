@@ -26,19 +26,28 @@ else
 fi
 
 # PostgreSQL behind the Data API emulator: own data dir, loopback only, trust auth (it holds
-# nothing but fixtures). initdb refuses root, so the cluster belongs to the postgres user.
+# nothing but fixtures). initdb refuses root, so as root the cluster belongs to the postgres
+# user, in a directory of its own outside the checkout (which it may not be able to enter).
 pgbin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
-pgdata="$run/pgdata"
+pghome="${REGISTRY_PGHOME:-$run/pg}"
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  as_pg=(runuser -u postgres --)
+  pghome="${REGISTRY_PGHOME:-/tmp/redshift-registry-pg-$(printf '%s' "$root" | md5sum | cut -c1-10)}"
+fi
+mkdir -p "$pghome"
+[ "$(id -u)" = 0 ] && chown postgres "$pghome"
+pgdata="$pghome/data"
 if ! { [ -f "$run/pg.port" ] && "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$(cat "$run/pg.port")"; }; then
-  as_pg=()
-  if [ "$(id -u)" = 0 ]; then as_pg=(runuser -u postgres --); chown postgres "$run"; fi
   if [ ! -f "$pgdata/PG_VERSION" ]; then
     rm -rf "$pgdata"
-    "${as_pg[@]}" "$pgbin/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$run/initdb.log"
+    "${as_pg[@]}" "$pgbin/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
   fi
   port="$(free_port)"
   echo "$port" >"$run/pg.port"
-  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdata" -l "$run/pg.log" -w -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+  echo "$pgdata" >"$run/pg.datadir"
+  "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdata" -l "$pghome/pg.log" -w \
+    -o "-p $port -k $pgdata -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
 fi
 pg_port="$(cat "$run/pg.port")"
 

@@ -60,17 +60,31 @@ pub struct Pattern {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Limits {
+    /// Accounts visited at once.
+    pub accounts_in_parallel: usize,
     /// Warehouses read at once in one account and region.
     pub warehouses_per_region: usize,
-    /// Databases of one warehouse read at once.
+    /// Databases of one warehouse read at once (each runs two statements).
     pub databases_per_warehouse: usize,
+    /// S3 writes in flight per warehouse.
+    pub s3_writes_in_parallel: usize,
     /// A statement running longer is cancelled and its database reported as timed out.
     pub statement_timeout_seconds: u64,
+    /// No new work starts this close to the Lambda deadline: the time to commit what is read
+    /// and write the report.
+    pub deadline_reserve_seconds: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { warehouses_per_region: 4, databases_per_warehouse: 4, statement_timeout_seconds: 300 }
+        Self {
+            accounts_in_parallel: 8,
+            warehouses_per_region: 4,
+            databases_per_warehouse: 4,
+            s3_writes_in_parallel: 16,
+            statement_timeout_seconds: 300,
+            deadline_reserve_seconds: 60,
+        }
     }
 }
 
@@ -428,14 +442,17 @@ impl Config {
             }
         }
         let l = &self.limits;
-        if !(1..=50).contains(&l.warehouses_per_region) {
-            bad("$.limits.warehousesPerRegion".into(), "must be 1-50".into());
-        }
-        if !(1..=50).contains(&l.databases_per_warehouse) {
-            bad("$.limits.databasesPerWarehouse".into(), "must be 1-50".into());
-        }
-        if !(1..=3600).contains(&l.statement_timeout_seconds) {
-            bad("$.limits.statementTimeoutSeconds".into(), "must be 1-3600".into());
+        for (name, value, max) in [
+            ("accountsInParallel", l.accounts_in_parallel as u64, 50),
+            ("warehousesPerRegion", l.warehouses_per_region as u64, 50),
+            ("databasesPerWarehouse", l.databases_per_warehouse as u64, 50),
+            ("s3WritesInParallel", l.s3_writes_in_parallel as u64, 100),
+            ("statementTimeoutSeconds", l.statement_timeout_seconds, 3600),
+            ("deadlineReserveSeconds", l.deadline_reserve_seconds, 600),
+        ] {
+            if !(1..=max).contains(&value) {
+                bad(format!("$.limits.{name}"), format!("must be 1-{max}"));
+            }
         }
         if p.is_empty() {
             Ok(())

@@ -11,6 +11,8 @@ pub enum ErrorKind {
     Throttled,
     NotFound,
     Unreachable,
+    /// Not reached before the Lambda deadline.
+    Deadline,
     Other,
 }
 
@@ -69,9 +71,21 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// Work not started because the invocation was about to run out of time.
+    pub fn deadline(what: &str) -> Self {
+        Self {
+            kind: ErrorKind::Deadline,
+            code: "Deadline".into(),
+            message: format!("{what} not reached before the Lambda deadline"),
+            hint: "nothing of it was changed; the next run reads it (raise the function's timeout, or narrow the run)"
+                .into(),
+        }
+    }
+
     pub fn from_read(error: &crate::read::ReadError, warehouse: &crate::catalog::WarehouseId) -> Self {
         let (kind, code) = match error {
             crate::read::ReadError::Aws(e) => (e.kind, e.code.clone()),
+            crate::read::ReadError::Deadline => (ErrorKind::Deadline, "Deadline".to_string()),
             other => (ErrorKind::Other, other.kind().to_string()),
         };
         Self { kind, code, message: error.to_string(), hint: error.hint(warehouse) }

@@ -14,6 +14,8 @@ pub struct RunRequest {
     pub trigger: Trigger,
     pub dry_run: bool,
     pub scope: Scope,
+    /// When the invocation is cut off (the Lambda deadline); none outside Lambda.
+    pub deadline: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -104,7 +106,7 @@ pub fn parse(payload: &Value) -> Result<RunRequest, EventError> {
             "a cluster identifier or workgroup name",
         )?,
     };
-    Ok(RunRequest { trigger: Trigger::Manual, dry_run: manual.dry_run, scope })
+    Ok(RunRequest { trigger: Trigger::Manual, dry_run: manual.dry_run, scope, deadline: None })
 }
 
 fn checked(

@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::process::ExitCode;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -26,11 +27,11 @@ impl Function {
         }
     }
 
-    async fn invoke(&self, payload: &Value) -> Result<Report, InvocationError> {
+    async fn invoke(&self, payload: &Value, deadline: Option<Instant>) -> Result<Report, InvocationError> {
         // Read per invocation so that a changed config applies without a redeploy.
         let source = ConfigSource::from_env();
         let defaults = DeploymentDefaults::from_env();
-        run::invoke(&self.platform, &self.store, payload, source, &defaults).await
+        run::invoke(&self.platform, &self.store, payload, source, &defaults, deadline).await
     }
 }
 
@@ -64,8 +65,15 @@ async fn main() -> ExitCode {
 async fn serve() -> anyhow::Result<ExitCode> {
     let function = &Function::from_env().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // The deadline as an Instant: what is left of it from now. Lambda's is always ahead at
+        // the start; local runtimes that send none (cargo lambda watch) give the epoch: no deadline.
+        let left = event.context.deadline().duration_since(SystemTime::now()).ok().filter(|d| !d.is_zero());
+        match left {
+            Some(left) => tracing::info!(seconds_left = left.as_secs_f64(), "invocation started"),
+            None => tracing::warn!("invocation started without a deadline; running to the end"),
+        }
         function
-            .invoke(&event.payload)
+            .invoke(&event.payload, left.map(|left| Instant::now() + left))
             .await
             .map_err(|e| Diagnostic { error_type: e.error_type().to_string(), error_message: e.to_string() })
     }))
@@ -92,7 +100,7 @@ async fn once() -> anyhow::Result<ExitCode> {
         _ => anyhow::bail!(USAGE),
     };
     let payload: Value = serde_json::from_str(&text).context("the event is not JSON")?;
-    let report = Function::from_env().await.invoke(&payload).await?;
+    let report = Function::from_env().await.invoke(&payload, None).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(if report.status == RunStatus::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -17,9 +17,6 @@ use crate::error::{AwsError, ErrorKind};
 use crate::manifest::{self, decode_segment, Layout};
 use crate::run::ObjectStore;
 
-/// S3 writes in flight per warehouse.
-const WRITE_CONCURRENCY: usize = 16;
-
 /// The commit point of one warehouse: every dataset with its manifest's key and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -75,6 +72,8 @@ pub struct Publisher<'a, S> {
     pub run_id: &'a str,
     pub committed_at: &'a str,
     pub dry_run: bool,
+    /// S3 writes in flight for one warehouse.
+    pub writes_in_parallel: usize,
 }
 
 /// The previous index: absent, read, or there but unreadable.
@@ -161,7 +160,7 @@ impl<S: ObjectStore> Publisher<'_, S> {
 
         let failures: Vec<String> = stream::iter(writes)
             .map(|(key, _, bytes)| async move { self.store.put(self.bucket, &key, bytes, "application/json").await })
-            .buffer_unordered(WRITE_CONCURRENCY)
+            .buffer_unordered(self.writes_in_parallel)
             .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
             .collect()
             .await;

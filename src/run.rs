@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use serde_json::Value;
@@ -20,8 +21,6 @@ use crate::report::{
     self, AccountReport, Counts, DatabaseReport, RegionReport, Report, RunStatus, WarehouseReport, WarehouseState,
 };
 
-/// Accounts visited at once. Each account's regions run together under it.
-const ACCOUNT_CONCURRENCY: usize = 8;
 /// Warehouses whose snapshots are written at once (each with its own bound on writes).
 const PUBLISH_CONCURRENCY: usize = 4;
 
@@ -116,8 +115,9 @@ pub async fn invoke<P: Platform, S: ObjectStore>(
     payload: &Value,
     config_source: Result<ConfigSource, ConfigError>,
     defaults: &DeploymentDefaults,
+    deadline: Option<Instant>,
 ) -> Result<Report, InvocationError> {
-    let request = event::parse(payload)?;
+    let request = RunRequest { deadline, ..event::parse(payload)? };
     let config = load_config(store, &config_source?, defaults).await?;
     execute(platform, store, &config, &request, new_run_id()).await
 }
@@ -177,6 +177,7 @@ async fn publish<S: ObjectStore>(
         run_id: &report.run_id,
         committed_at: &committed_at,
         dry_run: request.dry_run,
+        writes_in_parallel: config.limits.s3_writes_in_parallel,
     };
     let published: Vec<PublishReport> = stream::iter(catalogs)
         .map(|c| {
@@ -219,10 +220,16 @@ pub async fn gather<P: Platform>(
     let started_at = now_rfc3339();
     let plans = plan::plan(config, &request.scope)?;
     info!(run_id, accounts = plans.len(), dry_run = request.dry_run, "run started");
+    // New work stops `deadlineReserveSeconds` before the deadline (at most a quarter of the time
+    // left, for short timeouts), leaving time to commit what was read and to write the report.
+    let cutoff = request.deadline.map(|deadline| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        deadline - Duration::from_secs(config.limits.deadline_reserve_seconds).min(left / 4)
+    });
     let visit = Visit {
         session_name: format!("redshift-registry-{run_id}"),
         external_id: config.external_id.clone(),
-        options: ReadOptions::from_config(config),
+        options: ReadOptions { cutoff, ..ReadOptions::from_config(config) },
         warehouses_per_region: config.limits.warehouses_per_region,
     };
 
@@ -231,7 +238,7 @@ pub async fn gather<P: Platform>(
             let span = tracing::info_span!("account", account_id = %account.account_id);
             visit.account(platform, account).instrument(span)
         })
-        .buffered(ACCOUNT_CONCURRENCY)
+        .buffered(config.limits.accounts_in_parallel)
         .collect()
         .await;
     let (accounts, catalogs): (Vec<_>, Vec<_>) = visited.into_iter().unzip();
@@ -270,6 +277,10 @@ struct Visit {
 }
 
 impl Visit {
+    fn out_of_time(&self) -> bool {
+        self.options.cutoff.is_some_and(|c| Instant::now() >= c)
+    }
+
     async fn account<P: Platform>(
         &self,
         platform: &P,
@@ -281,6 +292,10 @@ impl Visit {
             error: None,
             regions: Vec::new(),
         };
+        if self.out_of_time() {
+            out.error = Some(Failure::deadline("account"));
+            return (out, Vec::new());
+        }
         let session = match platform.assume_role(account, self.external_id.as_deref(), &self.session_name).await {
             Ok(session) => session,
             Err(e) => {
@@ -319,6 +334,10 @@ impl Visit {
             removed_warehouses: Vec::new(),
             removal_error: None,
         };
+        if self.out_of_time() {
+            out.error = Some(Failure::deadline("region"));
+            return (out, Vec::new());
+        }
         let found = match plan::discover(&session.directory(&region.region), &region.selection).await {
             Ok(found) => found,
             Err(e) => {

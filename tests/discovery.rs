@@ -279,6 +279,7 @@ async fn manual_scope_narrows_and_dry_run_writes_nothing() {
             regions: ["us-east-1".to_string()].into(),
             clusters: [sales.clone(), "nope".to_string()].into(),
         },
+        deadline: None,
     };
     let report = run_against(&moto, &cfg, &request).await;
 

@@ -273,6 +273,7 @@ async fn a_deleted_cluster_loses_its_datasets_but_not_in_a_narrowed_run() {
         trigger: Trigger::Manual,
         dry_run: false,
         scope: Scope { clusters: [keep.clone()].into(), ..Scope::default() },
+        deadline: None,
     };
     let report = org.run(&org.moto, &narrowed).await;
     assert!(report.accounts[0].regions[0].removed_warehouses.is_empty());
@@ -299,7 +300,7 @@ async fn a_dry_run_leaves_the_bucket_byte_identical() {
     create_warehouse(&cluster, &[("dev", &fixture(&["orders", "invoices"]))]).await;
     let before = org.objects("").await;
 
-    let dry = RunRequest { trigger: Trigger::Manual, dry_run: true, scope: Scope::default() };
+    let dry = RunRequest { trigger: Trigger::Manual, dry_run: true, ..RunRequest::default() };
     let report = org.run(&org.moto, &dry).await;
     assert_eq!(org.objects("").await, before, "a dry run changed the bucket");
     let publish = warehouse(&report, &cluster).publish.clone().unwrap();

@@ -1,5 +1,7 @@
 //! The Redshift Data API adapter.
 
+use std::time::{Duration, Instant};
+
 use aws_config::SdkConfig;
 use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatementStatusString, StatusString};
 
@@ -9,14 +11,45 @@ use crate::error::AwsError;
 use crate::read::{Cell, DataApi, DbAuth, Page, Phase, StatementState, Target};
 
 /// One client per assumed role and region: the identity that starts a statement is the only
-/// one that may describe, fetch or cancel it.
+/// one that may describe, fetch or cancel it. Calls are paced under the Data API's per-account
+/// and region rates (ExecuteStatement 30/s, DescribeStatement 100/s, GetStatementResult 20/s),
+/// so that a wide run does not throttle itself.
 pub struct RedshiftData {
     client: aws_sdk_redshiftdata::Client,
+    starts: Pacer,
+    polls: Pacer,
+    fetches: Pacer,
 }
 
 impl RedshiftData {
     pub fn new(config: &SdkConfig) -> Self {
-        Self { client: aws_sdk_redshiftdata::Client::new(config) }
+        Self {
+            client: aws_sdk_redshiftdata::Client::new(config),
+            starts: Pacer::per_second(25),
+            polls: Pacer::per_second(80),
+            fetches: Pacer::per_second(18),
+        }
+    }
+}
+
+/// Spaces calls at least `interval` apart.
+struct Pacer {
+    next: tokio::sync::Mutex<Instant>,
+    interval: Duration,
+}
+
+impl Pacer {
+    fn per_second(n: u32) -> Self {
+        Self { next: tokio::sync::Mutex::new(Instant::now()), interval: Duration::from_secs(1) / n }
+    }
+
+    async fn wait(&self) {
+        let mut next = self.next.lock().await;
+        let now = Instant::now();
+        if *next > now {
+            tokio::time::sleep_until((*next).into()).await;
+        }
+        *next = (*next).max(now) + self.interval;
     }
 }
 
@@ -66,6 +99,7 @@ impl DataApi for RedshiftData {
             .iter()
             .map(|(n, v)| SqlParameter::builder().name(*n).value(*v).build().expect("name and value are set"))
             .collect();
+        self.starts.wait().await;
         let out = with_target!(self.client.execute_statement(), target)
             .database(database)
             .sql(sql)
@@ -77,6 +111,7 @@ impl DataApi for RedshiftData {
     }
 
     async fn batch_execute(&self, target: &Target, database: &str, sqls: &[String]) -> Result<String, AwsError> {
+        self.starts.wait().await;
         let out = with_target!(self.client.batch_execute_statement(), target)
             .database(database)
             .set_sqls(Some(sqls.to_vec()))
@@ -87,6 +122,7 @@ impl DataApi for RedshiftData {
     }
 
     async fn describe(&self, id: &str) -> Result<StatementState, AwsError> {
+        self.polls.wait().await;
         let out = self
             .client
             .describe_statement()
@@ -107,6 +143,7 @@ impl DataApi for RedshiftData {
     }
 
     async fn page(&self, id: &str, next_token: Option<String>) -> Result<Page, AwsError> {
+        self.fetches.wait().await;
         let out = self
             .client
             .get_statement_result()

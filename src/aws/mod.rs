@@ -16,9 +16,16 @@ pub use sts::{AssumedAccount, StsPlatform};
 
 use crate::error::AwsError;
 
-/// Loads the function's own AWS config from the environment (credentials, region, endpoints).
+/// Loads the function's own AWS config from the environment (credentials, region, endpoints),
+/// with retries for every client: throttling and 5xx from STS, Redshift, the Data API and S3 are
+/// retried with jittered exponential backoff (200 ms doubling, capped at 10 s, 6 attempts) within
+/// the SDK's retry quota; other errors are not retried.
 pub async fn load_base_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    let retry = aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(6)
+        .with_initial_backoff(std::time::Duration::from_millis(200))
+        .with_max_backoff(std::time::Duration::from_secs(10));
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).load().await
 }
 
 /// `REGISTRY_S3_FORCE_PATH_STYLE=true` switches S3 to path-style addressing, which S3

@@ -101,6 +101,8 @@ pub enum ReadError {
     TimedOut(u64),
     #[error("statement was aborted")]
     Aborted,
+    #[error("not read before the Lambda deadline")]
+    Deadline,
 }
 
 impl ReadError {
@@ -114,6 +116,7 @@ impl ReadError {
             Self::Failed(_) => "statementFailed",
             Self::TimedOut(_) => "timedOut",
             Self::Aborted => "aborted",
+            Self::Deadline => "deadline",
         }
     }
 
@@ -134,6 +137,7 @@ impl ReadError {
             Self::Failed(_) => "a catalog statement failed; nothing of this database was changed".into(),
             Self::TimedOut(_) => "raise limits.statementTimeoutSeconds, or read at a quieter time".into(),
             Self::Aborted => "the statement was cancelled outside this run".into(),
+            Self::Deadline => "nothing of this database was changed; the next run reads it".into(),
         }
     }
 }
@@ -174,6 +178,8 @@ pub struct ReadOptions {
     pub tables: NameFilter,
     pub statement_timeout: Duration,
     pub databases_per_warehouse: usize,
+    /// No statement starts after this; running ones are cancelled at it.
+    pub cutoff: Option<Instant>,
 }
 
 impl ReadOptions {
@@ -186,6 +192,18 @@ impl ReadOptions {
             tables: NameFilter::new(&config.filters.tables),
             statement_timeout: Duration::from_secs(config.limits.statement_timeout_seconds),
             databases_per_warehouse: config.limits.databases_per_warehouse,
+            cutoff: None,
+        }
+    }
+
+    /// The time a statement may run: the configured timeout, or less near the cutoff.
+    fn timeout(&self) -> Result<Duration, ReadError> {
+        match self.cutoff {
+            None => Ok(self.statement_timeout),
+            Some(cutoff) => match cutoff.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Ok(self.statement_timeout.min(left)),
+                _ => Err(ReadError::Deadline),
+            },
         }
     }
 }
@@ -208,7 +226,7 @@ pub async fn read_warehouse<A: DataApi>(
     default_database: &str,
     options: &ReadOptions,
 ) -> Result<Vec<DatabaseOutcome>, ReadError> {
-    let rows = query(api, target, default_database, sql::DATABASES, &[], options.statement_timeout).await?;
+    let rows = query(api, target, default_database, sql::DATABASES, &[], options.timeout()?).await?;
     let mut databases: Vec<(String, DatabaseKind)> = rows
         .iter()
         .filter_map(|r| {
@@ -229,6 +247,7 @@ pub async fn read_warehouse<A: DataApi>(
             let span = tracing::info_span!("database", database = %name);
             async move {
                 let read = match kind {
+                    _ if options.timeout().is_err() => Err(ReadError::Deadline),
                     DatabaseKind::Local => read_local(api, target, &name, options).await,
                     DatabaseKind::Shared => read_shared(api, target, default_database, &name, options).await,
                 };
@@ -257,7 +276,7 @@ async fn read_local<A: DataApi>(
     database: &str,
     options: &ReadOptions,
 ) -> Result<DatabaseCatalog, ReadError> {
-    let timeout = options.statement_timeout;
+    let timeout = options.timeout()?;
     let batch = sql::local_batch(options.include_system_schemas);
     let (results, stats) = tokio::join!(
         run_batch(api, target, database, &batch, timeout),
@@ -274,7 +293,7 @@ async fn read_shared<A: DataApi>(
     database: &str,
     options: &ReadOptions,
 ) -> Result<DatabaseCatalog, ReadError> {
-    let timeout = options.statement_timeout;
+    let timeout = options.timeout()?;
     let params = [("database", database)];
     let (tables, columns) = tokio::join!(
         query(api, target, connected, sql::SHARED_TABLES, &params, timeout),
@@ -292,7 +311,7 @@ pub async fn query<A: DataApi>(
     params: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Vec<Row>, ReadError> {
-    let id = api.execute(target, database, sql, params).await?;
+    let id = start(|| api.execute(target, database, sql, params)).await?;
     let state = wait(api, &id, timeout).await?;
     if state.rows == 0 {
         return Ok(Vec::new());
@@ -308,13 +327,40 @@ pub async fn run_batch<A: DataApi>(
     sqls: &[String],
     timeout: Duration,
 ) -> Result<Vec<Vec<Row>>, ReadError> {
-    let id = api.batch_execute(target, database, sqls).await?;
+    let id = start(|| api.batch_execute(target, database, sqls)).await?;
     let state = wait(api, &id, timeout).await?;
     let mut results = Vec::with_capacity(state.subs.len());
     for (sub, rows) in &state.subs {
         results.push(if *rows == 0 { Vec::new() } else { all_rows(api, sub).await? });
     }
     Ok(results)
+}
+
+/// Starts a statement, backing off while the warehouse has too many active statements or
+/// sessions (jittered, from 250 ms doubling to 8 s, 8 tries). Other errors are not retried here:
+/// the SDK already retried throttling and 5xx.
+async fn start<F, Fut>(mut call: F) -> Result<String, ReadError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<String, AwsError>>,
+{
+    let mut delay = Duration::from_millis(250);
+    let mut tries = 1;
+    loop {
+        match call().await {
+            Err(e) if is_busy(&e) && tries < 8 => {
+                debug!(error = %e, "warehouse busy, backing off");
+                tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+                tries += 1;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+fn is_busy(e: &AwsError) -> bool {
+    matches!(e.code.as_str(), "ActiveStatementsExceededException" | "ActiveSessionsExceededException")
 }
 
 /// Polls until the statement ends; cancels it past `timeout`.
