@@ -17,7 +17,7 @@ lint: install
 	python scripts/check-template.py
 
 test: services lint
-	. .run/services.env && cargo nextest run --no-fail-fast
+	. .run/services.env && cargo nextest run --workspace --no-fail-fast
 
 demo: services
 	bash scripts/demo.sh

@@ -255,4 +255,100 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), names.len());
     }
+
+    /// Property: for random names built from the characters that break keys, SQL and JSON,
+    /// encoding round-trips, stays one segment, never collides, and fits S3 once hashed if long.
+    #[test]
+    fn random_hostile_names_round_trip() {
+        const PIECES: [&str; 24] = [
+            "'",
+            "\"",
+            "\\",
+            "\n",
+            "\r",
+            "\t",
+            "*/",
+            "/*",
+            "--",
+            ";",
+            "/",
+            ".",
+            "..",
+            "%",
+            "~",
+            " ",
+            "é",
+            "ß",
+            "日本",
+            "🦀",
+            "\u{0}",
+            "\u{7f}",
+            "DROP TABLE t;",
+            "a",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut seen = std::collections::HashMap::new();
+        let layout = Layout { prefix: "p/".into() };
+        let wh = WarehouseId::ClusterIdentifier("c".into());
+        for _ in 0..5000 {
+            let name: String = (0..rng.usize(0..12)).map(|_| PIECES[rng.usize(..PIECES.len())]).collect();
+            let e = encode_segment(&name);
+            assert_eq!(decode_segment(&e).as_deref(), Some(name.as_str()));
+            assert!(!e.is_empty() && !e.contains('/') && !e.chars().any(char::is_control), "{e:?}");
+            if let Some(other) = seen.insert(e.clone(), name.clone()) {
+                assert_eq!(other, name, "two names share {e:?}");
+            }
+            let long = name.repeat(127 / name.len().max(1)).chars().take(127).collect::<String>();
+            let key = layout.dataset_prefix("111111111111", "us-east-1", &wh, &long, &long, &long);
+            assert!(key.len() + 69 <= MAX_KEY_BYTES, "{} bytes", key.len());
+        }
+    }
+
+    #[test]
+    fn hostile_text_makes_valid_json() {
+        let column = crate::catalog::Column {
+            name: "a\"b\\c\nd".into(),
+            position: 1,
+            data_type: "character varying(256)".into(),
+            nullable: true,
+            default: Some("'x'::character varying".into()),
+            dist_key: false,
+            sort_key_position: None,
+            encoding: None,
+            description: Some("*/ DROP TABLE t; -- \u{0} 🦀".into()),
+            partition_key: false,
+        };
+        let dataset = Dataset {
+            schema: "".into(),
+            name: "t\"; --".into(),
+            kind: DatasetKind::View,
+            owner: None,
+            description: Some("it's \"quoted\"\n*/".into()),
+            view_definition: Some("SELECT '\\' AS x".into()),
+            location: None,
+            row_count: None,
+            size_mb: None,
+            columns: vec![column],
+        };
+        let db = DatabaseCatalog {
+            name: "dev".into(),
+            kind: crate::catalog::DatabaseKind::Local,
+            datasets: vec![],
+            notes: vec![],
+        };
+        let wh = WarehouseCatalog {
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+            warehouse: WarehouseId::ClusterIdentifier("c".into()),
+            labels: BTreeMap::new(),
+            databases: vec![],
+            unread_databases: vec![],
+        };
+        let bytes = build(&wh, &db, &dataset).to_bytes();
+        let parsed: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
+        assert_eq!(parsed["name"], "dev..t\"; --");
+        assert_eq!(parsed["location"]["schema"], "");
+        assert_eq!(parsed["columns"][0]["description"], "*/ DROP TABLE t; -- \u{0} 🦀");
+        assert_eq!(bytes, build(&wh, &db, &dataset).to_bytes(), "deterministic");
+    }
 }

@@ -23,6 +23,9 @@ pub struct Seen {
     pub region: String,
     pub action: String,
     pub body: String,
+    /// What went back: the canned error or moto's answer.
+    pub status: u16,
+    pub response: String,
 }
 
 #[derive(Clone)]
@@ -46,13 +49,21 @@ impl Rule {
             && self.body_contains.as_deref().is_none_or(|b| seen.body.contains(b))
     }
 
-    /// The error in the shape of the query protocol (STS, Redshift), which moto and AWS use.
+    /// The error in the service's own shape: S3's `<Error>`, or the query protocol's
+    /// `<ErrorResponse>` (STS, Redshift).
     fn response(&self) -> Response<Full<Bytes>> {
-        let body = format!(
-            "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error>\
-             <RequestId>fault-front</RequestId></ErrorResponse>",
-            self.code, self.message
-        );
+        let body = if self.service == "s3" {
+            format!(
+                "<Error><Code>{}</Code><Message>{}</Message><RequestId>fault-front</RequestId></Error>",
+                self.code, self.message
+            )
+        } else {
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error>\
+                 <RequestId>fault-front</RequestId></ErrorResponse>",
+                self.code, self.message
+            )
+        };
         Response::builder()
             .status(self.status)
             .header("content-type", "text/xml")
@@ -111,8 +122,7 @@ impl FaultFront {
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let seen = describe(&parts, &body);
-    state.seen.lock().unwrap().push(seen.clone());
+    let mut seen = describe(&parts, &body);
     let fault = {
         let mut rules = state.rules.lock().unwrap();
         rules.iter_mut().find(|(r, used)| r.matches(&seen) && r.times.is_none_or(|t| *used < t)).map(|(r, used)| {
@@ -121,6 +131,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         })
     };
     if let Some(response) = fault {
+        seen.status = response.status().as_u16();
+        state.seen.lock().unwrap().push(seen);
         return Ok(response);
     }
     let uri = format!("{}{}", state.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
@@ -131,6 +143,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
     let response = state.client.request(forward.body(Full::new(body)).unwrap()).await.expect("moto answers");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    seen.status = parts.status.as_u16();
+    seen.response = String::from_utf8_lossy(&body).into_owned();
+    state.seen.lock().unwrap().push(seen);
     Ok(Response::from_parts(parts, Full::new(body)))
 }
 
@@ -160,6 +175,8 @@ fn describe(parts: &hyper::http::request::Parts, body: &Bytes) -> Seen {
         service: scope.get(3).copied().unwrap_or_default().to_string(),
         action,
         body: form.iter().map(|(k, v)| format!("{k}={v}&")).collect::<String>() + &body,
+        status: 0,
+        response: String::new(),
     }
 }
 

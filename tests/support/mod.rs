@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod fault_front;
+pub mod org;
 
 use std::path::PathBuf;
 
@@ -301,4 +302,9 @@ pub async fn snapshot(endpoint: &str, bucket: &str, prefix: &str) -> std::collec
         all.insert(key, bytes);
     }
     all
+}
+
+pub async fn resume_cluster(endpoint: &str, account: &str, region: &str, id: &str) {
+    let client = aws_sdk_redshift::Client::new(&account_config(endpoint, account, region).await);
+    client.resume_cluster().cluster_identifier(id).send().await.expect("moto ResumeCluster");
 }
