@@ -23,5 +23,5 @@ demo: services
 	bash scripts/demo.sh
 
 stop:
-	-for p in .run/*.pid; do [ -f "$$p" ] && kill "$$(cat $$p)" 2>/dev/null; rm -f "$$p"; done
-	-[ -f .run/pg.datadir ] && { if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $(PG_CTL) -D "$$(cat .run/pg.datadir)" -m fast stop; else $(PG_CTL) -D "$$(cat .run/pg.datadir)" -m fast stop; fi; } >/dev/null 2>&1; rm -f .run/pg.port
+	@-for p in .run/*.pid; do [ -f "$$p" ] && kill "$$(cat $$p)" 2>/dev/null; rm -f "$$p"; done
+	@-[ -f .run/pg.datadir ] && { if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- $(PG_CTL) -D "$$(cat .run/pg.datadir)" -m fast stop; else $(PG_CTL) -D "$$(cat .run/pg.datadir)" -m fast stop; fi; } >/dev/null 2>&1; rm -f .run/pg.port

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts the local AWS stack (moto server) on a free loopback port, unless it already runs.
-# Writes .run/services.env, which the Makefile, the tests and the demo read.
+# Starts the local AWS stack on free loopback ports, each part unless it already runs: moto (STS,
+# Redshift, S3), PostgreSQL, and the Data API emulator in front of it (rebuilt, and restarted when
+# rebuilt). Writes .run/services.env, which the Makefile, the tests and the demo read.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${REGISTRY_VENV:-$root/.venv}"
@@ -10,20 +11,29 @@ mkdir -p "$run"
 free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 alive() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 
-if alive moto && curl -sf "http://127.0.0.1:$(cat "$run/moto.port")/moto-api/" >/dev/null 2>&1; then
-  :
-else
+# serve NAME HEALTH-PATH COMMAND...: runs COMMAND (PORT in it becomes a free port) until
+# http://127.0.0.1:PORT/HEALTH-PATH answers, unless an earlier start of it still answers.
+serve() {
+  local name=$1 health=$2 port
+  shift 2
+  if alive "$name" && curl -sf "http://127.0.0.1:$(cat "$run/$name.port")$health" >/dev/null 2>&1; then
+    return
+  fi
+  if [ -f "$run/$name.pid" ]; then kill "$(cat "$run/$name.pid")" 2>/dev/null || true; fi
   port="$(free_port)"
-  # moto keys resources by account: credentials from AssumeRole act in the role's account.
-  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$run/moto.log" 2>&1 &
-  echo $! >"$run/moto.pid"
-  echo "$port" >"$run/moto.port"
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1 && break
+  nohup "${@//PORT/$port}" >"$run/$name.log" 2>&1 &
+  echo $! >"$run/$name.pid"
+  echo "$port" >"$run/$name.port"
+  for _ in $(seq 1 200); do
+    curl -sf "http://127.0.0.1:$port$health" >/dev/null 2>&1 && return
     sleep 0.1
   done
-  curl -sf "http://127.0.0.1:$port/moto-api/" >/dev/null || { echo "moto did not start; see $run/moto.log" >&2; exit 1; }
-fi
+  echo "$name did not start; see $run/$name.log" >&2
+  exit 1
+}
+
+# moto keys resources by account: credentials from AssumeRole act in the role's account.
+serve moto /moto-api/ "$venv/bin/moto_server" -H 127.0.0.1 -p PORT
 
 # PostgreSQL behind the Data API emulator: own data dir, loopback only, trust auth (it holds
 # nothing but fixtures). initdb refuses root, so as root the cluster belongs to the postgres
@@ -36,7 +46,7 @@ if [ "$(id -u)" = 0 ]; then
   pghome="${REGISTRY_PGHOME:-/tmp/redshift-registry-pg-$(printf '%s' "$root" | md5sum | cut -c1-10)}"
 fi
 mkdir -p "$pghome"
-[ "$(id -u)" = 0 ] && chown postgres "$pghome"
+if [ "$(id -u)" = 0 ]; then chown postgres "$pghome"; fi
 pgdata="$pghome/data"
 if ! { [ -f "$run/pg.port" ] && "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$(cat "$run/pg.port")"; }; then
   if [ ! -f "$pgdata/PG_VERSION" ]; then
@@ -51,26 +61,14 @@ if ! { [ -f "$run/pg.port" ] && "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$(cat "$
 fi
 pg_port="$(cat "$run/pg.port")"
 
-# The Data API emulator, built from this repo.
+# The Data API emulator, built from this repo; a rebuilt one replaces the running one.
 emulator="$root/target/debug/redshift-data-emulator"
 cargo build --quiet -p redshift-data-emulator --manifest-path "$root/Cargo.toml"
-# A rebuilt emulator replaces the running one.
 if [ -f "$run/emulator.pid" ] && [ "$emulator" -nt "$run/emulator.pid" ]; then
   kill "$(cat "$run/emulator.pid")" 2>/dev/null || true
   rm -f "$run/emulator.pid"
 fi
-if ! { alive emulator && curl -sf "http://127.0.0.1:$(cat "$run/emulator.port")/_emulator/health" >/dev/null 2>&1; }; then
-  [ -f "$run/emulator.pid" ] && kill "$(cat "$run/emulator.pid")" 2>/dev/null || true
-  port="$(free_port)"
-  nohup "$emulator" --listen "127.0.0.1:$port" --postgres "host=127.0.0.1 port=$pg_port user=postgres" >"$run/emulator.log" 2>&1 &
-  echo $! >"$run/emulator.pid"
-  echo "$port" >"$run/emulator.port"
-  for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$port/_emulator/health" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  curl -sf "http://127.0.0.1:$port/_emulator/health" >/dev/null || { echo "the emulator did not start; see $run/emulator.log" >&2; exit 1; }
-fi
+serve emulator /_emulator/health "$emulator" --listen 127.0.0.1:PORT --postgres "host=127.0.0.1 port=$pg_port user=postgres"
 
 cat >"$run/services.env" <<ENV
 export MOTO_URL=http://127.0.0.1:$(cat "$run/moto.port")
