@@ -4,7 +4,7 @@ VENV := $(CURDIR)/.venv
 PG_CTL = $$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install services lint test demo stop
+.PHONY: install services lint test demo bench stop
 
 install:
 	bash scripts/install.sh
@@ -21,6 +21,9 @@ test: services lint
 
 demo: services
 	bash scripts/demo.sh
+
+bench: services
+	. .run/services.env && cargo bench --bench read_warehouse
 
 stop:
 	@-for p in .run/*.pid; do [ -f "$$p" ] && kill "$$(cat $$p)" 2>/dev/null; rm -f "$$p"; done
