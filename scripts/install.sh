@@ -26,9 +26,12 @@ if [ "$missing" = 1 ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${py_pins[@]}"
 fi
 
-# PostgreSQL server binaries back the Data API emulator.
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+# PostgreSQL server binaries back the Data API emulator; curl waits for the services.
+debs=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || debs+=(postgresql)
+command -v curl >/dev/null 2>&1 || debs+=(curl)
+if [ ${#debs[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
 fi
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then

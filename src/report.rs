@@ -248,8 +248,9 @@ pub fn region_hint(error: &AwsError, account_id: &str, region: &str) -> String {
              for account {account_id}; enable it (Account settings → AWS Regions) or remove it from the config"
         ),
         ErrorKind::AccessDenied => format!(
-            "the assumed role in account {account_id} may not call redshift:DescribeClusters in {region}: \
-             attach the reader policy from the README"
+            "the assumed role in account {account_id} may not call {} in {region}: \
+             attach the reader policy from the README",
+            error.operation
         ),
         _ => region_or_account_hint(error),
     }

@@ -418,3 +418,24 @@ async fn a_failing_database_does_not_stop_the_others() {
         .collect();
     assert_eq!(summary, vec![("bad".to_string(), false), ("good".to_string(), true)]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_db_user_sees_what_that_user_may_see() {
+    let cluster = unique("dbuser");
+    let sql = format!(
+        r#"{CREATE_READER}
+        DO $$ BEGIN CREATE ROLE registry_reader; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+        CREATE SCHEMA a; CREATE TABLE a.for_iam (id int); CREATE TABLE a.for_named (id int);
+        GRANT USAGE ON SCHEMA a TO "{READER}", registry_reader;
+        GRANT SELECT ON a.for_iam TO "{READER}"; GRANT SELECT ON a.for_named TO registry_reader;"#
+    );
+    create_warehouse(&cluster, &[("dev", &sql)]).await;
+    let base = function_config(&moto_url()).await;
+    let api = RedshiftData::new(&base);
+    for (auth, expected) in [(DbAuth::Iam, "for_iam"), (DbAuth::DbUser("registry_reader".into()), "for_named")] {
+        let target = Target { warehouse: WarehouseId::ClusterIdentifier(cluster.clone()), auth };
+        let dbs = read_ok(read_warehouse(&api, &target, "dev", &options(json!({}))).await.unwrap());
+        let names: Vec<&str> = dbs[0].datasets.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, vec![expected]);
+    }
+}
