@@ -209,14 +209,83 @@ static SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
         .unwrap()
 });
 
-fn check_secret_arn(bad: &mut impl FnMut(String, String), path: String, arn: &Option<String>, account: &str) {
-    let Some(arn) = arn else { return };
-    match SECRET_ARN.captures(arn) {
-        None => bad(path, format!("{arn:?} is not a Secrets Manager secret ARN")),
-        Some(c) if &c[2] != account => {
-            bad(path, format!("secret is in account {} but the source is account {account}", &c[2]))
+/// What the option-2 lists (`clusters`, `workgroups`) share: a region, a name, a secret.
+trait Named {
+    const LIST: &'static str;
+    const NAME_KEY: &'static str;
+    const WHAT: &'static str;
+    const FORM: &'static str;
+    fn pattern() -> &'static Regex;
+    fn region(&self) -> &str;
+    fn name(&self) -> &str;
+    fn secret_arn(&self) -> Option<&str>;
+}
+
+impl Named for NamedCluster {
+    const LIST: &'static str = "clusters";
+    const NAME_KEY: &'static str = "clusterIdentifier";
+    const WHAT: &'static str = "cluster";
+    const FORM: &'static str =
+        "a Redshift cluster identifier (lowercase letters, digits, single hyphens, starting with a letter)";
+    fn pattern() -> &'static Regex {
+        &CLUSTER_ID
+    }
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn name(&self) -> &str {
+        &self.cluster_identifier
+    }
+    fn secret_arn(&self) -> Option<&str> {
+        self.secret_arn.as_deref()
+    }
+}
+
+impl Named for NamedWorkgroup {
+    const LIST: &'static str = "workgroups";
+    const NAME_KEY: &'static str = "workgroupName";
+    const WHAT: &'static str = "workgroup";
+    const FORM: &'static str = "a workgroup name (3-64 lowercase letters, digits, hyphens)";
+    fn pattern() -> &'static Regex {
+        &WORKGROUP
+    }
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn name(&self) -> &str {
+        &self.workgroup_name
+    }
+    fn secret_arn(&self) -> Option<&str> {
+        self.secret_arn.as_deref()
+    }
+}
+
+fn check_named<T: Named>(bad: &mut impl FnMut(String, String), at: &str, items: &[T], account: &str) {
+    let list = T::LIST;
+    if items.is_empty() {
+        bad(format!("{at}.{list}"), format!("empty: name at least one {} or remove the key", T::WHAT));
+    }
+    let mut seen = BTreeSet::new();
+    for (j, item) in items.iter().enumerate() {
+        let (region, name) = (item.region(), item.name());
+        if !REGION.is_match(region) {
+            bad(format!("{at}.{list}[{j}].region"), format!("{region:?} is not an AWS region name like \"us-east-1\""));
         }
-        Some(_) => {}
+        if !T::pattern().is_match(name) {
+            bad(format!("{at}.{list}[{j}].{}", T::NAME_KEY), format!("{name:?} is not {}", T::FORM));
+        } else if !seen.insert((region, name)) {
+            bad(format!("{at}.{list}[{j}]"), format!("{} {name} in {region} is listed twice", T::WHAT));
+        }
+        if let Some(arn) = item.secret_arn() {
+            let path = format!("{at}.{list}[{j}].secretArn");
+            match SECRET_ARN.captures(arn) {
+                None => bad(path, format!("{arn:?} is not a Secrets Manager secret ARN")),
+                Some(c) if &c[2] != account => {
+                    bad(path, format!("secret is in account {} but the source is account {account}", &c[2]))
+                }
+                Some(_) => {}
+            }
+        }
     }
 }
 
@@ -363,28 +432,8 @@ impl Config {
                 }
             }
             if let Some(clusters) = &s.clusters {
-                if clusters.is_empty() {
-                    bad(format!("{at}.clusters"), "empty: name at least one cluster or remove the key".into());
-                }
-                let mut seen = BTreeSet::new();
+                check_named(&mut bad, &at, clusters, &s.account_id);
                 for (j, c) in clusters.iter().enumerate() {
-                    if !REGION.is_match(&c.region) {
-                        bad(
-                            format!("{at}.clusters[{j}].region"),
-                            format!("{:?} is not an AWS region name like \"us-east-1\"", c.region),
-                        );
-                    }
-                    if !CLUSTER_ID.is_match(&c.cluster_identifier) {
-                        bad(
-                            format!("{at}.clusters[{j}].clusterIdentifier"),
-                            format!("{:?} is not a Redshift cluster identifier (lowercase letters, digits, single hyphens, starting with a letter)", c.cluster_identifier),
-                        );
-                    } else if !seen.insert((c.region.as_str(), c.cluster_identifier.as_str())) {
-                        bad(
-                            format!("{at}.clusters[{j}]"),
-                            format!("cluster {} in {} is listed twice", c.cluster_identifier, c.region),
-                        );
-                    }
                     if c.db_user.is_some() && c.secret_arn.is_some() {
                         bad(
                             format!("{at}.clusters[{j}]"),
@@ -394,37 +443,10 @@ impl Config {
                     if c.db_user.as_ref().is_some_and(|u| u.is_empty() || u.len() > 127) {
                         bad(format!("{at}.clusters[{j}].dbUser"), "must be 1-127 characters".into());
                     }
-                    check_secret_arn(&mut bad, format!("{at}.clusters[{j}].secretArn"), &c.secret_arn, &s.account_id);
                 }
             }
             if let Some(workgroups) = &s.workgroups {
-                if workgroups.is_empty() {
-                    bad(format!("{at}.workgroups"), "empty: name at least one workgroup or remove the key".into());
-                }
-                let mut seen = BTreeSet::new();
-                for (j, w) in workgroups.iter().enumerate() {
-                    if !REGION.is_match(&w.region) {
-                        bad(
-                            format!("{at}.workgroups[{j}].region"),
-                            format!("{:?} is not an AWS region name like \"us-east-1\"", w.region),
-                        );
-                    }
-                    if !WORKGROUP.is_match(&w.workgroup_name) {
-                        bad(
-                            format!("{at}.workgroups[{j}].workgroupName"),
-                            format!(
-                                "{:?} is not a workgroup name (3-64 lowercase letters, digits, hyphens)",
-                                w.workgroup_name
-                            ),
-                        );
-                    } else if !seen.insert((w.region.as_str(), w.workgroup_name.as_str())) {
-                        bad(
-                            format!("{at}.workgroups[{j}]"),
-                            format!("workgroup {} in {} is listed twice", w.workgroup_name, w.region),
-                        );
-                    }
-                    check_secret_arn(&mut bad, format!("{at}.workgroups[{j}].secretArn"), &w.secret_arn, &s.account_id);
-                }
+                check_named(&mut bad, &at, workgroups, &s.account_id);
             }
         }
         for (kind, pattern) in [

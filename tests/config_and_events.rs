@@ -25,8 +25,16 @@ fn valid() -> Value {
     })
 }
 
+/// `base` with the value at `pointer` set, the last key added if it is not there.
 fn with(mut base: Value, pointer: &str, value: Value) -> Value {
-    *base.pointer_mut(pointer).expect("pointer exists") = value;
+    let (parent, key) = pointer.rsplit_once('/').expect("a pointer");
+    let parent = base.pointer_mut(parent).expect("the parent exists");
+    match parent {
+        Value::Object(map) => {
+            map.insert(key.to_string(), value);
+        }
+        other => *other.get_mut(key.parse::<usize>().expect("an index")).expect("the index exists") = value,
+    }
     base
 }
 
@@ -104,6 +112,26 @@ fn bad_configs_name_the_json_path() {
             with(valid(), "/sources/0/regions", json!("us-east-1")),
             "$.sources[0].regions: invalid type: string \"us-east-1\", expected a sequence",
         ),
+        (
+            with(valid(), "/sources/1/workgroups", json!([{"region": "us-east-1", "workgroupName": "Bad_WG"}])),
+            "$.sources[1].workgroups[0].workgroupName: \"Bad_WG\" is not a workgroup name",
+        ),
+        (with(valid(), "/sources/1/workgroups", json!([])), "$.sources[1].workgroups: empty: name at least one workgroup"),
+        (
+            with(valid(), "/sources/1/clusters/0/secretArn", json!("arn:aws:secretsmanager:us-east-1:333333333333:secret:r-AbCd")),
+            "$.sources[1].clusters[0].secretArn: secret is in account 333333333333 but the source is account 222222222222",
+        ),
+        (
+            with(
+                with(valid(), "/sources/1/clusters/0/secretArn", json!("arn:aws:secretsmanager:us-east-1:222222222222:secret:r-1")),
+                "/sources/1/clusters/0/dbUser",
+                json!("reader"),
+            ),
+            "$.sources[1].clusters[0]: has both dbUser and secretArn",
+        ),
+        (with(valid(), "/filters", json!({"schemas": {"include": ["("]}})), "$.filters.schemas.include[0]: \"(\" is not a valid regex"),
+        (with(valid(), "/limits", json!({"databasesPerWarehouse": 0})), "$.limits.databasesPerWarehouse: must be 1-50"),
+        (with(valid(), "/limits", json!({"statementTimeout": 5})), "$.limits.statementTimeout: unknown field `statementTimeout`"),
     ];
     for (config, expected) in cases {
         let message = refused(config);
