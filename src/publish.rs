@@ -52,7 +52,7 @@ pub struct PublishReport {
     pub written: usize,
     pub unchanged: usize,
     pub removed: usize,
-    /// Earlier versions of changed manifests, deleted after the commit.
+    /// Versions older than the previous index's, deleted after the commit.
     pub superseded: usize,
     /// Datasets kept from the previous index because their database could not be read.
     pub kept: usize,
@@ -196,7 +196,12 @@ impl<S: ObjectStore> Publisher<'_, S> {
             report.error = Some(format!("the previous index {index_key} was unreadable ({why}); it was replaced and nothing was removed this run"));
             return report;
         }
-        let referenced: BTreeSet<&str> = index.datasets.iter().map(|e| e.key.as_str()).collect();
+        // Kept: what the new index lists, and the previous version of each dataset it still has,
+        // so that a reader holding the previous index can still fetch everything it lists until
+        // the next commit. Dropped datasets go now.
+        let current: BTreeSet<&str> = index.datasets.iter().map(|e| e.name.as_str()).collect();
+        let mut referenced: BTreeSet<&str> = index.datasets.iter().map(|e| e.key.as_str()).collect();
+        referenced.extend(old_entries.iter().filter(|e| current.contains(e.name.as_str())).map(|e| e.key.as_str()));
         let prefix = self.layout.datasets_prefix(account, region, warehouse);
         match self.sweep(&prefix, &referenced, &unread).await {
             Ok(deleted) => report.superseded = deleted.saturating_sub(report.removed),

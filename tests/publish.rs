@@ -237,3 +237,33 @@ async fn a_dry_run_leaves_the_bucket_byte_identical() {
     assert!(!publish.committed);
     assert!(report.report_key.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_table_keeps_its_previous_version_for_one_commit() {
+    let org = org("versions").await;
+    let cluster = unique("sales");
+    org.cluster(&cluster, &[("dev", &fixture(&["orders"]))]).await;
+    org.run(&org.moto, &RunRequest::default()).await;
+    let orders_key = |index: &redshift_registry::publish::WarehouseIndex| {
+        index.datasets.iter().find(|e| e.table == "orders").unwrap().key.clone()
+    };
+    let v1 = orders_key(&org.index(&cluster).await);
+
+    // orders gains a column: a new version is written, the one the previous index lists stays.
+    let changed = fixture(&["orders"])
+        .replace("name varchar(64));", "name varchar(64)); ALTER TABLE sales.orders ADD COLUMN note text;");
+    create_warehouse(&cluster, &[("dev", &changed)]).await;
+    let report = org.run(&org.moto, &RunRequest::default()).await;
+    assert_eq!(warehouse(&report, &cluster).publish.as_ref().unwrap().written, 1);
+    let v2 = orders_key(&org.index(&cluster).await);
+    assert_ne!(v1, v2);
+    let objects = org.objects("registry/datasets/").await;
+    assert!(objects.contains_key(&v1) && objects.contains_key(&v2));
+
+    // One more commit later, the old version goes.
+    let report = org.run(&org.moto, &RunRequest::default()).await;
+    let publish = warehouse(&report, &cluster).publish.clone().unwrap();
+    assert_eq!((publish.written, publish.removed, publish.superseded), (0, 0, 1));
+    let objects = org.objects("registry/datasets/").await;
+    assert!(!objects.contains_key(&v1) && objects.contains_key(&v2));
+}
