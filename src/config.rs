@@ -30,6 +30,9 @@ pub struct Config {
     #[serde(default)]
     pub limits: Limits,
     pub sources: Vec<Source>,
+    /// The partition the function runs in, from its own region; not a config key.
+    #[serde(skip)]
+    pub partition: String,
 }
 
 /// Regex filters, each matched against the whole name: databases by database name, schemas by
@@ -50,10 +53,49 @@ pub struct Filters {
 #[serde(deny_unknown_fields)]
 pub struct Pattern {
     #[serde(default)]
-    pub include: Vec<String>,
+    pub include: Vec<NamePattern>,
     #[serde(default)]
-    pub exclude: Vec<String>,
+    pub exclude: Vec<NamePattern>,
 }
+
+/// A filter regex as written, and the anchored regex `^(?:...)$` it matches with. The anchored
+/// one is compiled while the config is read: a pattern valid alone can break once wrapped (a
+/// `(?x)` comment swallows the closing `)$`), and that must be a config error, not a panic later.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct NamePattern {
+    pub source: String,
+    pub anchored: Regex,
+}
+
+impl TryFrom<String> for NamePattern {
+    type Error = String;
+
+    fn try_from(source: String) -> Result<Self, String> {
+        match Regex::new(&format!("^(?:{source})$")) {
+            Ok(anchored) => Ok(Self { source, anchored }),
+            Err(e) => {
+                let reason = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                Err(format!("{source:?} is not a valid regex once anchored as ^(?:...)$: {reason}"))
+            }
+        }
+    }
+}
+
+impl NamePattern {
+    /// A pattern that is a plain name matches only that name, so a missing one can be reported.
+    pub fn literal(&self) -> Option<&str> {
+        (regex::escape(&self.source) == self.source).then_some(self.source.as_str())
+    }
+}
+
+impl PartialEq for NamePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for NamePattern {}
 
 /// Concurrency bounds and timeouts. The defaults stay under the Data API's per-account rates
 /// (ExecuteStatement 30/s, DescribeStatement 100/s).
@@ -143,6 +185,8 @@ pub struct DeploymentDefaults {
     pub bucket: Option<String>,
     pub prefix: Option<String>,
     pub role_name: Option<String>,
+    /// The function's own region (`AWS_REGION`), whose partition every ARN and region must share.
+    pub region: Option<String>,
 }
 
 impl DeploymentDefaults {
@@ -152,8 +196,23 @@ impl DeploymentDefaults {
             bucket: var("REGISTRY_OUTPUT_BUCKET"),
             prefix: var("REGISTRY_OUTPUT_PREFIX"),
             role_name: var("REGISTRY_ROLE_NAME"),
+            region: var("AWS_REGION"),
         }
     }
+}
+
+/// The AWS partition of a region (`aws`, `aws-us-gov`, `aws-cn`, ...): AssumeRole, and so this
+/// function, cannot cross from one partition to another.
+pub fn partition_of(region: &str) -> &'static str {
+    const PREFIXES: [(&str, &str); 6] = [
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+        ("us-isof-", "aws-iso-f"),
+    ];
+    PREFIXES.iter().find(|(p, _)| region.starts_with(p)).map_or("aws", |(_, partition)| partition)
 }
 
 /// Every problem found in a config, each with its JSON path.
@@ -193,7 +252,7 @@ static REGION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$").unwrap());
 static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:iam::([0-9]{12}):role/([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$",
+        r"^arn:(aws(?:-cn|-us-gov|-iso|-iso-b|-iso-e|-iso-f)?):iam::([0-9]{12}):role/([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$",
     )
     .unwrap()
 });
@@ -205,7 +264,7 @@ static EXTERNAL_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_
 
 static WORKGROUP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9-]{3,64}$").unwrap());
 static SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:aws(-cn|-us-gov|-iso|-iso-b)?:secretsmanager:[a-z0-9-]+:([0-9]{12}):secret:[A-Za-z0-9/_+=.@-]+$")
+    Regex::new(r"^arn:(aws(?:-cn|-us-gov|-iso|-iso-b|-iso-e|-iso-f)?):secretsmanager:[a-z0-9-]+:([0-9]{12}):secret:[A-Za-z0-9/_+=.@-]+$")
         .unwrap()
 });
 
@@ -260,7 +319,7 @@ impl Named for NamedWorkgroup {
     }
 }
 
-fn check_named<T: Named>(bad: &mut impl FnMut(String, String), at: &str, items: &[T], account: &str) {
+fn check_named<T: Named>(bad: &mut impl FnMut(String, String), at: &str, items: &[T], account: &str, partition: &str) {
     let list = T::LIST;
     if items.is_empty() {
         bad(format!("{at}.{list}"), format!("empty: name at least one {} or remove the key", T::WHAT));
@@ -268,8 +327,8 @@ fn check_named<T: Named>(bad: &mut impl FnMut(String, String), at: &str, items: 
     let mut seen = BTreeSet::new();
     for (j, item) in items.iter().enumerate() {
         let (region, name) = (item.region(), item.name());
-        if !REGION.is_match(region) {
-            bad(format!("{at}.{list}[{j}].region"), format!("{region:?} is not an AWS region name like \"us-east-1\""));
+        if let Some(problem) = region_problem(region, partition) {
+            bad(format!("{at}.{list}[{j}].region"), problem);
         }
         if !T::pattern().is_match(name) {
             bad(format!("{at}.{list}[{j}].{}", T::NAME_KEY), format!("{name:?} is not {}", T::FORM));
@@ -280,6 +339,7 @@ fn check_named<T: Named>(bad: &mut impl FnMut(String, String), at: &str, items: 
             let path = format!("{at}.{list}[{j}].secretArn");
             match SECRET_ARN.captures(arn) {
                 None => bad(path, format!("{arn:?} is not a Secrets Manager secret ARN")),
+                Some(c) if &c[1] != partition => bad(path, other_partition(&c[1], partition)),
                 Some(c) if &c[2] != account => {
                     bad(path, format!("secret is in account {} but the source is account {account}", &c[2]))
                 }
@@ -287,6 +347,22 @@ fn check_named<T: Named>(bad: &mut impl FnMut(String, String), at: &str, items: 
             }
         }
     }
+}
+
+/// Why `region` cannot be visited from a function in `partition`, if it cannot.
+fn region_problem(region: &str, partition: &str) -> Option<String> {
+    if !REGION.is_match(region) {
+        return Some(format!("{region:?} is not an AWS region name like \"us-east-1\""));
+    }
+    let theirs = partition_of(region);
+    (theirs != partition).then(|| format!("region {region} is in {}", other_partition(theirs, partition)))
+}
+
+fn other_partition(theirs: &str, ours: &str) -> String {
+    format!(
+        "partition {theirs}, but the function runs in partition {ours}: roles cannot be assumed across \
+         partitions; deploy a second function in {theirs} for it"
+    )
 }
 
 pub fn is_workgroup_name(s: &str) -> bool {
@@ -330,6 +406,7 @@ impl Config {
             }),
             _ => {}
         };
+        self.partition = partition_of(defaults.region.as_deref().unwrap_or("us-east-1")).to_string();
         self.output.prefix = normalise_prefix(&self.output.prefix);
         let default_prefix = defaults.prefix.as_deref().map(normalise_prefix);
         merge(&mut self.output.bucket, &defaults.bucket, "$.output.bucket", "REGISTRY_OUTPUT_BUCKET");
@@ -387,8 +464,11 @@ impl Config {
                 Some(arn) => match ROLE_ARN.captures(arn) {
                     None => bad(
                         format!("{at}.roleArn"),
-                        format!("{arn:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+                        format!("{arn:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)"),
                     ),
+                    Some(c) if c[1] != self.partition => {
+                        bad(format!("{at}.roleArn"), other_partition(&c[1], &self.partition))
+                    }
                     Some(c) if c[2] != s.account_id => bad(
                         format!("{at}.roleArn"),
                         format!("role is in account {} but the source is account {}", &c[2], s.account_id),
@@ -421,18 +501,15 @@ impl Config {
                 }
                 let mut seen = BTreeSet::new();
                 for (j, r) in regions.iter().enumerate() {
-                    if !REGION.is_match(r) {
-                        bad(
-                            format!("{at}.regions[{j}]"),
-                            format!("{r:?} is not an AWS region name like \"us-east-1\""),
-                        );
+                    if let Some(problem) = region_problem(r, &self.partition) {
+                        bad(format!("{at}.regions[{j}]"), problem);
                     } else if !seen.insert(r.as_str()) {
                         bad(format!("{at}.regions[{j}]"), format!("region {r} is listed twice"));
                     }
                 }
             }
             if let Some(clusters) = &s.clusters {
-                check_named(&mut bad, &at, clusters, &s.account_id);
+                check_named(&mut bad, &at, clusters, &s.account_id, &self.partition);
                 for (j, c) in clusters.iter().enumerate() {
                     if c.db_user.is_some() && c.secret_arn.is_some() {
                         bad(
@@ -446,21 +523,7 @@ impl Config {
                 }
             }
             if let Some(workgroups) = &s.workgroups {
-                check_named(&mut bad, &at, workgroups, &s.account_id);
-            }
-        }
-        for (kind, pattern) in [
-            ("databases", &self.filters.databases),
-            ("schemas", &self.filters.schemas),
-            ("tables", &self.filters.tables),
-        ] {
-            for (list, patterns) in [("include", &pattern.include), ("exclude", &pattern.exclude)] {
-                for (j, pat) in patterns.iter().enumerate() {
-                    if let Err(e) = Regex::new(pat) {
-                        let reason = e.to_string().lines().last().unwrap_or_default().trim().to_string();
-                        bad(format!("$.filters.{kind}.{list}[{j}]"), format!("{pat:?} is not a valid regex: {reason}"));
-                    }
-                }
+                check_named(&mut bad, &at, workgroups, &s.account_id, &self.partition);
             }
         }
         let l = &self.limits;
@@ -488,9 +551,12 @@ impl Config {
         match &source.role_arn {
             Some(arn) => arn.clone(),
             // validate() guarantees roleName when a source has no roleArn.
-            None => {
-                format!("arn:aws:iam::{}:role/{}", source.account_id, self.role_name.as_deref().unwrap_or_default())
-            }
+            None => format!(
+                "arn:{}:iam::{}:role/{}",
+                self.partition,
+                source.account_id,
+                self.role_name.as_deref().unwrap_or_default()
+            ),
         }
     }
 }

@@ -130,6 +130,11 @@ fn bad_configs_name_the_json_path() {
             "$.sources[1].clusters[0]: has both dbUser and secretArn",
         ),
         (with(valid(), "/filters", json!({"schemas": {"include": ["("]}})), "$.filters.schemas.include[0]: \"(\" is not a valid regex"),
+        // Valid alone, broken once anchored: the `#` comment of (?x) swallows the closing `)$`.
+        (
+            with(valid(), "/filters", json!({"tables": {"exclude": ["x", "(?x)tmp_.* # scratch tables"]}})),
+            "$.filters.tables.exclude[1]: \"(?x)tmp_.* # scratch tables\" is not a valid regex once anchored",
+        ),
         (with(valid(), "/limits", json!({"databasesPerWarehouse": 0})), "$.limits.databasesPerWarehouse: must be 1-50"),
         (with(valid(), "/limits", json!({"statementTimeout": 5})), "$.limits.statementTimeout: unknown field `statementTimeout`"),
     ];
@@ -189,6 +194,7 @@ fn deployment_values_fill_gaps_and_must_agree() {
         bucket: Some("deployed-bucket".into()),
         prefix: Some("reg".into()),
         role_name: Some("DeployedRole".into()),
+        region: None,
     };
     let minimal = json!({"sources": [{"accountId": "111111111111", "regions": ["us-east-1"]}]});
     let c = Config::parse(&minimal.to_string(), &defaults).unwrap();
@@ -202,6 +208,27 @@ fn deployment_values_fill_gaps_and_must_agree() {
         "{e}"
     );
     assert!(e.contains("$.roleName: \"DataRegistryRedshiftReader\" differs from REGISTRY_ROLE_NAME"), "{e}");
+}
+
+/// AssumeRole cannot cross partitions: ARNs are built in the function's own partition, and
+/// regions or ARNs of another are refused with the path that names them.
+#[test]
+fn arns_and_regions_follow_the_functions_partition() {
+    let gov = DeploymentDefaults { region: Some("us-gov-west-1".into()), ..DeploymentDefaults::default() };
+    let minimal = json!({"output": {"bucket": "b-b-b"}, "roleName": "Reader",
+        "sources": [{"accountId": "111111111111", "regions": ["us-gov-east-1"]}]});
+    let c = Config::parse(&minimal.to_string(), &gov).unwrap();
+    assert_eq!(c.role_arn(&c.sources[0]), "arn:aws-us-gov:iam::111111111111:role/Reader");
+
+    let e = Config::parse(&minimal.to_string(), &DeploymentDefaults::default()).unwrap_err().to_string();
+    assert!(e.contains("$.sources[0].regions[0]: region us-gov-east-1 is in partition aws-us-gov, but the function runs in partition aws"), "{e}");
+
+    let mut mixed = valid();
+    mixed["sources"][0]["roleArn"] = json!("arn:aws-cn:iam::111111111111:role/Reader");
+    mixed["sources"][1]["clusters"][0]["region"] = json!("cn-north-1");
+    let e = Config::parse(&mixed.to_string(), &DeploymentDefaults::default()).unwrap_err().to_string();
+    assert!(e.contains("$.sources[0].roleArn: partition aws-cn, but the function runs in partition aws"), "{e}");
+    assert!(e.contains("$.sources[1].clusters[0].region: region cn-north-1 is in partition aws-cn"), "{e}");
 }
 
 fn load_event(name: &str) -> Value {

@@ -17,7 +17,7 @@ use regex::Regex;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::catalog::{DatabaseCatalog, DatabaseKind, WarehouseId};
-use crate::config::{Config, Pattern};
+use crate::config::{Config, NamePattern, Pattern};
 use crate::error::{AwsError, ErrorKind};
 
 /// How the Data API logs in.
@@ -152,14 +152,12 @@ pub struct NameFilter {
 }
 
 impl NameFilter {
-    /// `pattern` was validated with the config.
     pub fn new(pattern: &Pattern) -> Self {
-        let compile =
-            |ps: &[String]| ps.iter().map(|p| Regex::new(&format!("^(?:{p})$")).expect("validated")).collect();
+        let anchored = |ps: &[NamePattern]| ps.iter().map(|p| p.anchored.clone()).collect();
         Self {
-            include: compile(&pattern.include),
-            exclude: compile(&pattern.exclude),
-            literals: pattern.include.iter().filter(|p| regex::escape(p) == **p).cloned().collect(),
+            include: anchored(&pattern.include),
+            exclude: anchored(&pattern.exclude),
+            literals: pattern.include.iter().filter_map(NamePattern::literal).map(str::to_string).collect(),
         }
     }
 
