@@ -35,9 +35,39 @@ pub struct DatabaseCatalog {
     pub name: String,
     pub kind: DatabaseKind,
     pub datasets: Vec<Dataset>,
-    /// What could not be seen, each with the fix (GRANTs).
+    /// What could not be seen, each with the fix (GRANTs), and optional parts not read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Where this read cannot tell a dropped dataset from one it could not see: previously
+    /// published datasets there are kept, not removed.
+    #[serde(skip_serializing_if = "Unconfirmed::is_nothing")]
+    pub unconfirmed: Unconfirmed,
+}
+
+/// The part of a database whose absent datasets are not confirmed absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Unconfirmed {
+    #[default]
+    Nothing,
+    /// These schemas (external schemas whose objects could not be read).
+    Schemas(std::collections::BTreeSet<String>),
+    /// Any schema: external objects failed and the external schemas are unknown too.
+    Everything,
+}
+
+impl Unconfirmed {
+    pub fn is_nothing(&self) -> bool {
+        *self == Self::Nothing
+    }
+
+    pub fn covers(&self, schema: &str) -> bool {
+        match self {
+            Self::Nothing => false,
+            Self::Schemas(schemas) => schemas.contains(schema),
+            Self::Everything => true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -47,7 +77,18 @@ pub enum DatasetKind {
     View,
     MaterializedView,
     LateBindingView,
+    /// A table of an external schema over the Glue Data Catalog or a Hive metastore (Spectrum).
     ExternalTable,
+    /// A view (or materialized view) of a Glue Data Catalog or Hive metastore schema.
+    ExternalView,
+    /// A table of a federated PostgreSQL or MySQL schema.
+    FederatedTable,
+    /// A view (or materialized view) of a federated PostgreSQL or MySQL database.
+    FederatedView,
+    /// A Kinesis data stream or MSK topic of a streaming-ingestion schema.
+    StreamingSource,
+    /// A table of a schema over a remote Redshift database.
+    RemoteRedshiftTable,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,6 +123,24 @@ pub struct Column {
     pub description: Option<String>,
     /// Partition column of an external table.
     pub partition_key: bool,
+}
+
+impl Column {
+    /// A column known only by name, position and type (late-binding views, external tables).
+    pub fn plain(name: String, position: i32, data_type: String) -> Self {
+        Self {
+            name,
+            position,
+            data_type,
+            nullable: true,
+            default: None,
+            dist_key: false,
+            sort_key_position: None,
+            encoding: None,
+            description: None,
+            partition_key: false,
+        }
+    }
 }
 
 /// Everything read from one warehouse, with where it lives: what manifests are built from.

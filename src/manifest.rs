@@ -335,6 +335,7 @@ mod tests {
             kind: crate::catalog::DatabaseKind::Local,
             datasets: vec![],
             notes: vec![],
+            unconfirmed: crate::catalog::Unconfirmed::Nothing,
         };
         let wh = WarehouseCatalog {
             account_id: "111111111111".into(),

@@ -140,10 +140,10 @@ pub struct Endpoint {
 impl Cluster {
     /// Why the Data API cannot query this cluster now, if it cannot. ClusterAvailabilityStatus is
     /// the better gate ("Available", "Maintenance", ...); older responses and emulators only
-    /// carry ClusterStatus, so that is the fallback.
+    /// carry ClusterStatus, so that is the fallback. A busy cluster is tried.
     pub fn unavailable_reason(&self) -> Option<String> {
         match &self.availability {
-            Some(a) if a.eq_ignore_ascii_case("available") => None,
+            Some(a) if a.eq_ignore_ascii_case("available") || self.busy().is_some() => None,
             Some(a) => Some(format!(
                 "cluster availability is {a:?} (status {:?}); it is read again once available",
                 self.cluster_status
@@ -151,6 +151,16 @@ impl Cluster {
             None if self.cluster_status.eq_ignore_ascii_case("available") => None,
             None => Some(format!("cluster status is {:?}; it is read again once available", self.cluster_status)),
         }
+    }
+}
+
+impl Cluster {
+    /// `Modifying` or `Maintenance`: "intermittently available for queries" (Redshift API
+    /// reference, ClusterAvailabilityStatus), so worth a try, and a failure there is no fault.
+    pub fn busy(&self) -> Option<&str> {
+        self.availability
+            .as_deref()
+            .filter(|a| a.eq_ignore_ascii_case("modifying") || a.eq_ignore_ascii_case("maintenance"))
     }
 }
 
@@ -204,6 +214,13 @@ impl Warehouse {
         }
     }
 
+    pub fn busy(&self) -> Option<&str> {
+        match self {
+            Self::Cluster(c) => c.busy(),
+            Self::Workgroup(_) => None,
+        }
+    }
+
     pub fn unavailable_reason(&self) -> Option<String> {
         match self {
             Self::Cluster(c) => c.unavailable_reason(),
@@ -231,15 +248,23 @@ pub trait WarehouseDirectory: Send + Sync {
 pub struct Discovered {
     pub warehouses: Vec<(Warehouse, DbAuth)>,
     pub missing: Vec<WarehouseId>,
+    /// Why Serverless workgroups could not be listed or looked up. The clusters were, and no
+    /// workgroup counts as absent: a reader role may lack the Serverless actions, and a region
+    /// may have no Serverless endpoint.
+    pub workgroups_error: Option<AwsError>,
 }
 
 pub async fn discover<D: WarehouseDirectory>(directory: &D, selection: &Selection) -> Result<Discovered, AwsError> {
     let mut found = Discovered::default();
     match selection {
         Selection::Discover { only } => {
-            let (clusters, workgroups) = tokio::try_join!(directory.list_clusters(), directory.list_workgroups())?;
+            let (clusters, workgroups) = tokio::join!(directory.list_clusters(), directory.list_workgroups());
+            let workgroups = workgroups.unwrap_or_else(|e| {
+                found.workgroups_error = Some(e);
+                Vec::new()
+            });
             let warehouses =
-                clusters.into_iter().map(Warehouse::Cluster).chain(workgroups.into_iter().map(Warehouse::Workgroup));
+                clusters?.into_iter().map(Warehouse::Cluster).chain(workgroups.into_iter().map(Warehouse::Workgroup));
             found.warehouses = warehouses
                 .filter(|w| only.is_empty() || only.iter().any(|o| o == w.id().name()))
                 .map(|w| (w, DbAuth::Iam))
@@ -259,9 +284,13 @@ pub async fn discover<D: WarehouseDirectory>(directory: &D, selection: &Selectio
             }
             for w in workgroups {
                 let auth = w.secret_arn.clone().map_or(DbAuth::Iam, DbAuth::SecretArn);
-                match directory.find_workgroup(&w.workgroup_name).await? {
-                    Some(workgroup) => found.warehouses.push((Warehouse::Workgroup(workgroup), auth)),
-                    None => found.missing.push(WarehouseId::WorkgroupName(w.workgroup_name.clone())),
+                match directory.find_workgroup(&w.workgroup_name).await {
+                    Ok(Some(workgroup)) => found.warehouses.push((Warehouse::Workgroup(workgroup), auth)),
+                    Ok(None) => found.missing.push(WarehouseId::WorkgroupName(w.workgroup_name.clone())),
+                    Err(e) => {
+                        found.workgroups_error = Some(e);
+                        break;
+                    }
                 }
             }
         }

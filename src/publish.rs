@@ -54,7 +54,8 @@ pub struct PublishReport {
     pub removed: usize,
     /// Versions older than the previous index's, deleted after the commit.
     pub superseded: usize,
-    /// Datasets kept from the previous index because their database could not be read.
+    /// Datasets kept from the previous index because their database, or the part of it they
+    /// belong to (an external schema), could not be read.
     pub kept: usize,
     /// Dataset names written and removed, listed in dry runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -91,7 +92,20 @@ impl<S: ObjectStore> Publisher<'_, S> {
                 Err(e) => Previous::Unreadable(e.to_string()),
             }),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(Previous::None),
+            Err(e) if e.kind == ErrorKind::AccessDenied => self.absent_or(key, e).await,
             Err(e) => Err(e),
+        }
+    }
+
+    /// S3 answers a missing key with 403, not 404, to a caller without an unconditioned
+    /// s3:ListBucket on the bucket (GetObject API reference), and the template grants ListBucket
+    /// only under the prefix. A listing tells a first run from a real refusal.
+    async fn absent_or(&self, key: &str, refused: AwsError) -> Result<Previous, AwsError> {
+        let listed = self.store.list(self.bucket, key).await?;
+        if listed.iter().any(|k| k == key) {
+            Err(refused)
+        } else {
+            Ok(Previous::None)
         }
     }
 
@@ -141,7 +155,13 @@ impl<S: ObjectStore> Publisher<'_, S> {
                 entries.push(entry);
             }
         }
-        for e in old_entries.iter().filter(|e| unread.contains(e.database.as_str())) {
+        // Kept: everything of unread databases, and what a read could not confirm absent.
+        let read_names: BTreeSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+        let unconfirmed = |e: &IndexEntry| {
+            catalog.databases.iter().any(|db| db.name == e.database && db.unconfirmed.covers(&e.schema))
+                && !read_names.contains(&e.name)
+        };
+        for e in old_entries.iter().filter(|e| unread.contains(e.database.as_str()) || unconfirmed(e)) {
             entries.push(e.clone());
             report.kept += 1;
         }
@@ -239,17 +259,20 @@ impl<S: ObjectStore> Publisher<'_, S> {
     }
 
     /// Removes every warehouse of a fully discovered region that discovery no longer found.
+    /// Workgroups count as absent only when they could be listed.
     pub async fn remove_absent(
         &self,
         account: &str,
         region: &str,
         present: &BTreeSet<WarehouseId>,
+        workgroups_listed: bool,
     ) -> Result<Vec<RemovedWarehouse>, AwsError> {
         let prefix = self.layout.region_index_prefix(account, region);
         let mut removed = Vec::new();
         for key in self.store.list(self.bucket, &prefix).await? {
             let Some(warehouse) = warehouse_of_index_key(&key[prefix.len()..]) else { continue };
-            if present.contains(&warehouse) {
+            let unconfirmed = matches!(warehouse, WarehouseId::WorkgroupName(_)) && !workgroups_listed;
+            if present.contains(&warehouse) || unconfirmed {
                 continue;
             }
             let datasets_prefix = self.layout.datasets_prefix(account, region, &warehouse);

@@ -65,6 +65,10 @@ pub struct Counts {
     pub datasets_unchanged: usize,
     pub datasets_removed: usize,
     pub warehouses_removed: usize,
+    /// Regions whose Serverless workgroups could not be listed (their clusters were read).
+    pub regions_without_workgroups: usize,
+    /// Regions where a workgroup the config names could not be looked up.
+    pub named_workgroups_unread: usize,
     /// Warehouses whose snapshot could not be committed or cleaned.
     pub publish_failed: usize,
 }
@@ -87,6 +91,10 @@ pub struct RegionReport {
     pub mode: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
+    /// Why Serverless workgroups could not be listed; the clusters were read, and no workgroup's
+    /// snapshot is removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workgroups_error: Option<Failure>,
     pub warehouses: Vec<WarehouseReport>,
     /// Warehouses this region's discovery no longer finds, removed from the registry.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -103,6 +111,15 @@ pub enum WarehouseState {
     Missing,
 }
 
+/// Why a warehouse was skipped: not available (paused, resizing...), or busy (intermittently
+/// available, tried, and a read failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SkipCause {
+    Unavailable,
+    Busy,
+}
+
 /// A cluster (`clusterIdentifier`) or workgroup (`workgroupName`).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,6 +127,8 @@ pub struct WarehouseReport {
     #[serde(flatten)]
     pub id: WarehouseId,
     pub state: WarehouseState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkipCause>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,6 +161,7 @@ impl WarehouseReport {
         Self {
             id: warehouse.id(),
             state: if reason.is_some() { WarehouseState::Skipped } else { WarehouseState::Available },
+            skipped: reason.is_some().then_some(SkipCause::Unavailable),
             reason,
             details: Some(warehouse),
             error: None,
@@ -163,11 +183,30 @@ impl WarehouseReport {
             )),
             id,
             state: WarehouseState::Missing,
+            skipped: None,
             details: None,
             error: None,
             databases: Vec::new(),
             publish: None,
         }
+    }
+}
+
+impl WarehouseReport {
+    /// A busy cluster whose read failed is skipped, like a paused one: a state, not a fault, and
+    /// nothing of it is published or removed. True when it was.
+    pub fn skip_if_busy(&mut self, warehouse: &Warehouse) -> bool {
+        let failed = self.error.is_some() || self.databases.iter().any(|d| d.error.is_some());
+        let Some(availability) = warehouse.busy().filter(|_| failed) else {
+            return false;
+        };
+        self.state = WarehouseState::Skipped;
+        self.skipped = Some(SkipCause::Busy);
+        self.reason = Some(format!(
+            "cluster availability is {availability:?} (intermittently available) and its read failed; \
+             nothing of it was changed, and the next run reads it again"
+        ));
+        true
     }
 }
 
@@ -181,6 +220,9 @@ impl Report {
             for r in &a.regions {
                 c.regions += 1;
                 c.regions_failed += usize::from(r.error.is_some());
+                c.regions_without_workgroups += usize::from(r.workgroups_error.is_some());
+                // Only a named workgroup that could not be looked up is a fault of the run.
+                c.named_workgroups_unread += usize::from(r.workgroups_error.is_some() && r.mode == "named");
                 regions_ok += usize::from(r.error.is_none());
                 c.warehouses_removed += r.removed_warehouses.len();
                 c.publish_failed += usize::from(r.removal_error.is_some());
@@ -191,7 +233,8 @@ impl Report {
                         WarehouseState::Skipped => c.warehouses_skipped += 1,
                         WarehouseState::Missing => c.warehouses_missing += 1,
                     }
-                    c.warehouses_failed += usize::from(w.error.is_some());
+                    let skipped = w.state == WarehouseState::Skipped;
+                    c.warehouses_failed += usize::from(w.error.is_some() && !skipped);
                     if let Some(p) = &w.publish {
                         c.datasets_written += p.written;
                         c.datasets_unchanged += p.unchanged;
@@ -200,7 +243,7 @@ impl Report {
                     }
                     for d in &w.databases {
                         c.databases += 1;
-                        c.databases_failed += usize::from(d.error.is_some());
+                        c.databases_failed += usize::from(d.error.is_some() && !skipped);
                         c.datasets += d.datasets;
                     }
                 }
@@ -213,6 +256,7 @@ impl Report {
             + c.warehouses_missing
             + c.warehouses_failed
             + c.databases_failed
+            + c.named_workgroups_unread
             + c.publish_failed
             + self.clusters_not_found.len()
             > 0
@@ -253,6 +297,22 @@ pub fn region_hint(error: &AwsError, account_id: &str, region: &str) -> String {
             error.operation
         ),
         _ => region_or_account_hint(error),
+    }
+}
+
+/// What to do about Serverless workgroups that could not be listed.
+pub fn workgroups_hint(error: &AwsError, account_id: &str, region: &str) -> String {
+    match error.kind {
+        ErrorKind::AccessDenied => format!(
+            "the assumed role in account {account_id} may not list Redshift Serverless workgroups in {region}; \
+             its clusters were read; to read workgroups too, allow redshift-serverless:ListWorkgroups, \
+             ListNamespaces, GetWorkgroup, GetNamespace and GetCredentials (README: reader policy)"
+        ),
+        ErrorKind::Unreachable => format!(
+            "the Redshift Serverless endpoint of {region} did not answer (Serverless may not be offered there); \
+             its clusters were read"
+        ),
+        _ => format!("Redshift Serverless answered {} in {region}; its clusters were read", error.code),
     }
 }
 

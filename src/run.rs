@@ -202,7 +202,8 @@ async fn publish<S: ObjectStore>(
             }
             let present: BTreeSet<WarehouseId> =
                 region.warehouses.iter().filter(|w| w.state != WarehouseState::Missing).map(|w| w.id.clone()).collect();
-            match publisher.remove_absent(&account.account_id, &region.region, &present).await {
+            let workgroups_listed = region.workgroups_error.is_none();
+            match publisher.remove_absent(&account.account_id, &region.region, &present, workgroups_listed).await {
                 Ok(removed) => region.removed_warehouses = removed,
                 Err(e) => region.removal_error = Some(format!("absent warehouses could not be removed: {e}")),
             }
@@ -330,6 +331,7 @@ impl Visit {
                 Selection::Named { .. } => "named",
             },
             error: None,
+            workgroups_error: None,
             warehouses: Vec::new(),
             removed_warehouses: Vec::new(),
             removal_error: None,
@@ -346,6 +348,10 @@ impl Visit {
                 return (out, Vec::new());
             }
         };
+        if let Some(e) = &found.workgroups_error {
+            warn!(error = %e, "Serverless workgroups not listed; clusters are read");
+            out.workgroups_error = Some(Failure::new(e, report::workgroups_hint(e, account_id, &region.region)));
+        }
         let api = session.data_api(&region.region);
         let read: Vec<(WarehouseReport, Option<WarehouseCatalog>)> = stream::iter(found.warehouses)
             .map(|(warehouse, auth)| {
@@ -387,6 +393,7 @@ impl Visit {
             Err(e) => {
                 warn!(error = %e, "databases not listed");
                 out.error = Some(Failure::from_read(&e, &id));
+                out.skip_if_busy(&warehouse);
                 return (out, None);
             }
         };
@@ -421,6 +428,9 @@ impl Visit {
                     catalog.unread_databases.push(name);
                 }
             }
+        }
+        if out.skip_if_busy(&warehouse) {
+            return (out, None);
         }
         (out, Some(catalog))
     }

@@ -130,14 +130,18 @@ impl DataApi for RedshiftData {
             .send()
             .await
             .map_err(|e| aws_error("redshift-data:DescribeStatement", e))?;
-        let mut state =
-            StatementState { phase: phase(out.status(), out.error()), subs: Vec::new(), rows: out.result_rows() };
+        // A missing HasResultSet is read as "has one": fetching an empty result costs one call,
+        // skipping a real one loses data.
+        let mut state = StatementState {
+            phase: phase(out.status(), out.error()),
+            subs: Vec::new(),
+            has_result_set: out.has_result_set().unwrap_or(true),
+        };
         for sub in out.sub_statements() {
             if let Some(StatementStatusString::Failed) = sub.status() {
                 state.phase = Phase::Failed(sub.error().unwrap_or("no error message").to_string());
             }
-            let rows = if sub.has_result_set() == Some(false) { 0 } else { sub.result_rows() };
-            state.subs.push((sub.id().to_string(), rows));
+            state.subs.push((sub.id().to_string(), sub.has_result_set().unwrap_or(true)));
         }
         Ok(state)
     }

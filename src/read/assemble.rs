@@ -5,9 +5,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::sql::{self, local};
-use super::{ReadOptions, Row};
-use crate::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind};
+use super::sql::{self, visibility};
+use super::{ExternalRead, LocalResults, ReadError, ReadOptions, Row};
+use crate::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, Unconfirmed};
 
 /// Redshift's internal table behind materialized view `<mv>`: `mv_tbl__<mv>__<n>`.
 static MV_INTERNAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^mv_tbl__(.+)__[0-9]+$").unwrap());
@@ -82,67 +82,125 @@ fn keep(options: &ReadOptions, database: &str, schema: &str, table: &str) -> boo
         && options.tables.allows(&format!("{database}.{schema}.{table}"))
 }
 
-fn finish(name: &str, kind: DatabaseKind, mut datasets: Vec<Dataset>, notes: Vec<String>) -> DatabaseCatalog {
+fn finish(
+    name: &str,
+    kind: DatabaseKind,
+    mut datasets: Vec<Dataset>,
+    notes: Vec<String>,
+    unconfirmed: Unconfirmed,
+) -> DatabaseCatalog {
     for d in &mut datasets {
         d.columns.sort_by(|a, b| a.position.cmp(&b.position).then_with(|| a.name.cmp(&b.name)));
     }
     datasets.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
-    DatabaseCatalog { name: name.to_string(), kind, datasets, notes }
+    DatabaseCatalog { name: name.to_string(), kind, datasets, notes, unconfirmed }
 }
 
-/// A local database from the results of [`sql::local_batch`] and, when readable, SVV_TABLE_INFO.
-pub fn local_database(
-    name: &str,
-    results: &[Vec<Row>],
-    stats: Option<&[Row]>,
-    options: &ReadOptions,
-) -> DatabaseCatalog {
+/// `char(n)` columns come back space-padded (SVV_MV_INFO's names are char(128),
+/// r_SVV_MV_INFO.html). A name that really ends in spaces cannot be told from padding there.
+fn padded_key(row: &Row) -> Option<Key> {
+    let trim = |i| text(row, i).map(|t| t.trim_end_matches(' ').to_string());
+    Some((trim(0)?, trim(1)?))
+}
+
+/// The rows of an optional part, or none with a note saying what is missing and why.
+fn optional<'a>(part: &'a Result<Vec<Row>, ReadError>, what: &str, notes: &mut Vec<String>) -> &'a [Row] {
+    match part {
+        Ok(rows) => rows,
+        Err(e) => {
+            notes.push(format!("{what} not read ({}): {e}", e.kind()));
+            &[]
+        }
+    }
+}
+
+/// Late-binding views' columns by view: PG_GET_LATE_BINDING_VIEW_COLS rows.
+fn late_binding_columns(rows: &[Row]) -> HashMap<Key, Vec<Column>> {
+    let mut by_view: HashMap<Key, Vec<Column>> = HashMap::new();
+    for r in rows {
+        let (Some(k), Some(name), Some(ty), Some(pos)) =
+            (key(r, 0, 1), text(r, 2), text(r, 3), r.get(4).and_then(|c| c.long()))
+        else {
+            continue;
+        };
+        by_view.entry(k).or_default().push(Column::plain(name, pos as i32, ty));
+    }
+    by_view
+}
+
+/// View definitions from their chunks (schema, view, part, text, full length), with the views
+/// whose definition was cut at [`sql::DEFINITION_CHUNKS`] chunks.
+fn view_definitions(rows: &[Row]) -> (HashMap<Key, String>, usize) {
+    let mut parts: BTreeMap<(Key, i64), (String, i64)> = BTreeMap::new();
+    for r in rows {
+        let (Some(k), Some(part), Some(chunk)) = (key(r, 0, 1), r.get(2).and_then(|c| c.long()), text(r, 3)) else {
+            continue;
+        };
+        let length = r.get(4).and_then(|c| c.long()).unwrap_or(0);
+        parts.insert((k, part), (chunk, length));
+    }
+    let mut definitions: HashMap<Key, String> = HashMap::new();
+    let mut lengths: HashMap<Key, i64> = HashMap::new();
+    for ((k, _), (chunk, length)) in parts {
+        definitions.entry(k.clone()).or_default().push_str(&chunk);
+        lengths.insert(k, length);
+    }
+    let cut = definitions.iter().filter(|(k, d)| (d.chars().count() as i64) < lengths[*k]).count();
+    (definitions, cut)
+}
+
+/// The note for SVV_TABLE_INFO: a refusal is a missing GRANT; anything else is an error.
+fn stats_note(stats: &Result<Vec<Row>, ReadError>, user: &str) -> Option<String> {
+    let u = quote_ident(user);
+    match stats {
+        Ok(_) => None,
+        Err(ReadError::Failed(m)) if m.contains("permission denied") => Some(format!(
+            "row counts and sizes unavailable: user {u} may not read svv_table_info; to add them: \
+             GRANT SELECT ON svv_table_info TO {u};"
+        )),
+        Err(e) => Some(format!("row counts and sizes not read ({}): svv_table_info: {e}", e.kind())),
+    }
+}
+
+/// A local database from the results of its statements.
+pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> DatabaseCatalog {
+    let mut notes = Vec::new();
     let empty = Vec::new();
-    let result = |i: usize| results.get(i).unwrap_or(&empty);
-    let user = result(local::USER).first().and_then(|r| text(r, 0)).unwrap_or_default();
+    let visibility = match &r.visibility {
+        Ok(v) => Some(v),
+        Err(e) => {
+            notes.push(format!(
+                "visibility not read ({}): {e}; objects hidden from the user are not counted and no GRANT is suggested",
+                e.kind()
+            ));
+            None
+        }
+    };
+    let result = |i: usize| visibility.and_then(|v| v.get(i)).unwrap_or(&empty);
+    let user = result(visibility::USER).first().and_then(|r| text(r, 0)).unwrap_or_default();
 
     // Materialized views: those SVV_MV_INFO shows (the user's own), and any view with an
     // internal mv_tbl__ table, which pg_class shows whoever owns it.
-    let relations: Vec<Key> = result(local::RELATIONS).iter().filter_map(|r| key(r, 0, 1)).collect();
-    let mut materialized: BTreeSet<Key> =
-        result(local::MATERIALIZED_VIEWS).iter().filter_map(|r| key(r, 0, 1)).collect();
+    let relations: Vec<Key> = result(visibility::RELATIONS).iter().filter_map(|r| key(r, 0, 1)).collect();
+    let mv_rows = optional(&r.materialized_views, "materialized views (svv_mv_info)", &mut notes);
+    let mut materialized: BTreeSet<Key> = mv_rows.iter().filter_map(padded_key).collect();
     for (schema, table) in &relations {
         if let Some(c) = MV_INTERNAL.captures(table) {
             materialized.insert((schema.clone(), c[1].to_string()));
         }
     }
-    let mut late_binding: HashMap<Key, Vec<Column>> = HashMap::new();
-    for r in result(local::LATE_BINDING_COLUMNS) {
-        let (Some(k), Some(col), Some(ty), Some(pos)) =
-            (key(r, 0, 1), text(r, 2), text(r, 3), r.get(4).and_then(|c| c.long()))
-        else {
-            continue;
-        };
-        late_binding.entry(k).or_default().push(Column {
-            name: col,
-            position: pos as i32,
-            data_type: ty,
-            nullable: true,
-            default: None,
-            dist_key: false,
-            sort_key_position: None,
-            encoding: None,
-            description: None,
-            partition_key: false,
-        });
-    }
-    let mut columns = columns_by_table(result(local::COLUMNS), options.pull_comments);
-    let definitions: HashMap<Key, String> =
-        result(local::VIEW_DEFINITIONS).iter().filter_map(|r| Some((key(r, 0, 1)?, text(r, 2)?))).collect();
-    let stats_by_table: HashMap<Key, (Option<i64>, Option<i64>)> = stats
-        .unwrap_or_default()
+    let mut late_binding = late_binding_columns(optional(&r.late_binding, "columns of late-binding views", &mut notes));
+    let mut columns = columns_by_table(&r.columns, options.pull_comments);
+    let (definitions, cut) = view_definitions(optional(&r.definitions, "view definitions", &mut notes));
+    let stats_rows = r.stats.as_deref().unwrap_or_default();
+    let stats_by_table: HashMap<Key, (Option<i64>, Option<i64>)> = stats_rows
         .iter()
         .filter_map(|r| Some((key(r, 0, 1)?, (r.get(3).and_then(|c| c.long()), r.get(2).and_then(|c| c.long())))))
         .collect();
 
     let mut datasets = Vec::new();
     let mut visible_per_schema: BTreeMap<String, usize> = BTreeMap::new();
-    for row in result(local::TABLES) {
+    for row in &r.tables {
         let Some(mut d) = redshift_dataset(row, options.pull_comments) else {
             continue;
         };
@@ -172,73 +230,161 @@ pub fn local_database(
         }
         datasets.push(d);
     }
-    datasets.extend(external_tables(name, result(local::EXTERNAL_TABLES), result(local::EXTERNAL_COLUMNS), options));
+    let kinds = external_schema_kinds(result(visibility::EXTERNAL_SCHEMAS));
+    datasets.extend(external_tables(name, &r.external, &kinds, options));
+    let unconfirmed = external_notes(&r.external, visibility.map(|v| external_schema_names(v)), &mut notes);
 
-    let hidden_definitions = datasets
+    if r.definitions.is_ok() {
+        notes.extend(definition_notes(&datasets, cut, &user));
+    }
+    match result(visibility::METADATA_SECURITY).first().and_then(|r| text(r, 0)).as_deref() {
+        Some("on" | "true" | "t" | "1") => notes.push(metadata_security_note(name, &user)),
+        _ if visibility.is_some() => notes.extend(visibility_notes(
+            name,
+            &user,
+            result(visibility::SCHEMAS),
+            result(visibility::NAMESPACES),
+            &relations,
+            &visible_per_schema,
+            options,
+        )),
+        _ => {}
+    }
+    notes.extend(stats_note(&r.stats, &user));
+    finish(name, DatabaseKind::Local, datasets, notes, unconfirmed)
+}
+
+fn definition_notes(datasets: &[Dataset], cut: usize, user: &str) -> Vec<String> {
+    let hidden = datasets
         .iter()
         .filter(|d| matches!(d.kind, DatasetKind::View | DatasetKind::MaterializedView) && d.view_definition.is_none())
         .count();
-    let mut notes = visibility_notes(
-        name,
-        &user,
-        result(local::SCHEMAS),
-        result(local::NAMESPACES),
-        &relations,
-        &visible_per_schema,
-        options,
-    );
-    if hidden_definitions > 0 {
+    let mut notes = Vec::new();
+    if hidden > 0 {
         notes.push(format!(
-            "view definitions of {hidden_definitions} views are hidden from user {}: information_schema.views shows \
+            "view definitions of {hidden} views are hidden from user {}: information_schema.views shows \
              a definition to the view's owner only; read as the owner or a superuser to include them",
-            quote_ident(&user)
+            quote_ident(user)
         ));
     }
-    if stats.is_none() {
+    if cut > 0 {
         notes.push(format!(
-            "row counts and sizes unavailable: user {} may not read svv_table_info; to add them: GRANT SELECT ON svv_table_info TO {};",
-            quote_ident(&user),
-            quote_ident(&user)
+            "view definitions of {cut} views are longer than {} characters and were cut there",
+            sql::DEFINITION_CHUNK * sql::DEFINITION_CHUNKS
         ));
     }
-    finish(name, DatabaseKind::Local, datasets, notes)
+    notes
 }
 
-fn external_tables(database: &str, tables: &[Row], columns: &[Row], options: &ReadOptions) -> Vec<Dataset> {
+fn metadata_security_note(database: &str, user: &str) -> String {
+    let u = quote_ident(user);
+    format!(
+        "metadata_security is on in this warehouse: pg_class and pg_namespace show user {u} only what it may \
+         access, so objects hidden from it in database {database} cannot be counted and no GRANT can name them; \
+         to count them: CREATE ROLE registry_catalog; GRANT ACCESS CATALOG TO ROLE registry_catalog; \
+         GRANT ROLE registry_catalog TO {u};"
+    )
+}
+
+/// External schema → eskind, from SVV_EXTERNAL_SCHEMAS (r_SVV_EXTERNAL_SCHEMAS.html).
+fn external_schema_kinds(rows: &[Row]) -> HashMap<String, i64> {
+    rows.iter().filter_map(|r| Some((text(r, 0)?, r.get(1)?.long()?))).collect()
+}
+
+/// The external schemas of the visibility batch's results.
+pub fn external_schema_names(visibility: &[Vec<Row>]) -> Vec<String> {
+    let rows = visibility.get(visibility::EXTERNAL_SCHEMAS).map(Vec::as_slice).unwrap_or_default();
+    let mut names: Vec<String> = rows.iter().filter_map(|r| text(r, 0)).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Notes for external objects not read, and what their failure leaves unconfirmed.
+fn external_notes(external: &ExternalRead, schemas: Option<Vec<String>>, notes: &mut Vec<String>) -> Unconfirmed {
+    let mut unconfirmed = BTreeSet::new();
+    for (schema, e) in &external.failed {
+        match schema {
+            Some(s) => {
+                notes.push(format!(
+                    "external schema {} not read ({}): {e}; its previously published tables are kept",
+                    quote_ident(s),
+                    e.kind()
+                ));
+                unconfirmed.insert(s.clone());
+            }
+            None => {
+                notes.push(format!(
+                    "external objects not read ({}): {e}; previously published external tables are kept",
+                    e.kind()
+                ));
+                match &schemas {
+                    Some(names) => unconfirmed.extend(names.iter().cloned()),
+                    None => return Unconfirmed::Everything,
+                }
+            }
+        }
+    }
+    if unconfirmed.is_empty() {
+        Unconfirmed::Nothing
+    } else {
+        Unconfirmed::Schemas(unconfirmed)
+    }
+}
+
+/// What an external object is, by its schema's eskind and its tabletype
+/// (r_SVV_EXTERNAL_SCHEMAS.html, r_SVV_EXTERNAL_TABLES.html); `None` for objects that are not
+/// datasets of this database (system schemas, and schemas over another local Redshift database,
+/// whose tables that database lists itself).
+fn external_kind(eskind: Option<i64>, tabletype: &str) -> Option<DatasetKind> {
+    let view = matches!(tabletype.trim(), "VIEW" | "MATERIALIZED VIEW");
+    Some(match (eskind, view) {
+        (Some(3 | 8), false) => DatasetKind::FederatedTable,
+        (Some(3 | 8), true) => DatasetKind::FederatedView,
+        (Some(9 | 10), _) => DatasetKind::StreamingSource,
+        (Some(5), _) => DatasetKind::RemoteRedshiftTable,
+        (Some(4 | 6), _) => return None,
+        (_, true) => DatasetKind::ExternalView,
+        // Glue Data Catalog (1), Hive metastore (2), or a kind not documented yet.
+        (_, false) => DatasetKind::ExternalTable,
+    })
+}
+
+fn external_tables(
+    database: &str,
+    external: &ExternalRead,
+    kinds: &HashMap<String, i64>,
+    options: &ReadOptions,
+) -> Vec<Dataset> {
     let mut cols: HashMap<Key, Vec<Column>> = HashMap::new();
-    for r in columns {
+    for r in &external.columns {
         let (Some(k), Some(name), Some(ty), Some(pos)) =
             (key(r, 0, 1), text(r, 2), text(r, 3), r.get(4).and_then(|c| c.long()))
         else {
             continue;
         };
         cols.entry(k).or_default().push(Column {
-            name,
-            position: pos as i32,
-            data_type: ty,
             nullable: r.get(5).and_then(|c| c.flag()).unwrap_or(true),
-            default: None,
-            dist_key: false,
-            sort_key_position: None,
-            encoding: None,
-            description: None,
             partition_key: r.get(6).and_then(|c| c.long()).unwrap_or(0) > 0,
+            ..Column::plain(name, pos as i32, ty)
         });
     }
-    tables
+    external
+        .tables
         .iter()
         .filter_map(|r| {
             let (schema, name) = key(r, 0, 1)?;
+            let kind = external_kind(kinds.get(&schema).copied(), &text(r, 2).unwrap_or_default())?;
             keep(options, database, &schema, &name).then(|| Dataset {
                 columns: cols.remove(&(schema.clone(), name.clone())).unwrap_or_default(),
                 schema,
                 name,
-                kind: DatasetKind::ExternalTable,
+                kind,
                 owner: None,
                 // Redshift has no COMMENT on external tables.
                 description: None,
                 view_definition: None,
-                location: text(r, 2),
+                location: text(r, 3).filter(|l| !l.trim().is_empty()),
                 row_count: None,
                 size_mb: None,
             })
@@ -311,5 +457,5 @@ pub fn shared_database(name: &str, tables: &[Row], columns: &[Row], options: &Re
             d
         })
         .collect();
-    finish(name, DatabaseKind::Shared, datasets, Vec::new())
+    finish(name, DatabaseKind::Shared, datasets, Vec::new(), Unconfirmed::Nothing)
 }

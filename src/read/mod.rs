@@ -1,10 +1,14 @@
 //! Stage 3: read every dataset's metadata through the Redshift Data API.
 //!
-//! Per warehouse: one statement lists the databases. Per local database: one
-//! BatchExecuteStatement of fixed catalog statements plus one SVV_TABLE_INFO statement, whatever
-//! the number of tables. Per datashare database: two statements. Statements are polled with
+//! Per warehouse: one statement lists the databases. Per local database: eight statements at
+//! once, whatever the number of tables: the two essential ones (tables, columns), whose failure
+//! fails the database, and six optional ones (visibility counts, late-binding columns,
+//! materialized views, external objects, view definitions, table stats), whose failure or
+//! slowness degrades to a note. A BatchExecuteStatement runs its statements serially in one
+//! transaction and fails whole (Management Guide data-api.html), so only statements that share a
+//! fate ride in one batch. Per datashare database: two statements. Statements are polled with
 //! DescribeStatement (backoff from 50 ms to 1 s), results paged with GetStatementResult, and
-//! sub-statements that returned no rows are not fetched at all.
+//! statements without a result set are not fetched.
 
 pub mod assemble;
 pub mod sql;
@@ -55,13 +59,15 @@ pub enum Phase {
     Aborted,
 }
 
+/// A statement as DescribeStatement shows it. Whether to fetch follows `HasResultSet`, the
+/// documented signal; `ResultRows` is not relied on (it is known to read 0 or -1 for statements
+/// that do return rows).
 #[derive(Debug, Clone)]
 pub struct StatementState {
     pub phase: Phase,
-    /// Sub-statements of a batch: their ids and row counts.
-    pub subs: Vec<(String, i64)>,
-    /// Rows of a single statement; negative when unknown.
-    pub rows: i64,
+    /// Sub-statements of a batch: their ids and whether they have a result set.
+    pub subs: Vec<(String, bool)>,
+    pub has_result_set: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -195,13 +201,34 @@ impl ReadOptions {
     }
 
     /// The time a statement may run: the configured timeout, or less near the cutoff.
-    fn timeout(&self) -> Result<Duration, ReadError> {
+    fn budget(&self) -> Result<Budget, ReadError> {
+        let timeout = Budget { time: self.statement_timeout, by_deadline: false };
         match self.cutoff {
-            None => Ok(self.statement_timeout),
+            None => Ok(timeout),
             Some(cutoff) => match cutoff.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Ok(self.statement_timeout.min(left)),
-                _ => Err(ReadError::Deadline),
+                Some(left) if left.is_zero() => Err(ReadError::Deadline),
+                Some(left) if left < self.statement_timeout => Ok(Budget { time: left, by_deadline: true }),
+                Some(_) => Ok(timeout),
+                None => Err(ReadError::Deadline),
             },
+        }
+    }
+}
+
+/// How long a statement may run, and whether the Lambda deadline (not the statement timeout)
+/// set that bound: a statement cut by the deadline is reported as such, not as slow.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub time: Duration,
+    pub by_deadline: bool,
+}
+
+impl Budget {
+    fn exceeded(&self) -> ReadError {
+        if self.by_deadline {
+            ReadError::Deadline
+        } else {
+            ReadError::TimedOut(self.time.as_secs())
         }
     }
 }
@@ -224,7 +251,7 @@ pub async fn read_warehouse<A: DataApi>(
     default_database: &str,
     options: &ReadOptions,
 ) -> Result<Vec<DatabaseOutcome>, ReadError> {
-    let rows = query(api, target, default_database, sql::DATABASES, &[], options.timeout()?).await?;
+    let rows = query(api, target, default_database, sql::DATABASES, &[], options.budget()?).await?;
     let mut databases: Vec<(String, DatabaseKind)> = rows
         .iter()
         .filter_map(|r| {
@@ -245,7 +272,7 @@ pub async fn read_warehouse<A: DataApi>(
             let span = tracing::info_span!("database", database = %name);
             async move {
                 let read = match kind {
-                    _ if options.timeout().is_err() => Err(ReadError::Deadline),
+                    _ if options.budget().is_err() => Err(ReadError::Deadline),
                     DatabaseKind::Local => read_local(api, target, &name, options).await,
                     DatabaseKind::Shared => read_shared(api, target, default_database, &name, options).await,
                 };
@@ -268,20 +295,109 @@ pub async fn read_warehouse<A: DataApi>(
     Ok(outcomes)
 }
 
+/// The results of a local database's statements: the essential ones, and the optional ones
+/// each with its own success or failure.
+pub struct LocalResults {
+    pub tables: Vec<Row>,
+    pub columns: Vec<Row>,
+    pub visibility: Result<Vec<Vec<Row>>, ReadError>,
+    pub late_binding: Result<Vec<Row>, ReadError>,
+    pub materialized_views: Result<Vec<Row>, ReadError>,
+    pub external: ExternalRead,
+    pub definitions: Result<Vec<Row>, ReadError>,
+    pub stats: Result<Vec<Row>, ReadError>,
+}
+
+/// External tables and columns, and the external schemas that could not be read.
+#[derive(Default)]
+pub struct ExternalRead {
+    pub tables: Vec<Row>,
+    pub columns: Vec<Row>,
+    /// `None`: the whole read failed and no schema could be read alone.
+    pub failed: Vec<(Option<String>, ReadError)>,
+}
+
 async fn read_local<A: DataApi>(
     api: &A,
     target: &Target,
     database: &str,
     options: &ReadOptions,
 ) -> Result<DatabaseCatalog, ReadError> {
-    let timeout = options.timeout()?;
-    let batch = sql::local_batch(options.include_system_schemas);
-    let (results, stats) = tokio::join!(
-        run_batch(api, target, database, &batch, timeout),
-        query(api, target, database, sql::TABLE_STATS, &[], timeout)
+    let b = options.budget()?;
+    let sys = options.include_system_schemas;
+    let one = |sql: String| async move { query(api, target, database, &sql, &[], b).await };
+    let batch = |sqls: Vec<String>| async move { run_batch(api, target, database, &sqls, b).await };
+    let (tables, columns, visibility, late_binding, materialized_views, external, definitions, stats) = tokio::join!(
+        one(sql::tables(sys)),
+        one(sql::columns(sys)),
+        batch(sql::visibility_batch(sys)),
+        one(sql::LATE_BINDING_COLUMNS.to_string()),
+        one(sql::MATERIALIZED_VIEWS.to_string()),
+        batch(sql::external_batch()),
+        one(sql::view_definitions(sys)),
+        one(sql::TABLE_STATS.to_string()),
     );
-    let stats = stats.inspect_err(|e| debug!(error = %e, "svv_table_info not readable")).ok();
-    Ok(assemble::local_database(database, &results?, stats.as_deref(), options))
+    let (tables, columns) = (tables?, columns?);
+    let external = match external {
+        Ok(mut results) => ExternalRead {
+            tables: std::mem::take(&mut results[sql::external::TABLES]),
+            columns: std::mem::take(&mut results[sql::external::COLUMNS]),
+            failed: Vec::new(),
+        },
+        Err(error) => external_by_schema(api, target, database, visibility.as_ref().ok(), error, options).await,
+    };
+    let results =
+        LocalResults { tables, columns, visibility, late_binding, materialized_views, external, definitions, stats };
+    Ok(assemble::local_database(database, results, options))
+}
+
+/// After the external batch failed: one schema at a time, so a broken schema costs only itself.
+/// Not when the failure was time (a retry would only take more) or the schemas are unknown.
+async fn external_by_schema<A: DataApi>(
+    api: &A,
+    target: &Target,
+    database: &str,
+    visibility: Option<&Vec<Vec<Row>>>,
+    error: ReadError,
+    options: &ReadOptions,
+) -> ExternalRead {
+    let schemas: Vec<String> = match (visibility, &error) {
+        (Some(v), ReadError::Failed(_)) => assemble::external_schema_names(v),
+        _ => return ExternalRead { failed: vec![(None, error)], ..ExternalRead::default() },
+    };
+    warn!(%error, schemas = schemas.len(), "external objects failed; reading them one schema at a time");
+    let [tables_sql, columns_sql] = sql::external_of_schema();
+    let reads = stream::iter(schemas)
+        .map(|schema| {
+            let (tables_sql, columns_sql) = (&tables_sql, &columns_sql);
+            async move {
+                let budget = match options.budget() {
+                    Ok(b) => b,
+                    Err(e) => return (schema, Err(e)),
+                };
+                let params = [("schema", schema.as_str())];
+                let (tables, columns) = tokio::join!(
+                    query(api, target, database, tables_sql, &params, budget),
+                    query(api, target, database, columns_sql, &params, budget)
+                );
+                let read = tables.and_then(|t| Ok((t, columns?)));
+                (schema, read)
+            }
+        })
+        .buffered(options.databases_per_warehouse)
+        .collect::<Vec<_>>()
+        .await;
+    let mut out = ExternalRead::default();
+    for (schema, read) in reads {
+        match read {
+            Ok((tables, columns)) => {
+                out.tables.extend(tables);
+                out.columns.extend(columns);
+            }
+            Err(e) => out.failed.push((Some(schema), e)),
+        }
+    }
+    out
 }
 
 async fn read_shared<A: DataApi>(
@@ -291,11 +407,11 @@ async fn read_shared<A: DataApi>(
     database: &str,
     options: &ReadOptions,
 ) -> Result<DatabaseCatalog, ReadError> {
-    let timeout = options.timeout()?;
+    let budget = options.budget()?;
     let params = [("database", database)];
     let (tables, columns) = tokio::join!(
-        query(api, target, connected, sql::SHARED_TABLES, &params, timeout),
-        query(api, target, connected, sql::SHARED_COLUMNS, &params, timeout)
+        query(api, target, connected, sql::SHARED_TABLES, &params, budget),
+        query(api, target, connected, sql::SHARED_COLUMNS, &params, budget)
     );
     Ok(assemble::shared_database(database, &tables?, &columns?, options))
 }
@@ -307,11 +423,11 @@ pub async fn query<A: DataApi>(
     database: &str,
     sql: &str,
     params: &[(&str, &str)],
-    timeout: Duration,
+    budget: Budget,
 ) -> Result<Vec<Row>, ReadError> {
     let id = start(|| api.execute(target, database, sql, params)).await?;
-    let state = wait(api, &id, timeout).await?;
-    if state.rows == 0 {
+    let state = wait(api, &id, budget).await?;
+    if !state.has_result_set {
         return Ok(Vec::new());
     }
     all_rows(api, &id).await
@@ -323,13 +439,13 @@ pub async fn run_batch<A: DataApi>(
     target: &Target,
     database: &str,
     sqls: &[String],
-    timeout: Duration,
+    budget: Budget,
 ) -> Result<Vec<Vec<Row>>, ReadError> {
     let id = start(|| api.batch_execute(target, database, sqls)).await?;
-    let state = wait(api, &id, timeout).await?;
+    let state = wait(api, &id, budget).await?;
     let mut results = Vec::with_capacity(state.subs.len());
-    for (sub, rows) in &state.subs {
-        results.push(if *rows == 0 { Vec::new() } else { all_rows(api, sub).await? });
+    for (sub, has_result_set) in &state.subs {
+        results.push(if *has_result_set { all_rows(api, sub).await? } else { Vec::new() });
     }
     Ok(results)
 }
@@ -361,8 +477,9 @@ fn is_busy(e: &AwsError) -> bool {
     matches!(e.code.as_str(), "ActiveStatementsExceededException" | "ActiveSessionsExceededException")
 }
 
-/// Polls until the statement ends; cancels it past `timeout`.
-async fn wait<A: DataApi>(api: &A, id: &str, timeout: Duration) -> Result<StatementState, ReadError> {
+/// Polls until the statement ends; cancels it past its budget.
+async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget) -> Result<StatementState, ReadError> {
+    let timeout = budget.time;
     let started = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
@@ -375,7 +492,7 @@ async fn wait<A: DataApi>(api: &A, id: &str, timeout: Duration) -> Result<Statem
                 if let Err(e) = api.cancel(id).await {
                     warn!(error = %e, "could not cancel a timed-out statement");
                 }
-                return Err(ReadError::TimedOut(timeout.as_secs()));
+                return Err(budget.exceeded());
             }
             Phase::Running => {}
         }

@@ -33,9 +33,32 @@ fn not_system(column: &str, include_system: bool) -> String {
 /// `local` or `shared` (datashare consumer).
 pub const DATABASES: &str = "SELECT database_name, database_type FROM svv_redshift_databases ORDER BY database_name";
 
-/// The statements of one local database, run as one BatchExecuteStatement (serially, in one
-/// read-only transaction). Their order is the `LocalResult` order.
-pub fn local_batch(include_system: bool) -> Vec<String> {
+/// SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html): tables and views the user can see. Essential:
+/// without it the database is not read.
+pub fn tables(include_system: bool) -> String {
+    format!(
+        "SELECT schema_name, table_name, table_type, table_owner, remarks FROM svv_redshift_tables \
+         WHERE database_name = current_database() AND {}",
+        not_system("schema_name", include_system)
+    )
+}
+
+/// SVV_REDSHIFT_COLUMNS (r_SVV_REDSHIFT_COLUMNS.html): columns with type as Redshift prints it,
+/// default, nullability, encoding, dist key, sort key position, comment. Essential.
+pub fn columns(include_system: bool) -> String {
+    format!(
+        "SELECT schema_name, table_name, column_name, ordinal_position, data_type, column_default, \
+         is_nullable, encoding, distkey, sortkey, remarks FROM svv_redshift_columns \
+         WHERE database_name = current_database() AND {}",
+        not_system("schema_name", include_system)
+    )
+}
+
+/// What the user may see against what exists, as one BatchExecuteStatement: cheap catalog reads
+/// that succeed or fail together (a batch is one transaction, Management Guide data-api.html).
+/// Optional: without them the hidden counts, GRANT hints and external schema kinds are missing.
+/// Their order is the [`visibility`] order.
+pub fn visibility_batch(include_system: bool) -> Vec<String> {
     let s = |c: &str| not_system(c, include_system);
     vec![
         // CURRENT_USER (r_CURRENT_USER.html): the database user, for the GRANTs in notes.
@@ -57,59 +80,88 @@ pub fn local_batch(include_system: bool) -> Vec<String> {
              WHERE c.relkind IN ('r', 'v', 'm', 'p') AND {}",
             s("n.nspname")
         ),
-        // SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html): tables and views the user can see.
-        format!(
-            "SELECT schema_name, table_name, table_type, table_owner, remarks FROM svv_redshift_tables \
-             WHERE database_name = current_database() AND {}",
-            s("schema_name")
-        ),
-        // SVV_REDSHIFT_COLUMNS (r_SVV_REDSHIFT_COLUMNS.html): columns with type as Redshift
-        // prints it, default, nullability, encoding, dist key, sort key position, comment.
-        format!(
-            "SELECT schema_name, table_name, column_name, ordinal_position, data_type, column_default, \
-             is_nullable, encoding, distkey, sortkey, remarks FROM svv_redshift_columns \
-             WHERE database_name = current_database() AND {}",
-            s("schema_name")
-        ),
-        // PG_GET_LATE_BINDING_VIEW_COLS (PG_GET_LATE_BINDING_VIEW_COLS.html): late-binding views
-        // have no pg_attribute rows; this is where their columns are.
-        "SELECT view_schema::varchar, view_name::varchar, col_name::varchar, col_type::varchar, col_num \
-         FROM pg_get_late_binding_view_cols() \
-         cols(view_schema name, view_name name, col_name name, col_type varchar, col_num int)"
-            .to_string(),
-        // SVV_MV_INFO (r_SVV_MV_INFO.html): materialized views (stored as views).
-        "SELECT schema_name, name FROM svv_mv_info WHERE database_name = current_database()".to_string(),
-        // SVV_EXTERNAL_TABLES (r_SVV_EXTERNAL_TABLES.html): Spectrum tables.
-        "SELECT schemaname, tablename, location FROM svv_external_tables \
-         WHERE redshift_database_name = current_database()"
-            .to_string(),
-        // SVV_EXTERNAL_COLUMNS (r_SVV_EXTERNAL_COLUMNS.html): their columns.
-        "SELECT schemaname, tablename, columnname, external_type, columnnum, is_nullable, part_key \
-         FROM svv_external_columns WHERE redshift_database_name = current_database()"
-            .to_string(),
-        // information_schema.views (PostgreSQL's information schema, which Redshift keeps):
-        // view definitions of the connected database.
-        format!(
-            "SELECT table_schema::varchar, table_name::varchar, view_definition::varchar \
-             FROM information_schema.views WHERE {}",
-            s("table_schema")
-        ),
+        // SVV_EXTERNAL_SCHEMAS (r_SVV_EXTERNAL_SCHEMAS.html): the kind of each external schema
+        // (eskind), which tells a Glue table from a federated one.
+        "SELECT schemaname, eskind FROM svv_external_schemas WHERE databasename = current_database()".to_string(),
+        METADATA_SECURITY.to_string(),
     ]
 }
 
-/// Indexes into the results of [`local_batch`].
-pub mod local {
+/// PG_SETTINGS: whether metadata security is on (t_metadata_security.html), which filters
+/// pg_class and pg_namespace too, so that hidden objects cannot be counted. UNCONFIRMED that
+/// Redshift lists `metadata_security` in pg_settings: no row reads as "unknown", and a filter
+/// never fails the batch.
+const METADATA_SECURITY: &str = "SELECT setting::varchar FROM pg_settings WHERE name = 'metadata_security'";
+
+/// Indexes into the results of [`visibility_batch`].
+pub mod visibility {
     pub const USER: usize = 0;
     pub const SCHEMAS: usize = 1;
     pub const NAMESPACES: usize = 2;
     pub const RELATIONS: usize = 3;
-    pub const TABLES: usize = 4;
-    pub const COLUMNS: usize = 5;
-    pub const LATE_BINDING_COLUMNS: usize = 6;
-    pub const MATERIALIZED_VIEWS: usize = 7;
-    pub const EXTERNAL_TABLES: usize = 8;
-    pub const EXTERNAL_COLUMNS: usize = 9;
-    pub const VIEW_DEFINITIONS: usize = 10;
+    pub const EXTERNAL_SCHEMAS: usize = 4;
+    pub const METADATA_SECURITY: usize = 5;
+}
+
+/// PG_GET_LATE_BINDING_VIEW_COLS (PG_GET_LATE_BINDING_VIEW_COLS.html): late-binding views have no
+/// pg_attribute rows; this is where their columns are. It can fail on one broken view: optional.
+pub const LATE_BINDING_COLUMNS: &str = "SELECT view_schema::varchar, view_name::varchar, col_name::varchar, \
+     col_type::varchar, col_num FROM pg_get_late_binding_view_cols() \
+     cols(view_schema name, view_name name, col_name name, col_type varchar, col_num int)";
+
+/// SVV_MV_INFO (r_SVV_MV_INFO.html): materialized views (stored as views). `schema_name` and
+/// `name` are char(128), space-padded: trimmed before matching.
+pub const MATERIALIZED_VIEWS: &str =
+    "SELECT schema_name, name FROM svv_mv_info WHERE database_name = current_database()";
+
+const EXTERNAL_TABLES: &str = "SELECT schemaname, tablename, tabletype, location FROM svv_external_tables \
+     WHERE redshift_database_name = current_database()";
+const EXTERNAL_COLUMNS: &str = "SELECT schemaname, tablename, columnname, external_type, columnnum, is_nullable, \
+     part_key FROM svv_external_columns WHERE redshift_database_name = current_database()";
+
+/// External objects as one BatchExecuteStatement: SVV_EXTERNAL_TABLES (r_SVV_EXTERNAL_TABLES.html),
+/// which lists Spectrum, federated and streaming objects alike with their `tabletype`, and
+/// SVV_EXTERNAL_COLUMNS (r_SVV_EXTERNAL_COLUMNS.html). They reach outside the warehouse (Glue, a
+/// Hive metastore, a federated database) and may be slow or fail: optional, on their own. The
+/// order is [`external`]'s.
+pub fn external_batch() -> Vec<String> {
+    vec![EXTERNAL_TABLES.to_string(), EXTERNAL_COLUMNS.to_string()]
+}
+
+/// The same two statements for one external schema (`:schema`), run when the whole batch failed,
+/// so that one broken schema (a Glue database whose IAM role was removed) costs only its own
+/// tables.
+pub fn external_of_schema() -> [String; 2] {
+    [format!("{EXTERNAL_TABLES} AND schemaname = :schema"), format!("{EXTERNAL_COLUMNS} AND schemaname = :schema")]
+}
+
+/// Indexes into the results of [`external_batch`].
+pub mod external {
+    pub const TABLES: usize = 0;
+    pub const COLUMNS: usize = 1;
+}
+
+/// Characters of a view definition per result row. The Data API refuses a row over 64 KB and
+/// fails the whole statement (Management Guide data-api.html); 8,000 characters are at most
+/// 32,000 bytes of UTF-8, so a long definition travels as several rows and costs nothing else.
+pub const DEFINITION_CHUNK: usize = 8_000;
+/// Chunks read per view: definitions past 64 x 8,000 characters are cut, with a note.
+pub const DEFINITION_CHUNKS: usize = 64;
+
+/// information_schema.views (PostgreSQL's information schema, which Redshift keeps): view
+/// definitions of the connected database, in chunks of [`DEFINITION_CHUNK`] characters, with the
+/// whole length to tell a cut definition. Optional.
+pub fn view_definitions(include_system: bool) -> String {
+    format!(
+        "SELECT v.table_schema::varchar, v.table_name::varchar, p.part, \
+         substring(v.view_definition, p.part * {DEFINITION_CHUNK} + 1, {DEFINITION_CHUNK})::varchar, \
+         length(v.view_definition) \
+         FROM information_schema.views v \
+         CROSS JOIN (SELECT generate_series(0, {}) AS part) p \
+         WHERE v.view_definition IS NOT NULL AND length(v.view_definition) > p.part * {DEFINITION_CHUNK} AND {}",
+        DEFINITION_CHUNKS - 1,
+        not_system("v.table_schema", include_system)
+    )
 }
 
 /// SVV_TABLE_INFO (r_SVV_TABLE_INFO.html): row counts and sizes of the connected database. Only
