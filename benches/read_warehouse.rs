@@ -49,8 +49,8 @@ async fn main() {
         cols = column_list.join(", ")
     );
     let setup = Instant::now();
-    create_warehouse(&cluster, &[("dev", &sql)]).await;
-    set_knobs(&cluster, json!({"latencyMs": latency, "statementMs": statement})).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"latencyMs": latency, "statementMs": statement})).await;
     eprintln!("fixture: {tables} tables x {} columns in {:.1} s", columns + 1, setup.elapsed().as_secs_f64());
 
     let base = function_config(&moto_url()).await;
@@ -93,7 +93,7 @@ async fn main() {
     }
     let build_secs = started.elapsed().as_secs_f64();
 
-    let calls = counters(&cluster).await;
+    let calls = counters(FUNCTION_ACCOUNT, &cluster).await;
     println!(
         "read_warehouse: {tables} tables x {} columns, emulator latency {latency} ms/call, {statement} ms/statement",
         columns + 1

@@ -24,18 +24,19 @@ as_account() {
 }
 
 # The warehouse behind a cluster or workgroup: its databases in the emulator, from the sample SQL.
-warehouse() { # name database...
-  local name=$1; shift
+warehouse() { # account name database...
+  local account=$1 name=$2; shift 2
   local sql dbs=()
   sql=$(python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' scripts/demo-warehouse.sql)
   for db in "$@"; do dbs+=("{\"name\": \"$db\", \"sql\": $sql}"); done
   local IFS=,
-  curl -sf -X POST "$EMULATOR_URL/_emulator/warehouses" -d "{\"target\": \"$name\", \"databases\": [${dbs[*]}]}" >/dev/null
+  curl -sf -X POST "$EMULATOR_URL/_emulator/warehouses" \
+    -d "{\"accountId\": \"$account\", \"target\": \"$name\", \"databases\": [${dbs[*]}]}" >/dev/null
 }
 
 cluster() { # account region id node-type tags...
   local account=$1 region=$2 id=$3 node=$4; shift 4
-  warehouse "$id" dev
+  warehouse "$account" "$id" dev
   as_account "$account" redshift describe-clusters --region "$region" --cluster-identifier "$id" >/dev/null 2>&1 && return
   as_account "$account" redshift create-cluster --region "$region" --cluster-identifier "$id" --node-type "$node" \
     --cluster-type single-node --master-username admin --master-user-password 'Demo-Passw0rd' --db-name dev \
@@ -49,8 +50,8 @@ cluster 222222222222 us-east-1 sales dc2.large Key=team,Value=emea-sales
 cluster 222222222222 us-east-1 archive dc2.large Key=team,Value=archive
 as_account 222222222222 redshift pause-cluster --region us-east-1 --cluster-identifier archive >/dev/null 2>&1 || true
 # marketing has a second database; moto has no Serverless, so the emulator serves the workgroup.
-warehouse marketing dev campaigns
-warehouse analytics warehouse
+warehouse 111111111111 marketing dev campaigns
+warehouse 111111111111 analytics warehouse
 curl -sf -X POST "$EMULATOR_URL/_emulator/workgroups" \
   -d '{"region": "ap-southeast-2", "workgroupName": "analytics", "namespaceName": "analytics-ns", "dbName": "warehouse", "accountId": "111111111111"}' >/dev/null
 

@@ -61,14 +61,18 @@ if ! { [ -f "$run/pg.port" ] && "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$(cat "$
 fi
 pg_port="$(cat "$run/pg.port")"
 
-# The Data API emulator, built from this repo; a rebuilt one replaces the running one.
+# The Data API emulator, built from this repo; a rebuilt one, or one asking an earlier moto
+# which account a key belongs to, is replaced.
 emulator="$root/target/debug/redshift-data-emulator"
+sts="http://127.0.0.1:$(cat "$run/moto.port")"
 cargo build --quiet -p redshift-data-emulator --manifest-path "$root/Cargo.toml"
-if [ -f "$run/emulator.pid" ] && [ "$emulator" -nt "$run/emulator.pid" ]; then
+if [ -f "$run/emulator.pid" ] && { [ "$emulator" -nt "$run/emulator.pid" ] || [ "$(cat "$run/emulator.sts" 2>/dev/null)" != "$sts" ]; }; then
   kill "$(cat "$run/emulator.pid")" 2>/dev/null || true
   rm -f "$run/emulator.pid"
 fi
-serve emulator /_emulator/health "$emulator" --listen 127.0.0.1:PORT --postgres "host=127.0.0.1 port=$pg_port user=postgres"
+echo "$sts" >"$run/emulator.sts"
+serve emulator /_emulator/health "$emulator" --listen 127.0.0.1:PORT --postgres "host=127.0.0.1 port=$pg_port user=postgres" \
+  --sts-endpoint "$sts"
 
 cat >"$run/services.env" <<ENV
 export MOTO_URL=http://127.0.0.1:$(cat "$run/moto.port")

@@ -124,8 +124,6 @@ async fn same_cluster_name_in_two_accounts_is_not_mixed_up() {
         ClusterSeed { id: &sales, node_type: "dc2.large", db_name: "beta", tags: &[("owner", "b")] },
     )
     .await;
-    // The emulator keys warehouses by name: give the shared name both databases.
-    create_warehouse(&sales, &[("alpha", ""), ("beta", "")]).await;
     let cfg = config(json!({
         "output": {"bucket": bucket}, "roleName": "Reader",
         "sources": [{"accountId": a, "regions": ["us-east-1"]}, {"accountId": b, "regions": ["us-east-1"]}]

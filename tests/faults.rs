@@ -65,7 +65,7 @@ impl Baseline {
 
     /// A clean run brings back exactly the baseline.
     async fn restored(&self) {
-        set_knobs(&self.cluster, json!({})).await;
+        set_knobs(&self.org.account, &self.cluster, json!({})).await;
         let report = self.org.run(&self.org.moto, &RunRequest::default()).await;
         assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
         let keys: BTreeSet<String> = self.org.index(&self.cluster).await.datasets.into_iter().map(|e| e.key).collect();
@@ -128,12 +128,12 @@ async fn paused_cluster_keeps_its_manifests() {
 #[tokio::test(flavor = "multi_thread")]
 async fn thirty_percent_of_data_api_calls_throttled() {
     let b = baseline("f_throttle_data").await;
-    set_knobs(&b.cluster, json!({"throttleRate": 0.3})).await;
-    let before = counters(&b.cluster).await;
+    set_knobs(&b.org.account, &b.cluster, json!({"throttleRate": 0.3})).await;
+    let before = counters(&b.org.account, &b.cluster).await;
     let report = b.org.run(&b.org.moto, &RunRequest::default()).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     assert_eq!(report.counts.datasets, b.keys.len());
-    let after = counters(&b.cluster).await;
+    let after = counters(&b.org.account, &b.cluster).await;
     let calls = |c: &std::collections::BTreeMap<String, u64>| c.values().sum::<u64>() - c["maxRunningStatements"];
     // A clean run of this warehouse makes the calls the baseline made; retries come on top.
     assert!(calls(&after) - calls(&before) > calls(&before), "no call was retried: {before:?} {after:?}");
@@ -143,7 +143,7 @@ async fn thirty_percent_of_data_api_calls_throttled() {
 #[tokio::test(flavor = "multi_thread")]
 async fn active_statements_exceeded_backs_off() {
     let b = baseline("f_active").await;
-    set_knobs(&b.cluster, json!({"activeStatementsExceeded": 3})).await;
+    set_knobs(&b.org.account, &b.cluster, json!({"activeStatementsExceeded": 3})).await;
     let report = b.org.run(&b.org.moto, &RunRequest::default()).await;
     assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
     assert_eq!(report.counts.datasets, b.keys.len());
@@ -154,7 +154,7 @@ async fn active_statements_exceeded_backs_off() {
 async fn one_database_statement_failed() {
     let b = baseline("f_failed_sql").await;
     // Every database's batch reads svv_redshift_columns: fail the batch, not the database list.
-    set_knobs(&b.cluster, json!({"failSql": "svv_redshift_columns"})).await;
+    set_knobs(&b.org.account, &b.cluster, json!({"failSql": "svv_redshift_columns"})).await;
     let report = b.org.run(&b.org.moto, &RunRequest::default()).await;
     assert_eq!(report.status, RunStatus::Partial);
     let w = warehouse(&report, &b.cluster);
@@ -171,7 +171,8 @@ async fn one_database_statement_failed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hung_statement_is_cancelled() {
     let b = baseline("f_hung").await;
-    set_knobs(&b.cluster, json!({"slowSql": "pg_get_late_binding_view_cols", "slowSqlMs": 60000})).await;
+    // An essential statement hangs: the database times out (an optional one only makes a note).
+    set_knobs(&b.org.account, &b.cluster, json!({"slowSql": "FROM svv_redshift_columns", "slowSqlMs": 60000})).await;
     let cfg = b.org.config(json!({"pullRedshiftComments": true, "limits": {"statementTimeoutSeconds": 1}}));
     let report = run_against(&b.org.moto, &cfg, &RunRequest::default()).await;
     assert_eq!(report.status, RunStatus::Partial);
@@ -182,9 +183,9 @@ async fn hung_statement_is_cancelled() {
         assert!(e.hint.contains("statementTimeoutSeconds"));
     }
     assert_eq!(
-        counters(&b.cluster).await.get("CancelStatement").copied(),
+        counters(&b.org.account, &b.cluster).await.get("CancelStatement").copied(),
         Some(2),
-        "both databases' batches cancelled"
+        "both databases' column statements cancelled"
     );
     b.nothing_lost().await;
     b.restored().await;
@@ -195,6 +196,7 @@ async fn s3_put_503_then_success() {
     let b = baseline("f_s3").await;
     // A new table, so that the run has a manifest to write.
     create_warehouse(
+        &b.org.account,
         &b.cluster,
         &[("dev", &fixture(&["orders", "customers", "refunds"])), ("mart", &fixture(&["facts"]))],
     )
@@ -222,8 +224,8 @@ async fn a_deadline_cuts_the_run_in_the_middle() {
     let slow_keys: BTreeSet<String> = org.index(&slow).await.datasets.into_iter().map(|e| e.key).collect();
 
     // The slow warehouse's statements outlast the time left; the fast one is read and committed.
-    set_knobs(&slow, json!({"statementMs": 8000})).await;
-    create_warehouse(&fast, &[("dev", &fixture(&["a", "a2"]))]).await;
+    set_knobs(&org.account, &slow, json!({"statementMs": 8000})).await;
+    create_warehouse(&org.account, &fast, &[("dev", &fixture(&["a", "a2"]))]).await;
     let request = RunRequest { deadline: Some(Instant::now() + Duration::from_secs(6)), ..RunRequest::default() };
     let started = Instant::now();
     let report = run_against(&org.moto, &cfg, &request).await;
@@ -236,7 +238,7 @@ async fn a_deadline_cuts_the_run_in_the_middle() {
     let objects = org.objects("registry/datasets/").await;
     assert!(slow_keys.iter().all(|k| objects.contains_key(k)), "nothing of the cut warehouse was removed");
 
-    set_knobs(&slow, json!({})).await;
+    set_knobs(&org.account, &slow, json!({})).await;
     let next = run_against(&org.moto, &cfg, &RunRequest::default()).await;
     assert_eq!(next.status, RunStatus::Succeeded);
     assert_eq!(org.index(&slow).await.datasets.into_iter().map(|e| e.key).collect::<BTreeSet<_>>(), slow_keys);

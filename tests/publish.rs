@@ -139,7 +139,7 @@ async fn a_dropped_table_removes_exactly_its_manifest() {
     org.run(&org.moto, &RunRequest::default()).await;
     let before = org.objects("registry/datasets/").await;
 
-    create_warehouse(&cluster, &[("dev", &fixture(&["orders", "customers"]))]).await;
+    create_warehouse(&org.account, &cluster, &[("dev", &fixture(&["orders", "customers"]))]).await;
     let report = org.run(&org.moto, &RunRequest::default()).await;
     let publish = warehouse(&report, &cluster).publish.clone().unwrap();
     assert_eq!((publish.written, publish.unchanged, publish.removed), (0, 3, 1));
@@ -162,8 +162,8 @@ async fn a_failed_database_read_keeps_its_manifests() {
     assert_eq!(bad_keys.len(), 3);
 
     // "bad" loses a table and then cannot be read: nothing of it may go.
-    create_warehouse(&cluster, &[("good", &fixture(&["a", "new"])), ("bad", &fixture(&["b1"]))]).await;
-    set_knobs(&cluster, json!({"failDatabase": "bad"})).await;
+    create_warehouse(&org.account, &cluster, &[("good", &fixture(&["a", "new"])), ("bad", &fixture(&["b1"]))]).await;
+    set_knobs(&org.account, &cluster, json!({"failDatabase": "bad"})).await;
     let report = org.run(&org.moto, &RunRequest::default()).await;
     assert_eq!(report.status, RunStatus::Partial);
     let w = warehouse(&report, &cluster);
@@ -179,7 +179,7 @@ async fn a_failed_database_read_keeps_its_manifests() {
     assert!(index.datasets.iter().any(|e| e.database == "good" && e.table == "new"));
 
     // Once it reads again, its dropped table goes.
-    set_knobs(&cluster, json!({})).await;
+    set_knobs(&org.account, &cluster, json!({})).await;
     let report = org.run(&org.moto, &RunRequest::default()).await;
     assert_eq!(report.status, RunStatus::Succeeded);
     assert_eq!(warehouse(&report, &cluster).publish.as_ref().unwrap().removed, 1);
@@ -225,7 +225,7 @@ async fn a_dry_run_leaves_the_bucket_byte_identical() {
     let cluster = unique("sales");
     org.cluster(&cluster, &[("dev", &fixture(&["orders", "refunds"]))]).await;
     org.run(&org.moto, &RunRequest::default()).await;
-    create_warehouse(&cluster, &[("dev", &fixture(&["orders", "invoices"]))]).await;
+    create_warehouse(&org.account, &cluster, &[("dev", &fixture(&["orders", "invoices"]))]).await;
     let before = org.objects("").await;
 
     let dry = RunRequest { trigger: Trigger::Manual, dry_run: true, ..RunRequest::default() };
@@ -252,7 +252,7 @@ async fn a_changed_table_keeps_its_previous_version_for_one_commit() {
     // orders gains a column: a new version is written, the one the previous index lists stays.
     let changed = fixture(&["orders"])
         .replace("name varchar(64));", "name varchar(64)); ALTER TABLE sales.orders ADD COLUMN note text;");
-    create_warehouse(&cluster, &[("dev", &changed)]).await;
+    create_warehouse(&org.account, &cluster, &[("dev", &changed)]).await;
     let report = org.run(&org.moto, &RunRequest::default()).await;
     assert_eq!(warehouse(&report, &cluster).publish.as_ref().unwrap().written, 1);
     let v2 = orders_key(&org.index(&cluster).await);

@@ -97,7 +97,7 @@ GRANT SELECT ON pg_internal.svv_table_info TO "IAMR:DataRegistryRedshiftReader";
 #[tokio::test(flavor = "multi_thread")]
 async fn every_object_type_is_read_exactly() {
     let cluster = unique("objects");
-    create_warehouse(&cluster, &[("dev", &format!("{CREATE_READER}{SALES_FIXTURE}"))]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &format!("{CREATE_READER}{SALES_FIXTURE}"))]).await;
     let dbs = read_ok(
         read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({"pullRedshiftComments": true}))).await,
     );
@@ -187,7 +187,7 @@ async fn every_object_type_is_read_exactly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn comments_are_left_out_unless_asked_for() {
     let cluster = unique("nocomments");
-    create_warehouse(&cluster, &[("dev", &format!("{CREATE_READER}{SALES_FIXTURE}"))]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &format!("{CREATE_READER}{SALES_FIXTURE}"))]).await;
     let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({}))).await);
     for d in &dbs[0].datasets {
         assert_eq!(d.description, None, "{}", d.name);
@@ -209,7 +209,7 @@ async fn quoted_mixed_case_and_unicode_names_come_back_as_stored() {
         // PostgreSQL keeps 63 bytes of a name (Redshift 127): the longest a local table can be here.
         long = "é".repeat(31) + "x"
     );
-    create_warehouse(&cluster, &[("dev", &sql)]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
     let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({}))).await);
     let lines = dataset(&dbs[0], "Sales Team", "Order \"Lines\"");
     let names: Vec<&str> = lines.columns.iter().map(|c| c.name.as_str()).collect();
@@ -229,7 +229,7 @@ async fn what_the_user_cannot_see_is_reported_with_the_grant() {
         GRANT USAGE ON SCHEMA hr TO "{READER}"; GRANT SELECT ON hr.people TO "{READER}";
         CREATE SCHEMA "Ops"; CREATE TABLE "Ops".jobs (id int); GRANT USAGE ON SCHEMA "Ops" TO "{READER}";"#
     );
-    create_warehouse(&cluster, &[("dev", &sql)]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
     let opts = options(json!({"filters": {"schemas": {"include": ["finance", "hr", "Ops", "missing"]}}}));
     let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster), "dev", &opts).await);
     let db = &dbs[0];
@@ -273,7 +273,7 @@ async fn datashare_consumer_databases_are_read_through_the_svv_views() {
           ('sales_share', 'public', 'orders', 'total', 2, 'numeric(12,2)', 'YES'),
           ('sales_share', 'public', 'orders', 'id', 1, 'integer', 'NO');"#
     );
-    create_warehouse(&cluster, &[("dev", &sql)]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
     let dbs = read_ok(
         read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({"pullRedshiftComments": true}))).await,
     );
@@ -297,7 +297,7 @@ async fn filters_pick_databases_schemas_and_tables() {
         CREATE TABLE a.keep (id int); CREATE TABLE a.skip_me (id int); CREATE TABLE b.other (id int); CREATE TABLE tmp_x.t (id int);
         GRANT USAGE ON SCHEMA a, b, tmp_x TO "{READER}"; GRANT SELECT ON ALL TABLES IN SCHEMA a, b, tmp_x TO "{READER}";"#
     );
-    create_warehouse(&cluster, &[("dev", &sql), ("staging", &sql), ("other", "")]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql), ("staging", &sql), ("other", "")]).await;
     let opts = options(json!({"filters": {
         "databases": {"include": ["dev|staging"], "exclude": ["staging"]},
         "schemas": {"exclude": ["tmp_.*"]},
@@ -310,7 +310,7 @@ async fn filters_pick_databases_schemas_and_tables() {
 
     // System schemas appear only when asked for.
     let cluster = unique("system");
-    create_warehouse(&cluster, &[("dev", CREATE_READER)]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", CREATE_READER)]).await;
     let plain = read_ok(read(WarehouseId::ClusterIdentifier(cluster.clone()), "dev", &options(json!({}))).await);
     assert!(plain[0].datasets.is_empty());
     let system = read_ok(
@@ -323,13 +323,13 @@ async fn filters_pick_databases_schemas_and_tables() {
 async fn three_databases_are_read_in_parallel() {
     let cluster = unique("parallel");
     let sql = format!("{CREATE_READER} CREATE TABLE public.t (id int); GRANT SELECT ON public.t TO \"{READER}\";");
-    create_warehouse(&cluster, &[("one", &sql), ("two", &sql), ("three", &sql)]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("one", &sql), ("two", &sql), ("three", &sql)]).await;
     // Statements take a while, so overlapping ones are seen by the emulator.
-    set_knobs(&cluster, json!({"statementMs": 300})).await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 300})).await;
     let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster.clone()), "one", &options(json!({}))).await);
     assert_eq!(dbs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), vec!["one", "three", "two"]);
     assert!(dbs.iter().all(|d| d.datasets.len() == 1));
-    let c = counters(&cluster).await;
+    let c = counters(FUNCTION_ACCOUNT, &cluster).await;
     // Three batches and three SVV_TABLE_INFO statements overlap.
     assert!(c["maxRunningStatements"] >= 3, "{c:?}");
 }
@@ -346,15 +346,15 @@ async fn two_thousand_tables_cost_no_more_calls_than_two_plus_result_pages() {
             GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{READER}";"#
         )
     };
-    create_warehouse(&small, &[("dev", &tables(2))]).await;
-    create_warehouse(&big, &[("dev", &tables(2000))]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &small, &[("dev", &tables(2))]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &big, &[("dev", &tables(2000))]).await;
     let mut read_tables = Vec::new();
     for cluster in [&small, &big] {
         let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster.clone()), "dev", &options(json!({}))).await);
         read_tables.push(dbs[0].datasets.len());
     }
     assert_eq!(read_tables, vec![2, 2000]);
-    let (s, b) = (counters(&small).await, counters(&big).await);
+    let (s, b) = (counters(FUNCTION_ACCOUNT, &small).await, counters(FUNCTION_ACCOUNT, &big).await);
     for op in ["ExecuteStatement", "BatchExecuteStatement"] {
         assert_eq!(s.get(op), b.get(op), "{op}: small {s:?}, big {b:?}");
     }
@@ -369,11 +369,11 @@ async fn a_serverless_workgroup_is_discovered_and_read() {
     let acct = account_id("serverless", 1);
     let (wg, named) = (unique("analytics"), unique("named-wg"));
     for name in [&wg, &named] {
-        register_workgroup("eu-central-1", name, &format!("ns-{name}"), "warehouse").await;
+        register_workgroup(&acct, "eu-central-1", name, &format!("ns-{name}"), "warehouse").await;
         let sql = format!(
             "{CREATE_READER} CREATE TABLE public.events (id bigint); GRANT SELECT ON public.events TO \"{READER}\";"
         );
-        create_warehouse(name, &[("warehouse", &sql)]).await;
+        create_warehouse(&acct, name, &[("warehouse", &sql)]).await;
     }
     let cfg = config(json!({
         "output": {"bucket": "unused-bucket"}, "roleName": "Reader",
@@ -406,8 +406,8 @@ async fn a_serverless_workgroup_is_discovered_and_read() {
 async fn a_failing_database_does_not_stop_the_others() {
     let cluster = unique("onefails");
     let sql = format!("{CREATE_READER} CREATE TABLE public.t (id int); GRANT SELECT ON public.t TO \"{READER}\";");
-    create_warehouse(&cluster, &[("good", &sql), ("bad", &sql)]).await;
-    set_knobs(&cluster, json!({"failDatabase": "bad"})).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("good", &sql), ("bad", &sql)]).await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"failDatabase": "bad"})).await;
     let outcomes = read(WarehouseId::ClusterIdentifier(cluster), "good", &options(json!({}))).await;
     let summary: Vec<(String, bool)> = outcomes
         .iter()
@@ -429,7 +429,7 @@ async fn a_named_db_user_sees_what_that_user_may_see() {
         GRANT USAGE ON SCHEMA a TO "{READER}", registry_reader;
         GRANT SELECT ON a.for_iam TO "{READER}"; GRANT SELECT ON a.for_named TO registry_reader;"#
     );
-    create_warehouse(&cluster, &[("dev", &sql)]).await;
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
     let base = function_config(&moto_url()).await;
     let api = RedshiftData::new(&base);
     for (auth, expected) in [(DbAuth::Iam, "for_iam"), (DbAuth::DbUser("registry_reader".into()), "for_named")] {

@@ -30,7 +30,7 @@ async fn a_full_run_logs_and_reports_no_secret() {
         .await;
     }
     let secret_arn = format!("arn:aws:secretsmanager:us-east-1:{account}:secret:registry-reader-AbCdEf");
-    set_knobs(&named, json!({"secrets": {secret_arn.clone(): "registry_reader"}})).await;
+    set_knobs(&account, &named, json!({"secrets": {secret_arn.clone(): "registry_reader"}})).await;
     // STS goes through the front, which keeps moto's answers: the assumed roles' secrets.
     let front = FaultFront::start(&moto, vec![]).await;
     let config = json!({

@@ -15,11 +15,18 @@ SET allow_system_table_mods = on;
 CREATE SCHEMA pg_internal;
 GRANT USAGE ON SCHEMA pg_internal TO PUBLIC;
 
--- PostgreSQL database "<target>/<name>" is database <name> of cluster or workgroup <target>.
+-- Each PostgreSQL database's comment says which emulated database it is:
+-- '<account>/<cluster or workgroup>/<database>' (see pg.rs).
+CREATE FUNCTION pg_internal.identity(datname name) RETURNS text LANGUAGE sql STABLE AS
+$$ SELECT shobj_description(d.oid, 'pg_database') FROM pg_catalog.pg_database d WHERE d.datname = $1 $$;
+CREATE FUNCTION pg_internal.warehouse_of(identity text) RETURNS text LANGUAGE sql IMMUTABLE AS
+$$ SELECT substring($1 FROM '^[^/]*/[^/]*/') $$;
+CREATE FUNCTION pg_internal.database_of(identity text) RETURNS varchar LANGUAGE sql IMMUTABLE AS
+$$ SELECT substring($1 FROM '^[^/]*/[^/]*/(.*)$')::varchar $$;
 CREATE FUNCTION pg_internal.current_database() RETURNS varchar LANGUAGE sql STABLE AS
-$$ SELECT substr(pg_catalog.current_database(), strpos(pg_catalog.current_database(), '/') + 1)::varchar $$;
+$$ SELECT pg_internal.database_of(pg_internal.identity(pg_catalog.current_database())) $$;
 CREATE FUNCTION pg_internal.current_target() RETURNS text LANGUAGE sql STABLE AS
-$$ SELECT split_part(pg_catalog.current_database(), '/', 1) $$;
+$$ SELECT split_part(pg_internal.identity(pg_catalog.current_database()), '/', 2) $$;
 
 -- Regular users see only objects they have some privilege on (Redshift: "Visibility of data in
 -- system tables and views"); superusers see everything.
@@ -35,12 +42,20 @@ CREATE TABLE pg_internal.fixture_column_attributes (
   PRIMARY KEY (schema_name, table_name, column_name));
 CREATE TABLE pg_internal.fixture_late_binding_view_cols (
   view_schema text, view_name text, col_name text, col_type text, col_num int);
+-- eskind: 1 data catalog (Glue), 2 Hive metastore, 3 federated PostgreSQL, 4 local Redshift
+-- database, 5 remote Redshift database, 6 system table schema, 8 remote MySQL, 9 Kinesis data
+-- stream, 10 MSK stream (r_SVV_EXTERNAL_SCHEMAS.html). failure: NULL for a schema whose catalog
+-- can be read, else the error a query over its tables or columns fails with.
 CREATE TABLE pg_internal.fixture_external_schemas (
-  schema_name text PRIMARY KEY, eskind int DEFAULT 1, esowner int DEFAULT 100, esoptions text);
+  schema_name text PRIMARY KEY, eskind smallint DEFAULT 1, esowner int DEFAULT 100, esoptions text,
+  failure text, external_database text);
+-- tabletype: "Some values are TABLE, VIEW, MATERIALIZED VIEW, or ' ' empty string"
+-- (r_SVV_EXTERNAL_TABLES.html).
 CREATE TABLE pg_internal.fixture_external_tables (
-  schema_name text, table_name text, tabletype text DEFAULT 'EXTERNAL_TABLE', location text,
+  schema_name text, table_name text, tabletype text DEFAULT 'TABLE', location text,
   input_format text, output_format text, serialization_lib text, serde_parameters text,
   compressed int DEFAULT 0, parameters text);
+-- is_nullable: 'true', 'false' or ' ' (r_SVV_EXTERNAL_COLUMNS.html).
 CREATE TABLE pg_internal.fixture_external_columns (
   schema_name text, table_name text, column_name text, external_type text, columnnum int,
   part_key int DEFAULT 0, is_nullable text DEFAULT 'true');
@@ -56,17 +71,21 @@ CREATE TABLE pg_internal.fixture_shared_columns (
 CREATE TABLE pg_internal.fixture_table_stats (
   schema_name text, table_name text, size_mb bigint, tbl_rows bigint,
   PRIMARY KEY (schema_name, table_name));
+-- System settings ALTER SYSTEM would set (r_ALTER_SYSTEM.html), e.g. ('metadata_security', 'true').
+CREATE TABLE pg_internal.fixture_settings (name text PRIMARY KEY, value text);
+GRANT SELECT ON pg_internal.fixture_settings TO PUBLIC;
 
 -- SVV_REDSHIFT_DATABASES (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_REDSHIFT_DATABASES.html):
 -- every database of the cluster, local ones from pg_database, datashare consumers from fixtures.
 CREATE VIEW pg_internal.svv_redshift_databases AS
-SELECT substr(d.datname, strpos(d.datname, '/') + 1)::varchar(128) AS database_name,
+SELECT pg_internal.database_of(pg_internal.identity(d.datname))::varchar(128) AS database_name,
        pg_get_userbyid(d.datdba)::varchar(128) AS database_owner,
        'local'::varchar(128) AS database_type,
        array_to_string(d.datacl, ',')::varchar(128) AS database_acl,
        NULL::varchar(128) AS database_options
   FROM pg_catalog.pg_database d
- WHERE strpos(d.datname, '/') > 0 AND split_part(d.datname, '/', 1) = pg_internal.current_target()
+ WHERE pg_internal.warehouse_of(pg_internal.identity(d.datname))
+       = pg_internal.warehouse_of(pg_internal.identity(pg_catalog.current_database()))
 UNION ALL
 SELECT database_name, database_owner, 'shared', NULL, NULL FROM pg_internal.fixture_shared_databases;
 
@@ -114,6 +133,8 @@ SELECT pg_internal.current_database()::varchar(128) AS database_name,
        c.relname::varchar(128) AS table_name,
        a.attname::varchar(128) AS column_name,
        a.attnum::int AS ordinal_position,
+       -- Documented varchar(32), which fits Redshift's type names; PostgreSQL's can be longer
+       -- (schema-qualified user-defined types, arrays) and a cast to varchar(32) would cut them.
        format_type(a.atttypid, a.atttypmod)::varchar(128) AS data_type,
        pg_get_expr(d.adbin, d.adrelid)::varchar(4000) AS column_default,
        (CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END)::varchar(3) AS is_nullable,
@@ -148,54 +169,70 @@ $$;
 
 -- SVV_MV_INFO (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_MV_INFO.html): regular users
 -- see their own materialized views only.
+-- Its names are char(128), so they come back padded with spaces, as PostgreSQL's bpchar does.
 CREATE VIEW pg_internal.svv_mv_info AS
-SELECT pg_internal.current_database()::varchar(128) AS database_name,
-       m.schemaname::varchar(128) AS schema_name,
-       m.matviewowner::varchar(128) AS user_name,
-       m.matviewname::varchar(128) AS name,
+SELECT pg_internal.current_database()::char(128) AS database_name,
+       m.schemaname::char(128) AS schema_name,
+       m.matviewowner::char(128) AS user_name,
+       m.matviewname::char(128) AS name,
        'f'::char(1) AS is_stale,
        1::int AS state,
-       0::int AS autorefresh,
-       0::int AS autorewrite
+       'f'::char(1) AS autorefresh,
+       'f'::char(1) AS autorewrite
   FROM pg_catalog.pg_matviews m
  WHERE m.matviewowner = current_user
     OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
 
--- SVV_EXTERNAL_SCHEMAS (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_EXTERNAL_SCHEMAS.html).
+-- SVV_EXTERNAL_SCHEMAS (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_EXTERNAL_SCHEMAS.html):
+-- the external schemas of the connected database; databasename is "the name of the external
+-- database" (the Glue or Hive database, the federated database), not the Redshift one.
 CREATE VIEW pg_internal.svv_external_schemas AS
-SELECT n.oid::int AS esoid, e.eskind::int AS eskind, e.schema_name::varchar(128) AS schemaname,
-       e.esowner::int AS esowner, pg_internal.current_database()::varchar(128) AS databasename,
-       e.esoptions::varchar(128) AS esoptions
+SELECT n.oid AS esoid, e.eskind AS eskind, e.schema_name::name AS schemaname,
+       e.esowner::int AS esowner, COALESCE(e.external_database, e.schema_name)::text AS databasename,
+       e.esoptions AS esoptions
   FROM pg_internal.fixture_external_schemas e JOIN pg_catalog.pg_namespace n ON n.nspname = e.schema_name
  WHERE has_schema_privilege(n.oid, 'USAGE');
 
+-- Redshift reads an external schema's catalog with the IAM role it names
+-- (https://docs.aws.amazon.com/redshift/latest/dg/c-spectrum-iam-policies.html); when it cannot
+-- (the role was removed), a query that reaches that schema's tables fails with the catalog's
+-- error. Costly, so PostgreSQL checks it after a query's cheaper filters: rows of other schemas
+-- filtered out first never raise.
+CREATE FUNCTION pg_internal.external_catalog_readable(failure text) RETURNS boolean LANGUAGE plpgsql
+STABLE COST 1000000 AS $$
+BEGIN
+  IF failure IS NOT NULL THEN
+    RAISE EXCEPTION '%', failure;
+  END IF;
+  RETURN true;
+END $$;
+
 -- SVV_EXTERNAL_TABLES (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_EXTERNAL_TABLES.html).
 CREATE VIEW pg_internal.svv_external_tables AS
-SELECT pg_internal.current_database()::varchar(128) AS redshift_database_name,
-       t.schema_name::varchar(128) AS schemaname, t.table_name::varchar(128) AS tablename,
-       t.tabletype::varchar(128) AS tabletype, t.location::varchar(128) AS location,
-       t.input_format::varchar(128) AS input_format, t.output_format::varchar(128) AS output_format,
-       t.serialization_lib::varchar(128) AS serialization_lib, t.serde_parameters::varchar(128) AS serde_parameters,
-       t.compressed::int AS compressed, t.parameters::varchar(128) AS parameters
+SELECT pg_internal.current_database()::text AS redshift_database_name,
+       t.schema_name AS schemaname, t.table_name AS tablename, t.tabletype, t.location,
+       t.input_format, t.output_format, t.serialization_lib, t.serde_parameters,
+       t.compressed::int AS compressed, t.parameters
   FROM pg_internal.fixture_external_tables t JOIN pg_catalog.pg_namespace n ON n.nspname = t.schema_name
- WHERE has_schema_privilege(n.oid, 'USAGE');
+  LEFT JOIN pg_internal.fixture_external_schemas e ON e.schema_name = t.schema_name
+ WHERE has_schema_privilege(n.oid, 'USAGE') AND pg_internal.external_catalog_readable(e.failure);
 
 -- SVV_EXTERNAL_COLUMNS (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_EXTERNAL_COLUMNS.html).
 CREATE VIEW pg_internal.svv_external_columns AS
-SELECT pg_internal.current_database()::varchar(128) AS redshift_database_name,
-       c.schema_name::varchar(128) AS schemaname, c.table_name::varchar(128) AS tablename,
-       c.column_name::varchar(128) AS columnname, c.external_type::varchar(128) AS external_type,
-       c.columnnum::int AS columnnum, c.part_key::int AS part_key, c.is_nullable::varchar(128) AS is_nullable
+SELECT pg_internal.current_database()::text AS redshift_database_name,
+       c.schema_name AS schemaname, c.table_name AS tablename, c.column_name AS columnname,
+       c.external_type, c.columnnum::int AS columnnum, c.part_key::int AS part_key, c.is_nullable
   FROM pg_internal.fixture_external_columns c JOIN pg_catalog.pg_namespace n ON n.nspname = c.schema_name
- WHERE has_schema_privilege(n.oid, 'USAGE');
+  LEFT JOIN pg_internal.fixture_external_schemas e ON e.schema_name = c.schema_name
+ WHERE has_schema_privilege(n.oid, 'USAGE') AND pg_internal.external_catalog_readable(e.failure);
 
 -- SVV_TABLE_INFO (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_TABLE_INFO.html): current
 -- database only; superusers, or users granted SELECT on it.
 CREATE VIEW pg_internal.svv_table_info AS
-SELECT pg_internal.current_database()::varchar(128) AS "database",
-       n.nspname::varchar(128) AS "schema",
+SELECT pg_internal.current_database()::text AS "database",
+       n.nspname::text AS "schema",
        c.oid::int AS table_id,
-       c.relname::varchar(128) AS "table",
+       c.relname::text AS "table",
        'Y'::char(1) AS encoded,
        'AUTO(EVEN)'::varchar(128) AS diststyle,
        NULL::varchar(128) AS sortkey1,
@@ -209,6 +246,31 @@ SELECT pg_internal.current_database()::varchar(128) AS "database",
  WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_internal')
    AND n.nspname NOT LIKE 'pg\_toast%' AND pg_internal.visible(c.oid);
 
+-- Metadata security (https://docs.aws.amazon.com/redshift/latest/dg/t_metadata_security.html):
+-- once ALTER SYSTEM SET metadata_security = true, users see the metadata of objects they were
+-- granted access to, own, or that are public; superusers see all. It filters the pg_catalog
+-- tables too, so unqualified pg_class and pg_namespace (pg_internal comes first on the search
+-- path) show only accessible schemas and relations. ACCESS CATALOG is not modelled.
+CREATE FUNCTION pg_internal.metadata_security() RETURNS boolean LANGUAGE sql STABLE AS
+$$ SELECT EXISTS (SELECT 1 FROM pg_internal.fixture_settings WHERE name = 'metadata_security' AND value = 'true') $$;
+CREATE VIEW pg_internal.pg_namespace AS
+SELECT * FROM pg_catalog.pg_namespace n
+ WHERE NOT pg_internal.metadata_security() OR has_schema_privilege(n.oid, 'USAGE,CREATE');
+CREATE VIEW pg_internal.pg_class AS
+SELECT * FROM pg_catalog.pg_class c
+ WHERE NOT pg_internal.metadata_security()
+    OR (has_schema_privilege(c.relnamespace, 'USAGE')
+        AND has_table_privilege(c.oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER'));
+-- pg_settings with the metadata_security row, 'on' or 'off'. UNCONFIRMED: AWS does not document
+-- that Redshift lists metadata_security in pg_settings.
+CREATE VIEW pg_internal.pg_settings AS
+SELECT * FROM pg_catalog.pg_settings
+UNION ALL
+SELECT 'metadata_security', CASE WHEN pg_internal.metadata_security() THEN 'on' ELSE 'off' END, NULL,
+       'Connections and Authentication', 'Metadata security', NULL, 'superuser', 'bool', 'default', NULL,
+       NULL, NULL, 'off', NULL, NULL, NULL, false;
+
+GRANT SELECT ON pg_internal.pg_namespace, pg_internal.pg_class, pg_internal.pg_settings TO PUBLIC;
 GRANT SELECT ON pg_internal.svv_redshift_databases, pg_internal.svv_all_schemas, pg_internal.svv_redshift_schemas,
   pg_internal.svv_redshift_tables, pg_internal.svv_redshift_columns, pg_internal.svv_mv_info,
   pg_internal.svv_external_schemas, pg_internal.svv_external_tables, pg_internal.svv_external_columns TO PUBLIC;

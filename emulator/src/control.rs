@@ -1,12 +1,17 @@
-//! The emulator's state, and the control API tests and the demo use:
+//! The emulator's state, and the control API tests and the demo use. Everything belongs to an
+//! AWS account, as on AWS: a request acts in the account of its access key (`accounts.rs`), and
+//! sees only that account's clusters, workgroups, knobs and counters.
 //!
 //! - `GET  /_emulator/health`
-//! - `POST /_emulator/warehouses` `{"target": "sales", "databases": [{"name": "dev", "sql": "..."}]}`
-//!   replaces every database of a cluster or workgroup with fresh ones set up by fixture SQL;
-//! - `PUT  /_emulator/targets/{target}/knobs` sets the knobs of [`Knobs`] for that target;
-//! - `GET  /_emulator/targets/{target}/counters` returns calls per operation for that target,
-//!   and `maxRunningStatements`, the most statements it ran at once;
-//! - `POST /_emulator/workgroups` registers a Serverless workgroup (see `serverless.rs`).
+//! - `POST /_emulator/warehouses`
+//!   `{"accountId": "111111111111", "target": "sales", "databases": [{"name": "dev", "sql": "..."}]}`
+//!   replaces every database of a cluster or workgroup of that account with fresh ones set up by
+//!   fixture SQL;
+//! - `PUT  /_emulator/accounts/{account}/targets/{target}/knobs` sets the knobs of [`Knobs`] for
+//!   that target; Serverless calls count and take knobs under target `serverless:{region}`;
+//! - `GET  /_emulator/accounts/{account}/targets/{target}/counters` returns calls per operation
+//!   for that target, and `maxRunningStatements`, the most statements it ran at once;
+//! - `POST /_emulator/workgroups` registers a Serverless workgroup of an account (see `serverless.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +21,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::accounts::Accounts;
 use crate::http::{text_reply, AwsError, Reply};
 use crate::pg::Postgres;
 use crate::serverless::Workgroup;
@@ -27,9 +33,9 @@ use crate::statements::Statements;
 pub struct Knobs {
     /// Added to every call that concerns the target.
     pub latency_ms: u64,
-    /// How long every statement runs before it touches PostgreSQL.
+    /// How long each SQL (of a statement, or of a batch, serially) runs before it touches PostgreSQL.
     pub statement_ms: u64,
-    /// Statements whose SQL matches this regex run `slow_sql_ms` longer (a "hung" statement).
+    /// SQLs matching this regex run `slow_sql_ms` longer (a "hung" statement).
     pub slow_sql: Option<String>,
     pub slow_sql_ms: u64,
     /// Rows per GetStatementResult page (default 1000).
@@ -48,6 +54,17 @@ pub struct Knobs {
     pub iam_user: Option<String>,
     /// Secrets Manager ARN → database user, for SecretArn authentication.
     pub secrets: HashMap<String, String>,
+    /// Results over this many bytes fail as the Data API's 500 MB limit makes them (default 500 MB).
+    pub max_result_bytes: Option<u64>,
+    /// DescribeStatement reports ResultRows 0 for statements with a result set, rows still
+    /// fetchable: ResultRows is known to be unreliable (0 after COPY,
+    /// https://github.com/aws/aws-sdk/issues/356); HasResultSet is the documented signal
+    /// (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_DescribeStatement.html).
+    pub result_rows_zero: bool,
+}
+
+fn key(account: &str, target: &str) -> (String, String) {
+    (account.to_string(), target.to_string())
 }
 
 #[derive(Default)]
@@ -76,14 +93,17 @@ impl Running {
 
 pub struct Emulator {
     pub pg: Postgres,
+    pub accounts: Accounts,
     pub statements: Statements,
-    pub targets: Mutex<HashMap<String, TargetState>>,
+    /// By (account, cluster or workgroup).
+    pub targets: Mutex<HashMap<(String, String), TargetState>>,
     pub workgroups: Mutex<Vec<Workgroup>>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WarehouseSpec {
+    account_id: String,
     target: String,
     databases: Vec<DatabaseSpec>,
 }
@@ -97,24 +117,25 @@ struct DatabaseSpec {
 }
 
 impl Emulator {
-    pub fn new(pg: Postgres) -> Self {
+    pub fn new(pg: Postgres, accounts: Accounts) -> Self {
         Self {
             pg,
+            accounts,
             statements: Statements::default(),
             targets: Mutex::new(HashMap::new()),
             workgroups: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn running(&self, target: &str) -> Arc<Running> {
-        self.targets.lock().unwrap().entry(target.to_string()).or_default().running.clone()
+    pub fn running(&self, account: &str, target: &str) -> Arc<Running> {
+        self.targets.lock().unwrap().entry(key(account, target)).or_default().running.clone()
     }
 
     /// Counts the call, then applies the target's latency and call faults.
-    pub async fn enter(&self, target: &str, operation: &str) -> Result<Knobs, AwsError> {
+    pub async fn enter(&self, account: &str, target: &str, operation: &str) -> Result<Knobs, AwsError> {
         let (knobs, active_exceeded) = {
             let mut targets = self.targets.lock().unwrap();
-            let t = targets.entry(target.to_string()).or_default();
+            let t = targets.entry(key(account, target)).or_default();
             *t.counters.entry(operation.to_string()).or_default() += 1;
             let starts_statement = matches!(operation, "ExecuteStatement" | "BatchExecuteStatement");
             let exceeded = starts_statement && t.knobs.active_statements_exceeded > 0;
@@ -147,56 +168,56 @@ impl Emulator {
     }
 
     pub async fn control(&self, method: &str, path: &str, body: &[u8]) -> Reply {
-        let bad = |e: String| text_reply(StatusCode::BAD_REQUEST, json!({"error": e}).to_string());
         let parts: Vec<&str> = path.split('/').collect();
-        match (method, parts.as_slice()) {
-            ("GET", ["health"]) => text_reply(StatusCode::OK, "\"ok\"".into()),
-            ("POST", ["warehouses"]) => {
-                let spec: WarehouseSpec = match serde_json::from_slice(body) {
-                    Ok(s) => s,
-                    Err(e) => return bad(format!("warehouse spec: {e}")),
-                };
-                let databases: Vec<(String, String)> = spec.databases.into_iter().map(|d| (d.name, d.sql)).collect();
-                match self.pg.create_warehouse(&spec.target, &databases).await {
-                    Ok(()) => text_reply(StatusCode::OK, json!({"target": spec.target}).to_string()),
-                    Err(e) => bad(e),
-                }
+        let outcome = match (method, parts.as_slice()) {
+            ("GET", ["health"]) => Ok("\"ok\"".to_string()),
+            ("POST", ["warehouses"]) => self.create_warehouse(body).await,
+            ("PUT", ["accounts", account, "targets", target, "knobs"]) => self.set_knobs(account, target, body),
+            ("GET", ["accounts", account, "targets", target, "counters"]) => Ok(self.counters(account, target)),
+            ("POST", ["workgroups"]) => self.register_workgroup(body),
+            _ => {
+                let error = format!("no control route {method} /_emulator/{path}");
+                return text_reply(StatusCode::NOT_FOUND, json!({ "error": error }).to_string());
             }
-            ("PUT", ["targets", target, "knobs"]) => match serde_json::from_slice::<Knobs>(body) {
-                Ok(knobs) => {
-                    let invalid = [&knobs.fail_sql, &knobs.slow_sql]
-                        .into_iter()
-                        .flatten()
-                        .find_map(|p| regex::Regex::new(p).err());
-                    if let Some(e) = invalid {
-                        return bad(format!("knob regex: {e}"));
-                    }
-                    self.targets.lock().unwrap().entry(target.to_string()).or_default().knobs = knobs;
-                    text_reply(StatusCode::OK, "{}".into())
-                }
-                Err(e) => bad(format!("knobs: {e}")),
-            },
-            ("GET", ["targets", target, "counters"]) => {
-                let mut counters = BTreeMap::new();
-                if let Some(t) = self.targets.lock().unwrap().get(*target) {
-                    counters = t.counters.clone();
-                    counters.insert("maxRunningStatements".to_string(), t.running.max.load(Ordering::SeqCst));
-                }
-                text_reply(StatusCode::OK, serde_json::to_string(&counters).unwrap())
-            }
-            ("POST", ["workgroups"]) => match serde_json::from_slice::<Workgroup>(body) {
-                Ok(w) => {
-                    let mut all = self.workgroups.lock().unwrap();
-                    all.retain(|x| !(x.region == w.region && x.workgroup_name == w.workgroup_name));
-                    all.push(w);
-                    text_reply(StatusCode::OK, "{}".into())
-                }
-                Err(e) => bad(format!("workgroup: {e}")),
-            },
-            _ => text_reply(
-                StatusCode::NOT_FOUND,
-                json!({"error": format!("no control route {method} /_emulator/{path}")}).to_string(),
-            ),
+        };
+        match outcome {
+            Ok(text) => text_reply(StatusCode::OK, text),
+            Err(e) => text_reply(StatusCode::BAD_REQUEST, json!({ "error": e }).to_string()),
         }
+    }
+
+    async fn create_warehouse(&self, body: &[u8]) -> Result<String, String> {
+        let spec: WarehouseSpec = serde_json::from_slice(body).map_err(|e| format!("warehouse spec: {e}"))?;
+        let databases: Vec<(String, String)> = spec.databases.into_iter().map(|d| (d.name, d.sql)).collect();
+        self.pg.create_warehouse(&spec.account_id, &spec.target, &databases).await?;
+        Ok(json!({"target": spec.target}).to_string())
+    }
+
+    fn set_knobs(&self, account: &str, target: &str, body: &[u8]) -> Result<String, String> {
+        let knobs: Knobs = serde_json::from_slice(body).map_err(|e| format!("knobs: {e}"))?;
+        if let Some(e) =
+            [&knobs.fail_sql, &knobs.slow_sql].into_iter().flatten().find_map(|p| regex::Regex::new(p).err())
+        {
+            return Err(format!("knob regex: {e}"));
+        }
+        self.targets.lock().unwrap().entry(key(account, target)).or_default().knobs = knobs;
+        Ok("{}".into())
+    }
+
+    fn counters(&self, account: &str, target: &str) -> String {
+        let mut counters = BTreeMap::new();
+        if let Some(t) = self.targets.lock().unwrap().get(&key(account, target)) {
+            counters = t.counters.clone();
+            counters.insert("maxRunningStatements".to_string(), t.running.max.load(Ordering::SeqCst));
+        }
+        serde_json::to_string(&counters).unwrap()
+    }
+
+    fn register_workgroup(&self, body: &[u8]) -> Result<String, String> {
+        let w: Workgroup = serde_json::from_slice(body).map_err(|e| format!("workgroup: {e}"))?;
+        let mut all = self.workgroups.lock().unwrap();
+        all.retain(|x| (&x.account_id, &x.region, &x.workgroup_name) != (&w.account_id, &w.region, &w.workgroup_name));
+        all.push(w);
+        Ok("{}".into())
     }
 }

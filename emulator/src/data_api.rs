@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use crate::control::{Emulator, Knobs};
 use crate::http::AwsError;
-use crate::statements::{NewStatement, Statement};
+use crate::statements::{NewStatement, Statement, SubStatement};
 
 const DEFAULT_IAM_USER: &str = "IAMR:DataRegistryRedshiftReader";
 
@@ -61,27 +61,46 @@ fn split_id(id: &str) -> (&str, Option<usize>) {
     }
 }
 
+/// BatchExecuteStatement's ExecutionMode: TRANSACTION (the default) or AUTO_COMMIT
+/// (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_BatchExecuteStatement.html).
+fn execution_mode(input: &Value) -> Result<&'static str, AwsError> {
+    match str_field(input, "ExecutionMode") {
+        None | Some("TRANSACTION") => Ok("TRANSACTION"),
+        Some("AUTO_COMMIT") => Ok("AUTO_COMMIT"),
+        Some(other) => Err(AwsError::validation(format!("ExecutionMode {other} is not TRANSACTION or AUTO_COMMIT"))),
+    }
+}
+
+/// ResultRows of a (sub-)statement: its row count, or 0 under the `resultRowsZero` knob.
+fn result_rows(s: &Statement, sub: &SubStatement) -> i64 {
+    if s.knobs.result_rows_zero && sub.result.has_result_set {
+        0
+    } else {
+        sub.result.rows.len() as i64
+    }
+}
+
 fn string_of(field: &Value) -> Option<String> {
     field.get("stringValue").and_then(Value::as_str).map(str::to_string)
 }
 
 impl Emulator {
-    pub async fn data_api(&self, op: &str, input: &Value) -> Result<Value, AwsError> {
+    pub async fn data_api(&self, op: &str, account: &str, input: &Value) -> Result<Value, AwsError> {
         match op {
-            "ExecuteStatement" | "BatchExecuteStatement" => self.execute(op, input).await,
-            "DescribeStatement" => self.describe(input).await,
-            "GetStatementResult" => self.result(input).await,
-            "CancelStatement" => self.cancel(input).await,
-            "ListDatabases" | "ListSchemas" | "ListTables" | "DescribeTable" => self.catalog(op, input).await,
+            "ExecuteStatement" | "BatchExecuteStatement" => self.execute(op, account, input).await,
+            "DescribeStatement" => self.describe(account, input).await,
+            "GetStatementResult" => self.result(account, input).await,
+            "CancelStatement" => self.cancel(account, input).await,
+            "ListDatabases" | "ListSchemas" | "ListTables" | "DescribeTable" => self.catalog(op, account, input).await,
             _ => {
                 Err(AwsError { status: 400, code: "UnknownOperationException", message: format!("RedshiftData.{op}") })
             }
         }
     }
 
-    async fn execute(&self, op: &str, input: &Value) -> Result<Value, AwsError> {
+    async fn execute(&self, op: &str, account: &str, input: &Value) -> Result<Value, AwsError> {
         let (target, is_workgroup) = target_of(input)?;
-        let knobs = self.enter(&target, op).await?;
+        let knobs = self.enter(account, &target, op).await?;
         let database = required(input, "Database")?.to_string();
         let sqls: Vec<String> = if op == "BatchExecuteStatement" {
             let sqls: Vec<String> = input
@@ -102,23 +121,25 @@ impl Emulator {
         if sqls.iter().any(|s| s.len() > 100 * 1024) {
             return Err(AwsError::validation("SQL text is limited to 100 KB"));
         }
+        let batch_mode = if op == "BatchExecuteStatement" { Some(execution_mode(input)?) } else { None };
         let user = user_of(input, &knobs)?;
-        if !self.pg.target_exists(&target).await.map_err(AwsError::validation)? {
+        if !self.pg.target_exists(account, &target) {
             let what = if is_workgroup { "Workgroup" } else { "Cluster" };
             return Err(AwsError::validation(format!("{what} {target} not found")));
         }
         let id = self.statements.start(
             &self.pg,
             &knobs,
-            self.running(&target),
+            self.running(account, &target),
             NewStatement {
+                account: account.to_string(),
                 target: target.clone(),
                 is_workgroup,
                 database: database.clone(),
                 user: user.clone(),
                 sqls,
                 params: parameters(input),
-                is_batch: op == "BatchExecuteStatement",
+                batch_mode,
             },
         );
         let created = self.statements.get(&id).unwrap().lock().unwrap().created_at;
@@ -130,23 +151,27 @@ impl Emulator {
         Ok(out)
     }
 
-    /// The statement an id names, after counting the call against its target.
+    /// The statement an id names in the caller's account, after counting the call against its target.
     async fn statement_for(
         &self,
         op: &str,
+        account: &str,
         input: &Value,
     ) -> Result<(std::sync::Arc<std::sync::Mutex<Statement>>, Option<usize>), AwsError> {
         let raw = required(input, "Id")?;
         let (base, sub) = split_id(raw);
-        let statement =
-            self.statements.get(base).ok_or_else(|| AwsError::not_found(format!("Query does not exist: {raw}")))?;
+        let statement = self
+            .statements
+            .get(base)
+            .filter(|s| s.lock().unwrap().account == account)
+            .ok_or_else(|| AwsError::not_found(format!("Query does not exist: {raw}")))?;
         let target = statement.lock().unwrap().target.clone();
-        self.enter(&target, op).await?;
+        self.enter(account, &target, op).await?;
         Ok((statement, sub))
     }
 
-    async fn describe(&self, input: &Value) -> Result<Value, AwsError> {
-        let (statement, sub) = self.statement_for("DescribeStatement", input).await?;
+    async fn describe(&self, account: &str, input: &Value) -> Result<Value, AwsError> {
+        let (statement, sub) = self.statement_for("DescribeStatement", account, input).await?;
         let s = statement.lock().unwrap();
         let duration = |updated: f64| ((updated - s.created_at) * 1e9) as i64;
         if let Some(n) = sub {
@@ -154,21 +179,22 @@ impl Emulator {
             return Ok(json!({
                 "Id": format!("{}:{n}", s.id), "Status": one.status, "QueryString": one.sql,
                 "CreatedAt": s.created_at, "UpdatedAt": one.updated_at, "Duration": duration(one.updated_at),
-                "HasResultSet": one.result.has_result_set, "ResultRows": one.result.rows.len(),
-                "ResultSize": 0, "Database": s.database, "Error": one.error,
+                "HasResultSet": one.result.has_result_set, "ResultRows": result_rows(&s, one),
+                "ResultSize": one.result.bytes, "Database": s.database, "Error": one.error,
             }));
         }
         let first = &s.subs[0];
         let mut out = json!({
             "Id": s.id, "Status": s.status, "CreatedAt": s.created_at, "UpdatedAt": s.updated_at,
             "Duration": duration(s.updated_at), "Database": s.database, "DbUser": s.user,
-            "RedshiftPid": 1073, "RedshiftQueryId": 0, "IsBatchStatement": s.is_batch,
+            "RedshiftPid": 1073, "RedshiftQueryId": 0, "IsBatchStatement": s.batch_mode.is_some(),
         });
         out[if s.is_workgroup { "WorkgroupName" } else { "ClusterIdentifier" }] = json!(s.target);
         if let Some(e) = &s.error {
             out["Error"] = json!(e);
         }
-        if s.is_batch {
+        if let Some(mode) = s.batch_mode {
+            out["ExecutionMode"] = json!(mode);
             out["HasResultSet"] = json!(s.subs.iter().any(|x| x.result.has_result_set));
             out["ResultRows"] = json!(-1);
             out["ResultSize"] = json!(-1);
@@ -180,7 +206,8 @@ impl Emulator {
                     let mut sub = json!({
                         "Id": format!("{}:{}", s.id, i + 1), "Status": x.status, "QueryString": x.sql,
                         "CreatedAt": s.created_at, "UpdatedAt": x.updated_at, "Duration": duration(x.updated_at),
-                        "HasResultSet": x.result.has_result_set, "ResultRows": x.result.rows.len(), "ResultSize": 0,
+                        "HasResultSet": x.result.has_result_set, "ResultRows": result_rows(&s, x),
+                        "ResultSize": x.result.bytes,
                         "RedshiftQueryId": 0,
                     });
                     if let Some(e) = &x.error {
@@ -192,16 +219,16 @@ impl Emulator {
         } else {
             out["QueryString"] = json!(first.sql);
             out["HasResultSet"] = json!(first.result.has_result_set);
-            out["ResultRows"] = json!(if first.result.has_result_set { first.result.rows.len() as i64 } else { -1 });
-            out["ResultSize"] = json!(0);
+            out["ResultRows"] = json!(if first.result.has_result_set { result_rows(&s, first) } else { -1 });
+            out["ResultSize"] = json!(first.result.bytes);
         }
         Ok(out)
     }
 
-    async fn result(&self, input: &Value) -> Result<Value, AwsError> {
-        let (statement, sub) = self.statement_for("GetStatementResult", input).await?;
+    async fn result(&self, account: &str, input: &Value) -> Result<Value, AwsError> {
+        let (statement, sub) = self.statement_for("GetStatementResult", account, input).await?;
         let s = statement.lock().unwrap();
-        let index = match (s.is_batch, sub) {
+        let index = match (s.batch_mode.is_some(), sub) {
             (true, None) => {
                 return Err(AwsError::validation("Use the Id of a sub-statement (<id>:<n>) to get a batch's results"))
             }
@@ -223,7 +250,7 @@ impl Emulator {
             None => 0,
         };
         let rows = &one.result.rows;
-        let end = (offset + s.page_size).min(rows.len());
+        let end = (offset + s.knobs.page_size.unwrap_or(1000).max(1)).min(rows.len());
         let mut out = json!({
             "Records": rows.get(offset..end).unwrap_or_default(),
             "ColumnMetadata": one.result.columns,
@@ -235,8 +262,8 @@ impl Emulator {
         Ok(out)
     }
 
-    async fn cancel(&self, input: &Value) -> Result<Value, AwsError> {
-        let (statement, _) = self.statement_for("CancelStatement", input).await?;
+    async fn cancel(&self, account: &str, input: &Value) -> Result<Value, AwsError> {
+        let (statement, _) = self.statement_for("CancelStatement", account, input).await?;
         if !self.statements.cancel(&statement) {
             let status = statement.lock().unwrap().status;
             return Err(AwsError::validation(format!("Could not cancel a query that is already in {status} state")));
@@ -246,9 +273,9 @@ impl Emulator {
 
     /// ListDatabases, ListSchemas, ListTables and DescribeTable, answered from the same catalog
     /// views the SQL path reads, as the request's database user.
-    async fn catalog(&self, op: &str, input: &Value) -> Result<Value, AwsError> {
+    async fn catalog(&self, op: &str, account: &str, input: &Value) -> Result<Value, AwsError> {
         let (target, _) = target_of(input)?;
-        let knobs = self.enter(&target, op).await?;
+        let knobs = self.enter(account, &target, op).await?;
         let user = user_of(input, &knobs)?;
         let database = required(input, "Database")?.to_string();
         let connected = str_field(input, "ConnectedDatabase").unwrap_or(&database).to_string();
@@ -275,12 +302,9 @@ impl Emulator {
             }
         };
         let connect_to = if op == "ListDatabases" { &database } else { &connected };
-        let mut sets = self
-            .pg
-            .run(&target, connect_to, &user, &[sql.to_string()], &params)
-            .await
-            .map_err(|(_, e)| AwsError { status: 500, code: "DatabaseConnectionException", message: e })?;
-        let rows = std::mem::take(&mut sets[0].rows);
+        let connection_error = |message| AwsError { status: 500, code: "DatabaseConnectionException", message };
+        let session = self.pg.session(account, &target, connect_to, &user).await.map_err(connection_error)?;
+        let rows = session.query(sql, &params).await.map_err(connection_error)?.rows;
         let offset: usize = str_field(input, "NextToken").and_then(|t| t.parse().ok()).unwrap_or(0);
         let max = input.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(1000).max(1);
         let end = (offset + max).min(rows.len());

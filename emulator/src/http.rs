@@ -10,6 +10,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use crate::accounts::credential_scope;
 use crate::control::Emulator;
 
 pub type Reply = Response<Full<Bytes>>;
@@ -67,14 +68,18 @@ async fn handle(state: Arc<Emulator>, req: Request<Incoming>) -> Result<Reply, I
         return Ok(state.control(parts.method.as_str(), rest, &body).await);
     }
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let region = signing_region(&parts.headers);
+    let region = credential_scope(&parts.headers).and_then(|c| c.split('/').nth(2)).unwrap_or("us-east-1").to_string();
+    let account = match state.accounts.of(&parts.headers).await {
+        Ok(account) => account,
+        Err(e) => return Ok(error_reply(&e)),
+    };
     let input: Value = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
         Ok(v) => v,
         Err(e) => return Ok(error_reply(&AwsError::validation(format!("body is not JSON: {e}")))),
     };
     let result = match target.split_once('.') {
-        Some(("RedshiftData", op)) => state.data_api(op, &input).await,
-        Some(("RedshiftServerless", op)) => state.serverless(op, &region, &input).await,
+        Some(("RedshiftData", op)) => state.data_api(op, &account, &input).await,
+        Some(("RedshiftServerless", op)) => state.serverless(op, &account, &region, &input).await,
         _ => Err(AwsError {
             status: 400,
             code: "UnknownOperationException",
@@ -85,17 +90,6 @@ async fn handle(state: Arc<Emulator>, req: Request<Incoming>) -> Result<Reply, I
         Ok(body) => json_reply(200, &body),
         Err(e) => error_reply(&e),
     })
-}
-
-/// The region from the SigV4 credential scope: `Credential=AKID/date/region/service/aws4_request`.
-fn signing_region(headers: &hyper::HeaderMap) -> String {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|a| a.split("Credential=").nth(1))
-        .and_then(|c| c.split('/').nth(2))
-        .unwrap_or("us-east-1")
-        .to_string()
 }
 
 pub fn text_reply(status: StatusCode, text: String) -> Reply {

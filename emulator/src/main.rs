@@ -3,11 +3,13 @@
 //! `X-Amz-Target: RedshiftData.<Op>` / `RedshiftServerless.<Op>`) so the unmodified AWS SDK talks
 //! to it through `AWS_ENDPOINT_URL_REDSHIFT_DATA` and `AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS`.
 //!
-//! (cluster or workgroup, database) is PostgreSQL database `"<target>/<database>"`, created from
-//! a template holding the Redshift catalog objects of `sql/redshift_catalog.sql`. Statements run
-//! asynchronously as the PostgreSQL role standing for the database user, so privileges hide
-//! objects as Redshift does. `/_emulator/...` is the control API for fixtures, knobs and counters.
+//! Each (account, cluster or workgroup, database) is a PostgreSQL database created from a
+//! template holding the Redshift catalog objects of `sql/redshift_catalog.sql`; a request acts
+//! in the AWS account its access key belongs to, which moto's STS (`--sts-endpoint`) tells.
+//! Statements run asynchronously as the PostgreSQL role standing for the database user, so
+//! privileges hide objects as Redshift does. `/_emulator/...` is the control API for fixtures, knobs and counters.
 
+mod accounts;
 mod control;
 mod data_api;
 mod http;
@@ -21,9 +23,10 @@ use std::sync::Arc;
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let (Some(listen), Some(postgres)) = (arg("--listen"), arg("--postgres")) else {
+    let (Some(listen), Some(postgres), Some(sts)) = (arg("--listen"), arg("--postgres"), arg("--sts-endpoint")) else {
         eprintln!(
-            "usage: redshift-data-emulator --listen 127.0.0.1:PORT --postgres 'host=127.0.0.1 port=5432 user=postgres'"
+            "usage: redshift-data-emulator --listen 127.0.0.1:PORT --postgres 'host=127.0.0.1 port=5432 user=postgres' \
+             --sts-endpoint http://127.0.0.1:MOTO_PORT"
         );
         std::process::exit(2);
     };
@@ -34,7 +37,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let state = Arc::new(control::Emulator::new(pg));
+    let state = Arc::new(control::Emulator::new(pg, accounts::Accounts::new(&sts)));
     if let Err(e) = http::serve(&listen, state).await {
         eprintln!("redshift-data-emulator: {e}");
         std::process::exit(1);

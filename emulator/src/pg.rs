@@ -1,6 +1,10 @@
 //! PostgreSQL: the template with the Redshift catalog, warehouses made from it, and statements
 //! run as a database user with Redshift's search path.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use serde_json::{json, Value};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, NoTls, Row};
@@ -8,39 +12,59 @@ use tokio_postgres::{Client, Config, NoTls, Row};
 const TEMPLATE: &str = "redshift_template";
 const CATALOG_SQL: &str = include_str!("../sql/redshift_catalog.sql");
 /// Redshift's built-ins come before the user's schemas; pg_internal holds the emulated ones.
-const SEARCH_PATH: &str = "SET LOCAL search_path = pg_internal, pg_catalog, \"$user\", public";
+const SEARCH_PATH: &str = "SET search_path = pg_internal, pg_catalog, \"$user\", public";
+
+/// (account, cluster or workgroup, database): one emulated database.
+type DatabaseKey = (String, String, String);
 
 #[derive(Clone)]
 pub struct Postgres {
     base: Config,
+    /// Each emulated database's PostgreSQL database, `rs_<n>`: short and unique whatever the
+    /// lengths of the names (PostgreSQL keeps 63 bytes of a name).
+    databases: Arc<Mutex<HashMap<DatabaseKey, String>>>,
+    next: Arc<AtomicU64>,
 }
 
-/// One statement's result: column metadata and rows as Data API `Field`s.
+/// One statement's result: column metadata, rows as Data API `Field`s, and their sizes.
 #[derive(Debug, Clone, Default)]
 pub struct ResultSet {
     pub has_result_set: bool,
     pub columns: Vec<Value>,
     pub rows: Vec<Vec<Value>>,
+    /// Bytes of all rows, and of the widest one (see [`field_bytes`]).
+    pub bytes: u64,
+    pub widest_row_bytes: u64,
+}
+
+/// A connection to one emulated database acting as a database user, as a Data API session.
+pub struct Session {
+    client: Client,
 }
 
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-pub fn database_name(target: &str, database: &str) -> String {
-    format!("{target}/{database}")
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 impl Postgres {
-    /// Connects and (re)creates the template from the catalog SQL.
+    /// Connects, drops the databases of an earlier run (whose state went with it), and
+    /// (re)creates the template from the catalog SQL.
     pub async fn connect(conninfo: &str) -> Result<Self, String> {
         let base: Config = conninfo.parse().map_err(|e| format!("{e}"))?;
-        let pg = Self { base };
+        let pg = Self { base, databases: Arc::default(), next: Arc::default() };
         let admin = pg.client("postgres").await?;
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
+        let earlier = admin
+            .query("SELECT datname FROM pg_database WHERE datname LIKE 'rs\\_%'", &[])
             .await
             .map_err(|e| e.to_string())?;
+        let names = earlier.iter().map(|r| r.get::<_, String>(0)).chain([TEMPLATE.to_string()]);
+        for name in names {
+            drop_database(&admin, &name).await?;
+        }
         admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.map_err(|e| e.to_string())?;
         let template = pg.client(TEMPLATE).await?;
         template.batch_execute(CATALOG_SQL).await.map_err(|e| format!("catalog SQL: {e}"))?;
@@ -58,91 +82,109 @@ impl Postgres {
         Ok(client)
     }
 
-    /// Replaces every database of `target` with fresh ones, each set up by its fixture SQL run
-    /// as the superuser.
-    pub async fn create_warehouse(&self, target: &str, databases: &[(String, String)]) -> Result<(), String> {
+    /// Replaces every database of `target` in `account` with fresh ones, each set up by its
+    /// fixture SQL run as the superuser. Each PostgreSQL database's comment names what it
+    /// stands for, `<account>/<target>/<database>`, for the catalog SQL.
+    pub async fn create_warehouse(
+        &self,
+        account: &str,
+        target: &str,
+        databases: &[(String, String)],
+    ) -> Result<(), String> {
         let admin = self.client("postgres").await?;
-        let existing = admin
-            .query("SELECT datname FROM pg_database WHERE split_part(datname, '/', 1) = $1", &[&target])
-            .await
-            .map_err(|e| e.to_string())?;
-        for row in existing {
-            let name: String = row.get(0);
-            admin
-                .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&name)))
-                .await
-                .map_err(|e| e.to_string())?;
+        let existing: Vec<String> = {
+            let mut all = self.databases.lock().unwrap();
+            let keys: Vec<DatabaseKey> = all.keys().filter(|(a, t, _)| a == account && t == target).cloned().collect();
+            keys.iter().filter_map(|k| all.remove(k)).collect()
+        };
+        for name in existing {
+            drop_database(&admin, &name).await?;
         }
         for (database, sql) in databases {
-            let name = database_name(target, database);
-            // Concurrent CREATE DATABASE from one template can collide; a retry settles it.
-            let mut attempt = 0;
-            loop {
-                match admin.batch_execute(&format!("CREATE DATABASE {} TEMPLATE {TEMPLATE}", quote_ident(&name))).await
-                {
-                    Ok(()) => break,
-                    Err(_) if attempt < 20 => {
-                        attempt += 1;
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                    Err(e) => return Err(format!("creating {name}: {e}")),
-                }
-            }
+            let name = format!("rs_{}", self.next.fetch_add(1, Ordering::SeqCst));
+            create_database(&admin, &name).await?;
+            let identity = format!("{account}/{target}/{database}");
+            admin
+                .batch_execute(&format!("COMMENT ON DATABASE {} IS {}", quote_ident(&name), quote_literal(&identity)))
+                .await
+                .map_err(|e| e.to_string())?;
+            let key = (account.to_string(), target.to_string(), database.clone());
+            self.databases.lock().unwrap().insert(key, name.clone());
             let client = self.client(&name).await?;
-            client.batch_execute(sql).await.map_err(|e| format!("fixture SQL of {name}: {}", db_message(&e)))?;
+            client.batch_execute(sql).await.map_err(|e| format!("fixture SQL of {identity}: {}", db_message(&e)))?;
         }
         Ok(())
     }
 
-    pub async fn target_exists(&self, target: &str) -> Result<bool, String> {
-        let admin = self.client("postgres").await?;
-        let row = admin
-            .query_one(
-                "SELECT count(*) FROM pg_database WHERE split_part(datname, '/', 1) = $1 AND strpos(datname, '/') > 0",
-                &[&target],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(row.get::<_, i64>(0) > 0)
+    pub fn target_exists(&self, account: &str, target: &str) -> bool {
+        self.databases.lock().unwrap().keys().any(|(a, t, _)| a == account && t == target)
     }
 
-    /// Runs `sqls` serially in one transaction as `user`, the way BatchExecuteStatement does
-    /// (a single statement is a batch of one). Returns each statement's result, or the index and
-    /// message of the first that failed.
-    pub async fn run(
-        &self,
-        target: &str,
-        database: &str,
-        user: &str,
-        sqls: &[String],
-        params: &[(String, String)],
-    ) -> Result<Vec<ResultSet>, (usize, String)> {
-        let mut client = self.client(&database_name(target, database)).await.map_err(|e| (0, e))?;
-        ensure_role(&client, user).await.map_err(|e| (0, e))?;
-        let tx = client.transaction().await.map_err(|e| (0, db_message(&e)))?;
-        tx.batch_execute(&format!("SET LOCAL ROLE {}; {SEARCH_PATH}", quote_ident(user)))
+    /// A session on `database` of `target` in `account` as `user`, with Redshift's search path.
+    pub async fn session(&self, account: &str, target: &str, database: &str, user: &str) -> Result<Session, String> {
+        let key = (account.to_string(), target.to_string(), database.to_string());
+        let name = self.databases.lock().unwrap().get(&key).cloned();
+        let name = name.ok_or_else(|| format!("ERROR: database \"{database}\" does not exist"))?;
+        let client = self.client(&name).await?;
+        ensure_role(&client, user).await?;
+        client
+            .batch_execute(&format!("SET ROLE {}; {SEARCH_PATH}", quote_ident(user)))
             .await
-            .map_err(|e| (0, db_message(&e)))?;
-        let mut results = Vec::new();
-        for (i, sql) in sqls.iter().enumerate() {
-            let (text, values) = bind_parameters(sql, params).map_err(|e| (i, e))?;
-            let statement = tx.prepare(&text).await.map_err(|e| (i, db_message(&e)))?;
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-            let rows = tx.query(&statement, &refs).await.map_err(|e| (i, db_message(&e)))?;
-            let columns = statement.columns();
-            let mut set = ResultSet {
-                has_result_set: !columns.is_empty(),
-                columns: columns.iter().map(|c| column_metadata(c.name(), c.type_())).collect(),
-                rows: Vec::with_capacity(rows.len()),
-            };
-            for row in &rows {
-                set.rows.push(record(row).map_err(|e| (i, e))?);
+            .map_err(|e| db_message(&e))?;
+        Ok(Session { client })
+    }
+}
+
+async fn drop_database(admin: &Client, name: &str) -> Result<(), String> {
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn create_database(admin: &Client, name: &str) -> Result<(), String> {
+    // Concurrent CREATE DATABASE from one template can collide; a retry settles it.
+    let mut attempt = 0;
+    loop {
+        match admin.batch_execute(&format!("CREATE DATABASE {} TEMPLATE {TEMPLATE}", quote_ident(name))).await {
+            Ok(()) => return Ok(()),
+            Err(_) if attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            results.push(set);
+            Err(e) => return Err(format!("creating {name}: {e}")),
         }
-        tx.commit().await.map_err(|e| (sqls.len().saturating_sub(1), db_message(&e)))?;
-        Ok(results)
+    }
+}
+
+impl Session {
+    /// A statement without a result: BEGIN, COMMIT, ROLLBACK.
+    pub async fn execute(&self, sql: &str) -> Result<(), String> {
+        self.client.batch_execute(sql).await.map_err(|e| db_message(&e))
+    }
+
+    /// One SQL statement with the Data API's named parameters.
+    pub async fn query(&self, sql: &str, params: &[(String, String)]) -> Result<ResultSet, String> {
+        let (text, values) = bind_parameters(sql, params)?;
+        let statement = self.client.prepare(&text).await.map_err(|e| db_message(&e))?;
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            values.iter().map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let rows = self.client.query(&statement, &refs).await.map_err(|e| db_message(&e))?;
+        let columns = statement.columns();
+        let mut set = ResultSet {
+            has_result_set: !columns.is_empty(),
+            columns: columns.iter().map(|c| column_metadata(c.name(), c.type_())).collect(),
+            rows: Vec::with_capacity(rows.len()),
+            ..ResultSet::default()
+        };
+        for row in &rows {
+            let fields = record(row)?;
+            let bytes = fields.iter().map(field_bytes).sum();
+            set.bytes += bytes;
+            set.widest_row_bytes = set.widest_row_bytes.max(bytes);
+            set.rows.push(fields);
+        }
+        Ok(set)
     }
 }
 
@@ -230,6 +272,17 @@ pub fn bind_parameters(sql: &str, params: &[(String, String)]) -> Result<(String
         }
     }
     Ok((out, values))
+}
+
+/// A field's size as the database sends it: a string's UTF-8 bytes, 8 for a number, 1 for a
+/// boolean, 0 for NULL.
+fn field_bytes(field: &Value) -> u64 {
+    match field.get("stringValue").and_then(Value::as_str) {
+        Some(s) => s.len() as u64,
+        None if field.get("booleanValue").is_some() => 1,
+        None if field.get("isNull").is_some() => 0,
+        None => 8,
+    }
 }
 
 fn column_metadata(name: &str, ty: &Type) -> Value {

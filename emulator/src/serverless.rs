@@ -1,5 +1,6 @@
 //! The Redshift Serverless calls redshift-registry makes (`X-Amz-Target: RedshiftServerless.<Op>`).
-//! moto has no Serverless backend, so workgroups are registered here through the control API.
+//! moto has no Serverless backend, so workgroups are registered here through the control API,
+//! each in an account; a caller sees its own account's workgroups in the region it signed for.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -17,7 +18,6 @@ pub struct Workgroup {
     pub db_name: String,
     #[serde(default = "available")]
     pub status: String,
-    #[serde(default = "account")]
     pub account_id: String,
 }
 
@@ -26,9 +26,6 @@ fn default_db() -> String {
 }
 fn available() -> String {
     "AVAILABLE".into()
-}
-fn account() -> String {
-    "123456789012".into()
 }
 
 impl Workgroup {
@@ -56,10 +53,16 @@ impl Workgroup {
 }
 
 impl Emulator {
-    pub async fn serverless(&self, op: &str, region: &str, input: &Value) -> Result<Value, AwsError> {
-        self.enter(&format!("serverless:{region}"), op).await?;
-        let in_region: Vec<Workgroup> =
-            self.workgroups.lock().unwrap().iter().filter(|w| w.region == region).cloned().collect();
+    pub async fn serverless(&self, op: &str, account: &str, region: &str, input: &Value) -> Result<Value, AwsError> {
+        self.enter(account, &format!("serverless:{region}"), op).await?;
+        let in_region: Vec<Workgroup> = self
+            .workgroups
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| w.account_id == account && w.region == region)
+            .cloned()
+            .collect();
         let name = |key: &str| input.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
         let page = |items: Vec<Value>, key: &str| {
             let offset: usize =

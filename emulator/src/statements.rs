@@ -7,7 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use regex::Regex;
 
 use crate::control::{Knobs, Running};
-use crate::pg::{Postgres, ResultSet};
+use crate::pg::{Postgres, ResultSet, Session};
+
+/// The Data API's limits on what the database returns
+/// (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-troubleshooting.html).
+const ROW_LIMIT_BYTES: u64 = 64 * 1024;
+const RESULT_LIMIT_BYTES: u64 = 500 * 1024 * 1024;
 
 pub fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
@@ -25,17 +30,20 @@ pub struct SubStatement {
 #[derive(Debug)]
 pub struct Statement {
     pub id: String,
+    pub account: String,
     pub target: String,
     pub is_workgroup: bool,
     pub database: String,
     pub user: String,
-    pub is_batch: bool,
+    /// A batch's ExecutionMode; `None` for ExecuteStatement.
+    pub batch_mode: Option<&'static str>,
     pub created_at: f64,
     pub status: &'static str,
     pub error: Option<String>,
     pub updated_at: f64,
     pub subs: Vec<SubStatement>,
-    pub page_size: usize,
+    /// The target's knobs when the statement was accepted.
+    pub knobs: Knobs,
     task: Option<tokio::task::AbortHandle>,
 }
 
@@ -45,13 +53,14 @@ pub struct Statements {
 }
 
 pub struct NewStatement {
+    pub account: String,
     pub target: String,
     pub is_workgroup: bool,
     pub database: String,
     pub user: String,
     pub sqls: Vec<String>,
     pub params: Vec<(String, String)>,
-    pub is_batch: bool,
+    pub batch_mode: Option<&'static str>,
 }
 
 impl Statements {
@@ -72,11 +81,12 @@ impl Statements {
         let created = now();
         let statement = Arc::new(Mutex::new(Statement {
             id: id.clone(),
+            account: new.account.clone(),
             target: new.target.clone(),
             is_workgroup: new.is_workgroup,
             database: new.database.clone(),
             user: new.user.clone(),
-            is_batch: new.is_batch,
+            batch_mode: new.batch_mode,
             created_at: created,
             status: "SUBMITTED",
             error: None,
@@ -92,7 +102,7 @@ impl Statements {
                     updated_at: created,
                 })
                 .collect(),
-            page_size: knobs.page_size.unwrap_or(1000).max(1),
+            knobs: knobs.clone(),
             task: None,
         }));
         self.all.lock().unwrap().insert(id.clone(), statement.clone());
@@ -137,70 +147,117 @@ async fn execute(
         }
     }
     let _ended = Ended(running);
-    set_status(&statement, "STARTED");
-    let mut wait = knobs.statement_ms;
-    if let Some(pattern) = &knobs.slow_sql {
-        let re = Regex::new(pattern).expect("validated when set");
-        if new.sqls.iter().any(|s| re.is_match(s)) {
-            wait += knobs.slow_sql_ms;
-        }
-    }
-    if wait > 0 {
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-    }
-    let injected = injected_failure(&knobs, &new);
-    let outcome = match injected {
-        Some(failure) => Err(failure),
-        None => pg.run(&new.target, &new.database, &new.user, &new.sqls, &new.params).await,
-    };
-    let mut s = statement.lock().unwrap();
-    if s.status == "ABORTED" {
-        return;
-    }
-    let t = now();
-    s.updated_at = t;
-    match outcome {
-        Ok(results) => {
-            s.status = "FINISHED";
-            for (sub, result) in s.subs.iter_mut().zip(results) {
-                sub.status = "FINISHED";
-                sub.result = result;
-                sub.updated_at = t;
-            }
-        }
-        Err((index, message)) => {
-            s.status = "FAILED";
-            s.error = Some(message.clone());
-            for (i, sub) in s.subs.iter_mut().enumerate() {
-                sub.updated_at = t;
-                sub.status = match i.cmp(&index) {
-                    std::cmp::Ordering::Less => "FINISHED",
-                    std::cmp::Ordering::Equal => "FAILED",
-                    std::cmp::Ordering::Greater => "ABORTED",
-                };
-                if i == index {
-                    sub.error = Some(message.clone());
-                }
-            }
-        }
+    update(&statement, |s| s.status = "STARTED");
+    match pg.session(&new.account, &new.target, &new.database, &new.user).await {
+        Ok(session) => run_serially(&session, &knobs, &statement, &new).await,
+        Err(e) => fail_batch(&statement, 0, e),
     }
 }
 
-fn injected_failure(knobs: &Knobs, new: &NewStatement) -> Option<(usize, String)> {
-    if knobs.fail_database.as_deref() == Some(new.database.as_str()) {
-        return Some((0, format!("ERROR: injected failure for database {}", new.database)));
+/// BatchExecuteStatement (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_BatchExecuteStatement.html):
+/// "The SQL statements run serially in the order of the array", so the knobs' time adds up per
+/// SQL. TRANSACTION (the default, and a single statement) runs them as one transaction whose
+/// first failure rolls all back; AUTO_COMMIT commits each alone, "and a failure of one
+/// statement does not affect the others".
+async fn run_serially(session: &Session, knobs: &Knobs, statement: &Arc<Mutex<Statement>>, new: &NewStatement) {
+    let transaction = new.batch_mode != Some("AUTO_COMMIT");
+    if transaction {
+        if let Err(e) = session.execute("BEGIN").await {
+            return fail_batch(statement, 0, e);
+        }
+    }
+    for (i, sql) in new.sqls.iter().enumerate() {
+        update(statement, |s| s.subs[i].status = "STARTED");
+        tokio::time::sleep(Duration::from_millis(statement_ms(knobs, sql))).await;
+        let outcome = match injected_failure(knobs, &new.database, sql) {
+            Some(e) => Err(e),
+            None => session.query(sql, &new.params).await.and_then(|r| within_limits(r, knobs)),
+        };
+        match outcome {
+            Err(e) if transaction => {
+                let _ = session.execute("ROLLBACK").await;
+                return fail_batch(statement, i, e);
+            }
+            outcome => end_sub(statement, i, outcome),
+        }
+    }
+    if transaction {
+        if let Err(e) = session.execute("COMMIT").await {
+            return fail_batch(statement, new.sqls.len() - 1, e);
+        }
+    }
+    end_statement(statement);
+}
+
+/// How long one SQL runs before it touches PostgreSQL.
+fn statement_ms(knobs: &Knobs, sql: &str) -> u64 {
+    let slow = knobs.slow_sql.as_deref().is_some_and(|p| Regex::new(p).expect("validated when set").is_match(sql));
+    knobs.statement_ms + if slow { knobs.slow_sql_ms } else { 0 }
+}
+
+fn injected_failure(knobs: &Knobs, database: &str, sql: &str) -> Option<String> {
+    if knobs.fail_database.as_deref() == Some(database) {
+        return Some(format!("ERROR: injected failure for database {database}"));
     }
     let re = Regex::new(knobs.fail_sql.as_deref()?).expect("validated when set");
-    new.sqls.iter().position(|s| re.is_match(s)).map(|i| (i, "ERROR: injected failure for this SQL".to_string()))
+    re.is_match(sql).then(|| "ERROR: injected failure for this SQL".to_string())
 }
 
-fn set_status(statement: &Arc<Mutex<Statement>>, status: &'static str) {
+/// The Data API's size limits, with the messages its troubleshooting page names; a row's size
+/// is the sum of its fields' bytes (see `pg::field_bytes`).
+fn within_limits(result: ResultSet, knobs: &Knobs) -> Result<ResultSet, String> {
+    if result.widest_row_bytes > ROW_LIMIT_BYTES {
+        return Err(format!(
+            "Packet for query is too large: a row of {} bytes; the Data API size limit is 64 KB per row",
+            result.widest_row_bytes
+        ));
+    }
+    let limit = knobs.max_result_bytes.unwrap_or(RESULT_LIMIT_BYTES);
+    if result.bytes > limit {
+        return Err(format!(
+            "Database response exceeded size limit: {} bytes; the Data API limit is {limit} bytes",
+            result.bytes
+        ));
+    }
+    Ok(result)
+}
+
+/// Changes a statement unless it was cancelled meanwhile.
+fn update(statement: &Arc<Mutex<Statement>>, change: impl FnOnce(&mut Statement)) {
     let mut s = statement.lock().unwrap();
     if s.status != "ABORTED" {
-        s.status = status;
+        change(&mut s);
         s.updated_at = now();
-        for sub in &mut s.subs {
-            sub.status = status;
-        }
     }
+}
+
+fn end_sub(statement: &Arc<Mutex<Statement>>, i: usize, outcome: Result<ResultSet, String>) {
+    update(statement, |s| {
+        let sub = &mut s.subs[i];
+        sub.updated_at = now();
+        match outcome {
+            Ok(result) => (sub.status, sub.result) = ("FINISHED", result),
+            Err(e) => (sub.status, sub.error) = ("FAILED", Some(e)),
+        }
+    });
+}
+
+/// The sub-statement `i` failed in a transaction: the ones after it never run.
+fn fail_batch(statement: &Arc<Mutex<Statement>>, i: usize, error: String) {
+    end_sub(statement, i, Err(error));
+    update(statement, |s| {
+        for sub in &mut s.subs[i + 1..] {
+            (sub.status, sub.updated_at) = ("ABORTED", now());
+        }
+    });
+    end_statement(statement);
+}
+
+/// The statement's status once every sub-statement ended: FAILED with the first failure if any
+/// failed. For AUTO_COMMIT this is inferred; the API reference does not say.
+fn end_statement(statement: &Arc<Mutex<Statement>>) {
+    update(statement, |s| {
+        s.error = s.subs.iter().find_map(|sub| sub.error.clone());
+        s.status = if s.error.is_some() { "FAILED" } else { "FINISHED" };
+    });
 }

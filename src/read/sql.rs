@@ -80,9 +80,10 @@ pub fn visibility_batch(include_system: bool) -> Vec<String> {
              WHERE c.relkind IN ('r', 'v', 'm', 'p') AND {}",
             s("n.nspname")
         ),
-        // SVV_EXTERNAL_SCHEMAS (r_SVV_EXTERNAL_SCHEMAS.html): the kind of each external schema
-        // (eskind), which tells a Glue table from a federated one.
-        "SELECT schemaname, eskind FROM svv_external_schemas WHERE databasename = current_database()".to_string(),
+        // SVV_EXTERNAL_SCHEMAS (r_SVV_EXTERNAL_SCHEMAS.html): the external schemas of the connected
+        // database and their kind (eskind), which tells a Glue table from a federated one. Its
+        // `databasename` is the external database's name, so it is not a filter here.
+        "SELECT schemaname::varchar, eskind FROM svv_external_schemas".to_string(),
         METADATA_SECURITY.to_string(),
     ]
 }

@@ -49,32 +49,92 @@ impl Rule {
             && self.body_contains.as_deref().is_none_or(|b| seen.body.contains(b))
     }
 
-    /// The error in the service's own shape: S3's `<Error>`, or the query protocol's
-    /// `<ErrorResponse>` (STS, Redshift).
     fn response(&self) -> Response<Full<Bytes>> {
-        let body = if self.service == "s3" {
-            format!(
-                "<Error><Code>{}</Code><Message>{}</Message><RequestId>fault-front</RequestId></Error>",
-                self.code, self.message
-            )
-        } else {
-            format!(
-                "<ErrorResponse><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error>\
-                 <RequestId>fault-front</RequestId></ErrorResponse>",
-                self.code, self.message
-            )
-        };
-        Response::builder()
-            .status(self.status)
-            .header("content-type", "text/xml")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap()
+        error_response(self.service, self.status, self.code, self.message)
+    }
+}
+
+/// The error in the service's own shape: S3's `<Error>`, or the query protocol's
+/// `<ErrorResponse>` (STS, Redshift).
+fn error_response(service: &str, status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+    let (parts, body) = error_parts(service, status, code, message);
+    Response::from_parts(parts, Full::new(body))
+}
+
+fn error_parts(service: &str, status: u16, code: &str, message: &str) -> (hyper::http::response::Parts, Bytes) {
+    let body = if service == "s3" {
+        format!("<Error><Code>{code}</Code><Message>{message}</Message><RequestId>fault-front</RequestId></Error>")
+    } else {
+        format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>\
+             <RequestId>fault-front</RequestId></ErrorResponse>"
+        )
+    };
+    let (parts, ()) =
+        Response::builder().status(status).header("content-type", "text/xml").body(()).unwrap().into_parts();
+    (parts, Bytes::from(body))
+}
+
+/// A change to what moto answered, for what AWS does and moto does not.
+#[derive(Clone)]
+pub struct Rewrite {
+    service: &'static str,
+    action: &'static str,
+    path_suffix: Option<String>,
+    /// Only when moto answered with this status.
+    upstream_status: Option<u16>,
+    change: Change,
+}
+
+#[derive(Clone)]
+enum Change {
+    Body { from: String, to: String },
+    Error { status: u16, code: &'static str },
+}
+
+impl Rewrite {
+    /// Replaces text in the body of a successful answer.
+    pub fn body(service: &'static str, action: &'static str, from: &str, to: &str) -> Self {
+        let change = Change::Body { from: from.into(), to: to.into() };
+        Self { service, action, path_suffix: None, upstream_status: Some(200), change }
+    }
+
+    /// S3 without an unconditioned s3:ListBucket: "If you don't have the s3:ListBucket
+    /// permission, Amazon S3 returns an HTTP status code 403 Access Denied error" for a missing
+    /// key (GetObject API reference).
+    pub fn missing_key_as_403() -> Self {
+        let change = Change::Error { status: 403, code: "AccessDenied" };
+        Self { service: "s3", action: "GET", path_suffix: None, upstream_status: Some(404), change }
+    }
+
+    /// Every GetObject of `key` is refused.
+    pub fn error_on_get(key: &str, status: u16, code: &'static str) -> Self {
+        let change = Change::Error { status, code };
+        Self { service: "s3", action: "GET", path_suffix: Some(format!("/{key}")), upstream_status: None, change }
+    }
+
+    fn matches(&self, seen: &Seen) -> bool {
+        self.service == seen.service
+            && self.action == seen.action
+            && self.path_suffix.as_deref().is_none_or(|p| seen.path.ends_with(p))
+            && self.upstream_status.is_none_or(|s| s == seen.status)
+    }
+
+    fn apply(&self, mut parts: hyper::http::response::Parts, body: Bytes) -> (hyper::http::response::Parts, Bytes) {
+        match &self.change {
+            Change::Body { from, to } => {
+                parts.headers.remove("content-length");
+                (parts, Bytes::from(String::from_utf8_lossy(&body).replace(from.as_str(), to)))
+            }
+            Change::Error { status, code } => error_parts(self.service, *status, code, "rewritten by the fault front"),
+        }
     }
 }
 
 struct State {
     upstream: String,
     rules: Mutex<Vec<(Rule, usize)>>,
+    rewrites: Vec<Rewrite>,
     seen: Mutex<Vec<Seen>>,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
@@ -88,11 +148,21 @@ pub struct FaultFront {
 impl FaultFront {
     /// Starts a front for `upstream` on a free loopback port, in the current tokio runtime.
     pub async fn start(upstream: &str, rules: Vec<Rule>) -> Self {
+        Self::launch(upstream, rules, Vec::new()).await
+    }
+
+    /// A front that forwards everything and changes the answers `rewrites` match.
+    pub async fn start_rewriting(upstream: &str, rewrites: Vec<Rewrite>) -> Self {
+        Self::launch(upstream, Vec::new(), rewrites).await
+    }
+
+    async fn launch(upstream: &str, rules: Vec<Rule>, rewrites: Vec<Rewrite>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             upstream: upstream.trim_end_matches('/').to_string(),
             rules: Mutex::new(rules.into_iter().map(|r| (r, 0)).collect()),
+            rewrites,
             seen: Mutex::new(Vec::new()),
             client: Client::builder(TokioExecutor::new()).build_http(),
         });
@@ -143,6 +213,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
     let response = state.client.request(forward.body(Full::new(body)).unwrap()).await.expect("moto answers");
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    seen.status = parts.status.as_u16();
+    let (parts, body) = match state.rewrites.iter().find(|r| r.matches(&seen)) {
+        Some(rewrite) => rewrite.apply(parts, body),
+        None => (parts, body),
+    };
     seen.status = parts.status.as_u16();
     seen.response = String::from_utf8_lossy(&body).into_owned();
     state.seen.lock().unwrap().push(seen);

@@ -57,29 +57,32 @@ async fn emulator_call(method: hyper::Method, path: &str, body: serde_json::Valu
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// Replaces the emulated databases of a cluster or workgroup; each runs its fixture SQL as superuser.
-pub async fn create_warehouse(target: &str, databases: &[(&str, &str)]) {
+/// The account of the function's own credentials (`AKIATESTFUNCTION00`): moto's default account,
+/// which the emulator's STS lookup gives for any key that is not an assumed role's.
+pub const FUNCTION_ACCOUNT: &str = "123456789012";
+
+/// Replaces the emulated databases of a cluster or workgroup of `account`; each runs its fixture
+/// SQL as superuser.
+pub async fn create_warehouse(account: &str, target: &str, databases: &[(&str, &str)]) {
     let databases: Vec<_> = databases.iter().map(|(name, sql)| serde_json::json!({"name": name, "sql": sql})).collect();
-    emulator_call(hyper::Method::POST, "warehouses", serde_json::json!({"target": target, "databases": databases}))
-        .await;
+    let spec = serde_json::json!({"accountId": account, "target": target, "databases": databases});
+    emulator_call(hyper::Method::POST, "warehouses", spec).await;
 }
 
-pub async fn set_knobs(target: &str, knobs: serde_json::Value) {
-    emulator_call(hyper::Method::PUT, &format!("targets/{target}/knobs"), knobs).await;
+pub async fn set_knobs(account: &str, target: &str, knobs: serde_json::Value) {
+    emulator_call(hyper::Method::PUT, &format!("accounts/{account}/targets/{target}/knobs"), knobs).await;
 }
 
-pub async fn counters(target: &str) -> std::collections::BTreeMap<String, u64> {
-    serde_json::from_value(
-        emulator_call(hyper::Method::GET, &format!("targets/{target}/counters"), serde_json::Value::Null).await,
-    )
-    .unwrap()
+pub async fn counters(account: &str, target: &str) -> std::collections::BTreeMap<String, u64> {
+    let path = format!("accounts/{account}/targets/{target}/counters");
+    serde_json::from_value(emulator_call(hyper::Method::GET, &path, serde_json::Value::Null).await).unwrap()
 }
 
-pub async fn register_workgroup(region: &str, name: &str, namespace: &str, db: &str) {
+pub async fn register_workgroup(account: &str, region: &str, name: &str, namespace: &str, db: &str) {
     emulator_call(
         hyper::Method::POST,
         "workgroups",
-        serde_json::json!({"region": region, "workgroupName": name, "namespaceName": namespace, "dbName": db}),
+        serde_json::json!({"accountId": account, "region": region, "workgroupName": name, "namespaceName": namespace, "dbName": db}),
     )
     .await;
 }
@@ -98,8 +101,8 @@ pub fn account_id(test: &str, n: u8) -> String {
     format!("{:012}", h % 1_000_000_000_000)
 }
 
-/// A cluster or workgroup name of this test process's own: the emulator keys warehouses by
-/// name alone, so tests running side by side must not share one.
+/// A cluster or workgroup name of this test process's own: tests running side by side in one
+/// account (the function's own, [`FUNCTION_ACCOUNT`]) must not share one.
 pub fn unique(base: &str) -> String {
     format!("{base}-{}", &account_id(base, 9)[..6])
 }
@@ -153,7 +156,7 @@ pub struct ClusterSeed<'a> {
 pub async fn create_cluster(endpoint: &str, account: &str, region: &str, seed: ClusterSeed<'_>) {
     let (id, db) = (seed.id, seed.db_name);
     try_create_cluster(endpoint, account, region, seed).await.expect("moto CreateCluster");
-    create_warehouse(id, &[(db, "")]).await;
+    create_warehouse(account, id, &[(db, "")]).await;
 }
 
 async fn try_create_cluster(
@@ -257,7 +260,7 @@ pub async fn gather_against(endpoint: &str, config: &Config, request: &RunReques
 /// account 111111111111 of a long-lived moto).
 pub async fn ensure_cluster(endpoint: &str, account: &str, region: &str, seed: ClusterSeed<'_>) {
     let (id, db) = (seed.id, seed.db_name);
-    create_warehouse(id, &[(db, "")]).await;
+    create_warehouse(account, id, &[(db, "")]).await;
     if let Err(e) = try_create_cluster(endpoint, account, region, seed).await {
         assert!(e.as_service_error().is_some_and(|e| e.is_cluster_already_exists_fault()), "moto CreateCluster: {e:?}");
     }

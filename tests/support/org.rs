@@ -55,7 +55,7 @@ impl Org {
             },
         )
         .await;
-        create_warehouse(id, databases).await;
+        create_warehouse(&self.account, id, databases).await;
     }
 
     pub fn config(&self, extra: Value) -> redshift_registry::config::Config {

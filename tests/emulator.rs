@@ -1,0 +1,262 @@
+//! The Data API emulator itself, through the real AWS SDK: account scoping, batch semantics,
+//! the Data API's size limits, char padding, external schemas, ResultRows and metadata security.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
+use aws_sdk_redshiftdata::types::{ExecutionMode, Field, StatementStatusString, StatusString};
+use aws_sdk_redshiftdata::Client;
+use serde_json::json;
+use support::*;
+
+/// PostgreSQL's superuser, as a Data API DbUser: it may create what the batch tests write.
+const SUPERUSER: &str = "postgres";
+
+async fn client_of(config: &aws_config::SdkConfig) -> Client {
+    Client::from_conf(aws_sdk_redshiftdata::config::Builder::from(config).endpoint_url(emulator_url()).build())
+}
+
+/// A client with the function's own credentials, account [`FUNCTION_ACCOUNT`].
+async fn function_client() -> Client {
+    client_of(&function_config(&moto_url()).await).await
+}
+
+async fn account_client(account: &str) -> Client {
+    client_of(&account_config(&moto_url(), account, "us-east-1").await).await
+}
+
+/// A cluster of the function's account with one database `dev` set up by `sql`.
+async fn cluster(name: &str, sql: &str) -> String {
+    let cluster = unique(name);
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", sql)]).await;
+    cluster
+}
+
+async fn wait(client: &Client, id: &str) -> DescribeStatementOutput {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = client.describe_statement().id(id).send().await.expect("DescribeStatement");
+        let done = matches!(out.status(), Some(StatusString::Finished | StatusString::Failed | StatusString::Aborted));
+        if done || Instant::now() > deadline {
+            return out;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn run_as(client: &Client, cluster: &str, user: Option<&str>, sql: &str) -> DescribeStatementOutput {
+    let out = client
+        .execute_statement()
+        .cluster_identifier(cluster)
+        .database("dev")
+        .set_db_user(user.map(str::to_string))
+        .sql(sql)
+        .send()
+        .await
+        .expect("ExecuteStatement");
+    wait(client, out.id().unwrap()).await
+}
+
+async fn batch(client: &Client, cluster: &str, sqls: &[&str], mode: Option<ExecutionMode>) -> DescribeStatementOutput {
+    let out = client
+        .batch_execute_statement()
+        .cluster_identifier(cluster)
+        .database("dev")
+        .db_user(SUPERUSER)
+        .set_sqls(Some(sqls.iter().map(|s| s.to_string()).collect()))
+        .set_execution_mode(mode)
+        .send()
+        .await
+        .expect("BatchExecuteStatement");
+    wait(client, out.id().unwrap()).await
+}
+
+/// Every row of a finished statement, each field as text.
+async fn rows(client: &Client, id: &str) -> Vec<Vec<String>> {
+    let out = client.get_statement_result().id(id).send().await.expect("GetStatementResult");
+    let text = |f: &Field| match f {
+        Field::StringValue(s) => s.clone(),
+        Field::LongValue(n) => n.to_string(),
+        Field::BooleanValue(b) => b.to_string(),
+        Field::IsNull(_) => "NULL".into(),
+        other => format!("{other:?}"),
+    };
+    out.records().iter().map(|r| r.iter().map(text).collect()).collect()
+}
+
+async fn query(client: &Client, cluster: &str, user: Option<&str>, sql: &str) -> Vec<Vec<String>> {
+    let out = run_as(client, cluster, user, sql).await;
+    assert_eq!(out.status(), Some(&StatusString::Finished), "{sql}: {:?}", out.error());
+    rows(client, out.id()).await
+}
+
+fn statuses(out: &DescribeStatementOutput) -> Vec<StatementStatusString> {
+    out.sub_statements().iter().map(|s| s.status().unwrap().clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_account_sees_only_its_own_cluster_of_a_name() {
+    let (a, b, c) =
+        (account_id("emulator_accounts", 1), account_id("emulator_accounts", 2), account_id("emulator_accounts", 3));
+    let name = "sales";
+    for (account, table) in [(&a, "a_only"), (&b, "b_only")] {
+        create_warehouse(account, name, &[("dev", &format!("CREATE TABLE public.{table} (id int);"))]).await;
+    }
+    let tables = "SELECT tablename::varchar FROM pg_tables WHERE schemaname = 'public' ORDER BY 1";
+    for (account, table) in [(&a, "a_only"), (&b, "b_only")] {
+        let client = account_client(account).await;
+        assert_eq!(query(&client, name, None, tables).await, vec![vec![table.to_string()]], "account {account}");
+        let target = query(&client, name, None, "SELECT current_database(), pg_internal.current_target()").await;
+        assert_eq!(target, vec![vec!["dev".to_string(), name.to_string()]]);
+    }
+
+    let third = account_client(&c).await;
+    let err = third.execute_statement().cluster_identifier(name).database("dev").sql("SELECT 1").send().await;
+    let err = err.expect_err("a cluster only other accounts have").into_service_error();
+    assert!(err.is_validation_exception() && err.to_string().contains("not found"), "{err:?}");
+
+    // Nor does another account see a statement's id.
+    let id = account_client(&a).await.execute_statement().cluster_identifier(name).database("dev").sql("SELECT 1");
+    let id = id.send().await.unwrap().id().unwrap().to_string();
+    let before = counters(&a, name).await;
+    let err = account_client(&b).await.describe_statement().id(&id).send().await.expect_err("another account's id");
+    assert!(err.into_service_error().is_resource_not_found_exception());
+    assert_eq!(counters(&a, name).await, before, "b's call is not counted against a");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transaction_batch_runs_serially_and_rolls_back_at_the_first_failure() {
+    let cluster = cluster("tx", "").await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 300})).await;
+    let client = function_client().await;
+    let started = Instant::now();
+    let sqls = ["CREATE TABLE public.t (x int)", "INSERT INTO public.t VALUES (1)", "SELECT 1 / 0", "SELECT 2"];
+    let out = batch(&client, &cluster, &sqls, None).await;
+    assert!(started.elapsed() >= Duration::from_millis(900), "three SQLs ran one after another");
+    assert_eq!(out.status(), Some(&StatusString::Failed));
+    assert_eq!(out.execution_mode(), Some(&ExecutionMode::Transaction));
+    use StatementStatusString::*;
+    assert_eq!(statuses(&out), vec![Finished, Finished, Failed, Aborted]);
+    assert!(out.error().unwrap().contains("division by zero"), "{:?}", out.error());
+    let left = query(&client, &cluster, None, "SELECT count(*) FROM pg_tables WHERE tablename = 't'").await;
+    assert_eq!(left, vec![vec!["0".to_string()]], "all work rolled back");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_commit_batch_commits_each_and_goes_on_after_a_failure() {
+    let cluster = cluster("autocommit", "").await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 300})).await;
+    let client = function_client().await;
+    let started = Instant::now();
+    let sqls = ["CREATE TABLE public.t (x int)", "INSERT INTO public.t VALUES (1)", "SELECT 1 / 0", "SELECT 2"];
+    let out = batch(&client, &cluster, &sqls, Some(ExecutionMode::AutoCommit)).await;
+    assert!(started.elapsed() >= Duration::from_millis(1200), "four SQLs ran one after another");
+    assert_eq!(out.status(), Some(&StatusString::Failed), "one failed");
+    assert_eq!(out.execution_mode(), Some(&ExecutionMode::AutoCommit));
+    use StatementStatusString::*;
+    assert_eq!(statuses(&out), vec![Finished, Finished, Failed, Finished]);
+    let id = out.id();
+    assert_eq!(rows(&client, &format!("{id}:4")).await, vec![vec!["2".to_string()]]);
+    assert_eq!(query(&client, &cluster, Some(SUPERUSER), "SELECT x FROM public.t").await, vec![vec!["1".to_string()]]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_over_64_kb_or_a_result_over_the_limit_fails() {
+    let cluster = cluster("limits", "").await;
+    let client = function_client().await;
+    assert_eq!(query(&client, &cluster, None, "SELECT repeat('x', 60000)").await[0][0].len(), 60000);
+    let wide = run_as(&client, &cluster, None, "SELECT repeat('x', 40000) AS a, repeat('y', 40000) AS b").await;
+    assert_eq!(wide.status(), Some(&StatusString::Failed));
+    assert!(wide.error().unwrap().contains("Packet for query is too large"), "{:?}", wide.error());
+
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"maxResultBytes": 10000})).await;
+    let big = "SELECT repeat('x', 1000) FROM generate_series(1, 20)";
+    let out = run_as(&client, &cluster, None, big).await;
+    assert_eq!(out.status(), Some(&StatusString::Failed));
+    assert!(out.error().unwrap().contains("Database response exceeded size limit"), "{:?}", out.error());
+    let small = run_as(&client, &cluster, None, "SELECT repeat('x', 1000) FROM generate_series(1, 5)").await;
+    assert_eq!((small.status(), small.result_size()), (Some(&StatusString::Finished), 5000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn svv_mv_info_names_come_back_padded_to_128() {
+    let cluster = cluster("padded", "CREATE MATERIALIZED VIEW public.daily AS SELECT 1 AS one;").await;
+    let client = function_client().await;
+    let sql = "SELECT database_name, schema_name, user_name, name, is_stale, autorefresh, state FROM svv_mv_info";
+    let row = &query(&client, &cluster, Some(SUPERUSER), sql).await[0];
+    let pad = |s: &str| format!("{s:<128}");
+    assert_eq!(
+        row,
+        &vec![pad("dev"), pad("public"), pad("postgres"), pad("daily"), "f".into(), "f".into(), "1".into()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_external_schema_fails_queries_that_reach_it_only() {
+    let cluster = cluster(
+        "external",
+        "CREATE SCHEMA lake; CREATE SCHEMA broken; CREATE SCHEMA stream;
+         INSERT INTO pg_internal.fixture_external_schemas (schema_name, eskind, failure) VALUES
+           ('lake', 1, NULL), ('stream', 10, NULL),
+           ('broken', 1, 'AccessDeniedException: not authorized to perform: glue:GetTables');
+         INSERT INTO pg_internal.fixture_external_tables (schema_name, table_name) VALUES
+           ('lake', 'clicks'), ('broken', 'orders');
+         INSERT INTO pg_internal.fixture_external_columns (schema_name, table_name, column_name, columnnum) VALUES
+           ('lake', 'clicks', 'url', 1), ('broken', 'orders', 'id', 1);",
+    )
+    .await;
+    let client = function_client().await;
+    let kinds = "SELECT schemaname, eskind FROM svv_external_schemas ORDER BY 1";
+    let expected = [["broken", "1"], ["lake", "1"], ["stream", "10"]];
+    assert_eq!(query(&client, &cluster, Some(SUPERUSER), kinds).await, expected);
+    let lake = "SELECT tablename, tabletype FROM svv_external_tables WHERE schemaname = 'lake'";
+    assert_eq!(query(&client, &cluster, Some(SUPERUSER), lake).await, vec![vec!["clicks", "TABLE"]]);
+    let lake_columns = "SELECT columnname, is_nullable FROM svv_external_columns WHERE schemaname = 'lake'";
+    assert_eq!(query(&client, &cluster, Some(SUPERUSER), lake_columns).await, vec![vec!["url", "true"]]);
+    for view in ["svv_external_tables", "svv_external_columns"] {
+        let out = run_as(&client, &cluster, Some(SUPERUSER), &format!("SELECT * FROM {view}")).await;
+        assert_eq!(out.status(), Some(&StatusString::Failed), "{view}");
+        assert!(out.error().unwrap().contains("glue:GetTables"), "{view}: {:?}", out.error());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn result_rows_zero_keeps_the_rows_fetchable() {
+    let cluster = cluster("rowszero", "").await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"resultRowsZero": true})).await;
+    let client = function_client().await;
+    let out = run_as(&client, &cluster, None, "SELECT generate_series(1, 3)").await;
+    assert_eq!((out.has_result_set(), out.result_rows()), (Some(true), 0));
+    assert_eq!(rows(&client, out.id()).await.len(), 3);
+    let out = batch(&client, &cluster, &["SELECT 1", "SELECT 2"], None).await;
+    assert!(out.sub_statements().iter().all(|s| s.has_result_set() == Some(true) && s.result_rows() == 0));
+    assert_eq!(rows(&client, &format!("{}:2", out.id())).await, vec![vec!["2"]]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_security_hides_what_a_user_cannot_access_from_pg_class() {
+    let fixture = |on: bool| {
+        format!(
+            "DO $$ BEGIN CREATE ROLE ms_analyst; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+             CREATE SCHEMA secret; CREATE TABLE secret.hidden (id int);
+             CREATE SCHEMA open; CREATE TABLE open.shown (id int);
+             GRANT USAGE ON SCHEMA open TO ms_analyst; GRANT SELECT ON open.shown TO ms_analyst;
+             {}",
+            if on { "INSERT INTO pg_internal.fixture_settings VALUES ('metadata_security', 'true');" } else { "" }
+        )
+    };
+    let client = function_client().await;
+    let relations = "SELECT relname::varchar FROM pg_class WHERE relname IN ('hidden', 'shown') ORDER BY 1";
+    let setting = "SELECT name::varchar, setting::varchar FROM pg_settings WHERE name = 'metadata_security'";
+    for (on, visible, value) in [(true, vec!["shown"], "on"), (false, vec!["hidden", "shown"], "off")] {
+        let cluster = cluster("metasec", &fixture(on)).await;
+        let seen: Vec<String> =
+            query(&client, &cluster, Some("ms_analyst"), relations).await.into_iter().map(|r| r[0].clone()).collect();
+        assert_eq!(seen, visible, "metadata_security {value}");
+        assert_eq!(query(&client, &cluster, Some("ms_analyst"), setting).await, vec![vec!["metadata_security", value]]);
+        let all = query(&client, &cluster, Some(SUPERUSER), relations).await;
+        assert_eq!(all.len(), 2, "a superuser sees all");
+    }
+}
