@@ -4,7 +4,7 @@ VENV := $(CURDIR)/.venv
 PG_CTL = $$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install services lint test demo bench stop
+.PHONY: install services lint test demo deploy-check bench stop
 
 install:
 	bash scripts/install.sh
@@ -21,6 +21,12 @@ test: services lint
 
 demo: services
 	bash scripts/demo.sh
+
+# Builds the arm64 bootstrap as `sam build` does and runs it once under qemu-aarch64 (a dry run of
+# the demo organisation). When the aarch64 target is missing and rustup cannot fetch it, the script
+# says so and exits 3 (make reports "Error 3"); `bash scripts/deploy-check.sh` returns that code.
+deploy-check: services
+	bash scripts/deploy-check.sh
 
 bench: services
 	. .run/services.env && cargo bench --bench read_warehouse

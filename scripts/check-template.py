@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """Offline equivalent of `sam validate --lint`: cfn-lint, then the SAM transform done locally by
-aws-sam-translator, then checks that the transformed template is what the code expects."""
+aws-sam-translator, then checks that the transformed template is what the code expects.
+
+Then source-account.yaml, the reader role of every source account: cfn-lint, and, for every
+combination of its switches, that the role is allowed exactly the actions the code can use
+(READER_ACTIONS below, cross-checked against the operations named in src/aws/*.rs)."""
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +19,12 @@ from samtranslator.yaml_helper import yaml_parse
 root = Path(__file__).resolve().parent.parent
 template_path = root / "template.yaml"
 
-lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(template_path)], capture_output=True, text=True)
-if lint.returncode != 0:
-    sys.exit(f"cfn-lint failed:\n{lint.stdout}{lint.stderr}")
+source_path = root / "source-account.yaml"
+
+for path in (template_path, source_path):
+    lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(path)], capture_output=True, text=True)
+    if lint.returncode != 0:
+        sys.exit(f"cfn-lint failed on {path.name}:\n{lint.stdout}{lint.stderr}")
 
 
 class NoManagedPolicies:
@@ -72,6 +81,210 @@ for p in role.get("Policies", []):
         if st.get("Action") == "s3:ListBucket" and "s3:prefix" not in json.dumps(st.get("Condition", {})):
             errors.append("s3:ListBucket must be limited to the output prefix")
 
+
+# --- source-account.yaml: the reader role of every source account ---------------------------
+# Every action the reader role may need, what uses it, and the switch that grants it (None:
+# always). "code" actions are called by src/aws/*.rs and cross-checked against it below; the
+# others the Data API calls with the role's credentials, depending on how it logs in
+# (Management Guide, data-api-iam.html; Data API reference, ExecuteStatement).
+READER_ACTIONS = {
+    "redshift:DescribeClusters": ("code", "src/aws/redshift.rs: list_clusters, find_cluster", None),
+    "redshift-data:ExecuteStatement": ("code", "src/aws/data_api.rs: execute", None),
+    "redshift-data:BatchExecuteStatement": ("code", "src/aws/data_api.rs: batch_execute", None),
+    "redshift-data:DescribeStatement": ("code", "src/aws/data_api.rs: describe", None),
+    "redshift-data:GetStatementResult": ("code", "src/aws/data_api.rs: page", None),
+    "redshift-data:CancelStatement": ("code", "src/aws/data_api.rs: cancel", None),
+    "redshift-serverless:ListWorkgroups": ("code", "src/aws/redshift.rs: list_workgroups", "IncludeServerless"),
+    "redshift-serverless:ListNamespaces": ("code", "src/aws/redshift.rs: namespaces", "IncludeServerless"),
+    "redshift-serverless:GetWorkgroup": ("code", "src/aws/redshift.rs: find_workgroup", "IncludeServerless"),
+    "redshift-serverless:GetNamespace": ("code", "src/aws/redshift.rs: find_workgroup", "IncludeServerless"),
+    "redshift:GetClusterCredentialsWithIAM": ("data-api", "a cluster read as the role (no dbUser, no secretArn)", None),
+    "redshift-serverless:GetCredentials": ("data-api", "a workgroup read as the role (no secretArn)", "IncludeServerless"),
+    "redshift:GetClusterCredentials": ("data-api", "a cluster the config names with dbUser", "AllowDbUserAuth"),
+    "secretsmanager:GetSecretValue": ("data-api", "a cluster or workgroup named with secretArn", "AllowSecretsManager"),
+}
+# Actions that take no resource, or that list: the only ones allowed on Resource "*".
+RESOURCE_STAR_OK = {
+    "redshift:DescribeClusters",
+    "redshift-serverless:ListWorkgroups",
+    "redshift-serverless:ListNamespaces",
+    "redshift-serverless:GetWorkgroup",
+    "redshift-serverless:GetNamespace",
+    "redshift-data:DescribeStatement",
+    "redshift-data:GetStatementResult",
+    "redshift-data:CancelStatement",
+}
+
+# The operations the adapters name in their errors (aws_error("service:Operation", e)) are the
+# calls they make; those of the reader's services must be exactly the "code" actions above.
+called = set()
+for rs in sorted((root / "src/aws").glob("*.rs")):
+    called |= set(re.findall(r'"((?:redshift|redshift-data|redshift-serverless):[A-Za-z]+)"', rs.read_text()))
+code_actions = {a for a, (kind, _, _) in READER_ACTIONS.items() if kind == "code"}
+if not called:
+    errors.append("found no redshift, redshift-data or redshift-serverless operation in src/aws/*.rs")
+elif called != code_actions:
+    errors.append(
+        f"src/aws/*.rs calls {sorted(called - code_actions)} not in READER_ACTIONS, "
+        f"and READER_ACTIONS has {sorted(code_actions - called)} the code no longer calls"
+    )
+
+source = yaml_parse(source_path.read_text())
+params = source.get("Parameters", {})
+if "Transform" in source:
+    errors.append("source-account.yaml must be plain CloudFormation (StackSets take no transforms)")
+if set(params) != {"RegistryFunctionRoleArn", "ReaderRoleName", "ExternalId", "IncludeServerless", "AllowDbUserAuth", "AllowSecretsManager"}:
+    errors.append(f"source-account.yaml has parameters {sorted(params)}")
+if "Default" in params.get("RegistryFunctionRoleArn", {}):
+    errors.append("RegistryFunctionRoleArn must have no default: it names the registry's own account")
+main_role_name = yaml_parse(template_path.read_text())["Parameters"]["ReaderRoleName"]
+for key in ("Default", "AllowedPattern"):
+    if params.get("ReaderRoleName", {}).get(key) != main_role_name.get(key):
+        errors.append(f"ReaderRoleName's {key} differs between template.yaml and source-account.yaml")
+role_arn_pattern = params.get("RegistryFunctionRoleArn", {}).get("AllowedPattern", "")
+for arn, ok in [
+    ("arn:aws:iam::123456789012:role/stack-RegistryFunctionRole-ABC123", True),
+    ("arn:aws-us-gov:iam::123456789012:role/service-role/registry", True),
+    ("arn:aws-cn:iam::123456789012:role/registry", True),
+    ("arn:aws:iam::12345678901:role/registry", False),
+    ("arn:aws:iam::123456789012:user/registry", False),
+    ("arn:aws:sts::123456789012:assumed-role/registry/session", False),
+    ("", False),
+]:
+    if bool(re.fullmatch(role_arn_pattern, arn)) != ok:
+        errors.append(f"RegistryFunctionRoleArn's AllowedPattern {'refuses' if ok else 'accepts'} {arn!r}")
+ext_pattern = params.get("ExternalId", {}).get("AllowedPattern", "")
+for ext, ok in [("", True), ("ab", True), ("x" * 1224, True), ("a", False), ("x" * 1225, False), ("a b", False)]:
+    if bool(re.fullmatch(ext_pattern, ext)) != ok:
+        errors.append(f"ExternalId's AllowedPattern {'refuses' if ok else 'accepts'} {ext[:20]!r}")
+
+# StackSets-ready: nothing account-specific, no export that would collide between instances.
+text = source_path.read_text()
+if re.search(r"\b\d{12}\b", text):
+    errors.append("source-account.yaml names a 12-digit account id; use ${AWS::AccountId}")
+for name, out in source.get("Outputs", {}).items():
+    if "Export" in out:
+        errors.append(f"output {name} is exported: StackSet instances would collide")
+if source.get("Outputs", {}).get("ReaderRoleArn", {}).get("Value") != {"Fn::GetAtt": ["ReaderRole", "Arn"]}:
+    errors.append("output ReaderRoleArn must be the role's ARN")
+if [r["Type"] for r in source["Resources"].values()] != ["AWS::IAM::Role"]:
+    errors.append("source-account.yaml must hold exactly one resource, the reader role")
+
+
+def subs(node):
+    """Every Fn::Sub string in the tree."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "Fn::Sub":
+                yield v if isinstance(v, str) else v[0]
+            else:
+                yield from subs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from subs(v)
+
+
+for s in subs(source):
+    if s.startswith("arn:") and not (s.startswith("arn:${AWS::Partition}:") and ":${AWS::AccountId}:" in s):
+        errors.append(f"ARN {s} must use ${{AWS::Partition}} and ${{AWS::AccountId}}")
+
+NO_VALUE = object()
+
+
+def value(node, values):
+    if isinstance(node, dict) and set(node) == {"Ref"} and node["Ref"] in values:
+        return values[node["Ref"]]
+    return node
+
+
+def holds(expr, values, conditions):
+    (fn, args), = expr.items()
+    if fn == "Fn::Equals":
+        return value(args[0], values) == value(args[1], values)
+    if fn == "Fn::Not":
+        return not holds(args[0], values, conditions)
+    if fn == "Fn::And":
+        return all(holds(a, values, conditions) for a in args)
+    if fn == "Fn::Or":
+        return any(holds(a, values, conditions) for a in args)
+    if fn == "Condition":
+        return conditions[args]
+    raise SystemExit(f"check-template.py cannot evaluate {fn} in a condition")
+
+
+def resolve(node, conditions):
+    """The template as CloudFormation sees it under these conditions: Fn::If taken, NoValue gone."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] == "AWS::NoValue":
+            return NO_VALUE
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return resolve(yes if conditions[name] else no, conditions)
+        out = {k: resolve(v, conditions) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v is not NO_VALUE}
+    if isinstance(node, list):
+        return [v for v in (resolve(x, conditions) for x in node) if v is not NO_VALUE]
+    return node
+
+
+def as_list(x):
+    return x if isinstance(x, list) else [x]
+
+
+switches = ["IncludeServerless", "AllowDbUserAuth", "AllowSecretsManager"]
+combinations = list(itertools.product(["true", "false"], ["true", "false"], ["true", "false"], ["", "registry-ext-id"]))
+for *flags, external_id in combinations:
+    values = {p: spec.get("Default") for p, spec in params.items()}
+    values.update(dict(zip(switches, flags)), ExternalId=external_id)
+    values.update({"RegistryFunctionRoleArn": "arn:aws:iam::123456789012:role/registry", "AWS::Partition": "aws"})
+    conditions = {}
+    for name, expr in source.get("Conditions", {}).items():
+        conditions[name] = holds(expr, values, conditions)
+    case = ", ".join(f"{k}={values[k]!r}" for k in switches + ["ExternalId"])
+    role = resolve(source["Resources"]["ReaderRole"], conditions)["Properties"]
+
+    if role.get("RoleName") != {"Ref": "ReaderRoleName"}:
+        errors.append("the role must be named by ReaderRoleName, the name the function assumes")
+    trust = role["AssumeRolePolicyDocument"]["Statement"]
+    expected_condition = {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}} if external_id else None
+    if (
+        len(trust) != 1
+        or trust[0].get("Effect") != "Allow"
+        or trust[0].get("Action") != "sts:AssumeRole"
+        or trust[0].get("Principal") != {"AWS": {"Ref": "RegistryFunctionRoleArn"}}
+        or trust[0].get("Condition") != expected_condition
+    ):
+        errors.append(f"[{case}] trust policy must be sts:AssumeRole by RegistryFunctionRoleArn, with sts:ExternalId when set: {trust}")
+
+    statements = [st for p in role.get("Policies", []) for st in p["PolicyDocument"]["Statement"]]
+    granted = []
+    for st in statements:
+        acts = as_list(st["Action"])
+        granted += acts
+        if st.get("Effect") != "Allow" or "NotAction" in st or "NotResource" in st:
+            errors.append(f"[{case}] statement {st.get('Sid')} must be a plain Allow")
+        if "*" in as_list(st["Resource"]) and not set(acts) <= RESOURCE_STAR_OK:
+            errors.append(f"[{case}] statement {st.get('Sid')} grants {sorted(set(acts) - RESOURCE_STAR_OK)} on *")
+        if "redshift-data:ExecuteStatement" in acts:
+            workgroups = any(":workgroup/" in json.dumps(r) for r in as_list(st["Resource"]))
+            if workgroups != (values["IncludeServerless"] == "true"):
+                errors.append(f"[{case}] ExecuteStatement on workgroups must follow IncludeServerless")
+    expected = sorted(a for a, (_, _, switch) in READER_ACTIONS.items() if switch is None or values[switch] == "true")
+    if sorted(granted) != expected:
+        extra, lacking = sorted(set(granted) - set(expected)), sorted(set(expected) - set(granted))
+        twice = sorted({a for a in granted if granted.count(a) > 1})
+        errors.append(f"[{case}] the reader role allows {extra} beyond the code's needs, lacks {lacking}, repeats {twice}")
+
+# The README describes the role from the template, not a second copy: every action in its table.
+readme = (root / "README.md").read_text()
+missing = [a for a in READER_ACTIONS if f"`{a}`" not in readme]
+if "source-account.yaml" not in readme or missing:
+    errors.append(f"README must point to source-account.yaml and name every action it grants; missing {missing}")
+
 if errors:
     sys.exit("template check failed:\n- " + "\n- ".join(errors))
 print("template: cfn-lint clean; SAM transform ok; schedule payload, runtime and IAM scope as expected")
+print(
+    f"source-account.yaml: cfn-lint clean; exactly the {len(READER_ACTIONS)} actions the code can use, each under its "
+    f"switch, in all {len(combinations)} parameter combinations; trust, ARNs and outputs StackSets-ready"
+)

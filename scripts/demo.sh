@@ -43,6 +43,24 @@ cluster() { # account region id node-type tags...
     --tags "$@" >/dev/null
 }
 
+# The demo owns accounts 111111111111 and 222222222222 (the tests use accounts of their own): a
+# cluster there that the demo does not seed, left in this long-lived moto by something else (an
+# older test run, say), is deleted, so the run shows the demo organisation and nothing more.
+prune() { # account region cluster-to-keep...
+  local account=$1 region=$2 id; shift 2
+  for id in $(as_account "$account" redshift describe-clusters --region "$region" \
+    --query 'Clusters[].ClusterIdentifier' --output text); do
+    [[ $id == None || " $* " == *" $id "* ]] && continue
+    echo "== deleting cluster $id of account $account in $region: not part of the demo" >&2
+    as_account "$account" redshift delete-cluster --region "$region" --cluster-identifier "$id" \
+      --skip-final-cluster-snapshot >/dev/null
+  done
+}
+prune 111111111111 us-east-1 sales marketing
+prune 111111111111 eu-west-1 finance-eu
+prune 111111111111 ap-southeast-2
+prune 222222222222 us-east-1 sales archive
+
 cluster 111111111111 us-east-1 sales ra3.xlplus Key=team,Value=sales Key=env,Value=prod
 cluster 111111111111 us-east-1 marketing ra3.xlplus Key=team,Value=marketing
 cluster 111111111111 eu-west-1 finance-eu ra3.4xlarge Key=team,Value=finance
@@ -66,11 +84,12 @@ export REGISTRY_CONFIG='{
   ]
 }'
 cargo build --quiet --bin redshift-registry
-echo "== redshift-registry --event events/scheduled.json" >&2
+echo "== redshift-registry --event events/scheduled.json (the report on stdout, then a summary on stderr)" >&2
 ./target/debug/redshift-registry --event events/scheduled.json | tee .run/demo-report.json
 echo >&2
 echo "== what it wrote to s3://$bucket/redshift/ (the report above is runs/<runId>.json)" >&2
 aws s3 ls --recursive "s3://$bucket/redshift/index/" >&2
 echo "== one manifest: sales.orders of cluster sales in account 111111111111" >&2
-key=$(aws s3api list-objects-v2 --bucket "$bucket" --prefix "redshift/datasets/111111111111/us-east-1/cluster/sales/dev/sales/orders/" --query 'Contents[0].Key' --output text)
+# orders.json, or orders/<sha256>.json in the layout before issue 9.
+key=$(aws s3api list-objects-v2 --bucket "$bucket" --prefix "redshift/datasets/111111111111/us-east-1/cluster/sales/dev/sales/orders" --query 'Contents[0].Key' --output text)
 aws s3 cp "s3://$bucket/$key" - >&2

@@ -4,10 +4,12 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${REGISTRY_VENV:-$root/.venv}"
 
-# Pinned: moto >= 5.2.5 fixes S3 checksums and timestamps; cargo-lambda ships its binary in the wheel.
+# Pinned: moto >= 5.2.5 fixes S3 checksums and timestamps; cargo-lambda ships its binary in the wheel,
+# and cross-compiles the arm64 Lambda artifact with Zig (the ziglang wheel ships it too).
 py_pins=(
   "moto[server]==5.2.5"
   "cargo-lambda==1.9.2"
+  "ziglang==0.17.1"
   "cfn-lint==1.58.0"
   "awscli==1.46.3"
   "aws-sam-translator==1.115.0"
@@ -26,10 +28,14 @@ if [ "$missing" = 1 ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${py_pins[@]}"
 fi
 
-# PostgreSQL server binaries back the Data API emulator; curl waits for the services.
+# PostgreSQL server binaries back the Data API emulator; curl waits for the services. qemu-user
+# and the aarch64 C library run the arm64 Lambda artifact, and file checks it (make deploy-check).
 debs=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || debs+=(postgresql)
 command -v curl >/dev/null 2>&1 || debs+=(curl)
+command -v qemu-aarch64 >/dev/null 2>&1 || debs+=(qemu-user)
+[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || debs+=(libc6-arm64-cross)
+command -v file >/dev/null 2>&1 || debs+=(file)
 if [ ${#debs[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
 fi

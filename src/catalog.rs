@@ -2,6 +2,8 @@
 //! reports. Everything is kept sorted (datasets by schema and name, columns by position) so
 //! the same warehouse always gives the same model.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Which warehouse a catalog belongs to.
@@ -139,6 +141,124 @@ impl Column {
             encoding: None,
             description: None,
             partition_key: false,
+        }
+    }
+}
+
+/// A provisioned cluster as the control plane describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    pub cluster_identifier: String,
+    pub cluster_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_arn: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub address: String,
+    pub port: i32,
+}
+
+impl Cluster {
+    /// Why the Data API cannot query this cluster now, if it cannot. ClusterAvailabilityStatus is
+    /// the better gate ("Available", "Maintenance", ...); older responses and emulators only
+    /// carry ClusterStatus, so that is the fallback. A busy cluster is tried.
+    pub fn unavailable_reason(&self) -> Option<String> {
+        match &self.availability {
+            Some(a) if a.eq_ignore_ascii_case("available") || self.busy().is_some() => None,
+            Some(a) => Some(format!(
+                "cluster availability is {a:?} (status {:?}); it is read again once available",
+                self.cluster_status
+            )),
+            None if self.cluster_status.eq_ignore_ascii_case("available") => None,
+            None => Some(format!("cluster status is {:?}; it is read again once available", self.cluster_status)),
+        }
+    }
+}
+
+impl Cluster {
+    /// `Modifying` or `Maintenance`: "intermittently available for queries" (Redshift API
+    /// reference, ClusterAvailabilityStatus), so worth a try, and a failure there is no fault.
+    pub fn busy(&self) -> Option<&str> {
+        self.availability
+            .as_deref()
+            .filter(|a| a.eq_ignore_ascii_case("modifying") || a.eq_ignore_ascii_case("maintenance"))
+    }
+}
+
+/// A Redshift Serverless workgroup with its namespace's default database.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workgroup {
+    pub workgroup_name: String,
+    pub status: String,
+    pub namespace_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workgroup_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_arn: Option<String>,
+}
+
+/// A provisioned cluster or a Serverless workgroup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Warehouse {
+    Cluster(Cluster),
+    Workgroup(Workgroup),
+}
+
+impl Warehouse {
+    pub fn id(&self) -> WarehouseId {
+        match self {
+            Self::Cluster(c) => WarehouseId::ClusterIdentifier(c.cluster_identifier.clone()),
+            Self::Workgroup(w) => WarehouseId::WorkgroupName(w.workgroup_name.clone()),
+        }
+    }
+
+    /// The database the Data API logs in to for warehouse-wide statements.
+    pub fn default_database(&self) -> &str {
+        let name = match self {
+            Self::Cluster(c) => c.database_name.as_deref(),
+            Self::Workgroup(w) => w.database_name.as_deref(),
+        };
+        name.unwrap_or("dev")
+    }
+
+    /// The cluster's tags, which become every dataset's labels.
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        match self {
+            Self::Cluster(c) => c.tags.clone(),
+            Self::Workgroup(_) => BTreeMap::new(),
+        }
+    }
+
+    pub fn busy(&self) -> Option<&str> {
+        match self {
+            Self::Cluster(c) => c.busy(),
+            Self::Workgroup(_) => None,
+        }
+    }
+
+    pub fn unavailable_reason(&self) -> Option<String> {
+        match self {
+            Self::Cluster(c) => c.unavailable_reason(),
+            Self::Workgroup(w) if w.status.eq_ignore_ascii_case("available") => None,
+            Self::Workgroup(w) => Some(format!("workgroup status is {:?}; it is read again once available", w.status)),
         }
     }
 }

@@ -16,6 +16,9 @@ use serde::Deserialize;
 pub struct Config {
     #[serde(default)]
     pub output: Output,
+    /// Formats beside the manifests, each off unless present.
+    #[serde(default)]
+    pub outputs: Outputs,
     #[serde(default)]
     pub role_name: Option<String>,
     #[serde(default)]
@@ -138,6 +141,47 @@ pub struct Output {
     #[serde(default)]
     pub prefix: String,
 }
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Outputs {
+    #[serde(default)]
+    pub backstage: Option<BackstageOutput>,
+}
+
+/// Backstage catalog entities: a `Resource` per warehouse and per dataset.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackstageOutput {
+    /// Under `output.prefix`; a folder of its own, apart from `datasets/`, `index/`, `runs/`.
+    #[serde(default = "backstage_prefix")]
+    pub prefix: String,
+    /// The owner of every entity, unless the warehouse's `owner_tag` names a valid one.
+    pub owner: String,
+    /// A warehouse tag whose value, when an entity ref, owns that warehouse's entities.
+    #[serde(default)]
+    pub owner_tag: Option<String>,
+    #[serde(default)]
+    pub system: Option<String>,
+}
+
+fn backstage_prefix() -> String {
+    "backstage/".into()
+}
+
+/// Backstage's entity ref, `[kind:][namespace/]name` (catalog-model: the name rule of
+/// `metadata.name`, 1-63 characters; the namespace a lowercase DNS label).
+static ENTITY_REF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:[A-Za-z][A-Za-z0-9]*:)?(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?/)?([A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+        .unwrap()
+});
+
+pub fn is_entity_ref(s: &str) -> bool {
+    ENTITY_REF.captures(s).is_some_and(|c| c[1].len() <= 63)
+}
+
+/// The folders the manifest output owns under `output.prefix`.
+const RESERVED_FOLDERS: [&str; 3] = ["datasets/", "index/", "runs/"];
 
 /// One AWS account. `regions` ("option 1") discovers every cluster of those regions; `clusters`
 /// ("option 2") reads only the named ones.
@@ -349,6 +393,29 @@ fn check_named<T: Named>(bad: &mut impl FnMut(String, String), at: &str, items: 
     }
 }
 
+fn check_backstage(bad: &mut impl FnMut(String, String), b: &BackstageOutput) {
+    let at = "$.outputs.backstage";
+    if b.prefix.is_empty() {
+        bad(format!("{at}.prefix"), "empty: name a folder under output.prefix, like \"backstage/\"".into());
+    } else if let Some(r) = RESERVED_FOLDERS.iter().find(|r| b.prefix.starts_with(**r) || r.starts_with(&b.prefix)) {
+        bad(
+            format!("{at}.prefix"),
+            format!("{:?} overlaps {r}, which the manifests use; choose another folder", b.prefix),
+        );
+    }
+    for (key, value) in [("owner", Some(&b.owner)), ("system", b.system.as_ref())] {
+        if let Some(v) = value.filter(|v| !is_entity_ref(v)) {
+            bad(
+                format!("{at}.{key}"),
+                format!("{v:?} is not a Backstage entity ref like \"group:default/data-platform\""),
+            );
+        }
+    }
+    if b.owner_tag.as_ref().is_some_and(|t| t.is_empty()) {
+        bad(format!("{at}.ownerTag"), "empty: name a cluster tag or remove the key".into());
+    }
+}
+
 /// Why `region` cannot be visited from a function in `partition`, if it cannot.
 fn region_problem(region: &str, partition: &str) -> Option<String> {
     if !REGION.is_match(region) {
@@ -408,6 +475,9 @@ impl Config {
         };
         self.partition = partition_of(defaults.region.as_deref().unwrap_or("us-east-1")).to_string();
         self.output.prefix = normalise_prefix(&self.output.prefix);
+        if let Some(b) = &mut self.outputs.backstage {
+            b.prefix = normalise_prefix(&b.prefix);
+        }
         let default_prefix = defaults.prefix.as_deref().map(normalise_prefix);
         merge(&mut self.output.bucket, &defaults.bucket, "$.output.bucket", "REGISTRY_OUTPUT_BUCKET");
         merge(&mut self.output.prefix, &default_prefix, "$.output.prefix", "REGISTRY_OUTPUT_PREFIX");
@@ -525,6 +595,9 @@ impl Config {
             if let Some(workgroups) = &s.workgroups {
                 check_named(&mut bad, &at, workgroups, &s.account_id, &self.partition);
             }
+        }
+        if let Some(b) = &self.outputs.backstage {
+            check_backstage(&mut bad, b);
         }
         let l = &self.limits;
         for (name, value, max) in [

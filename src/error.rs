@@ -82,15 +82,6 @@ impl Failure {
         }
     }
 
-    pub fn from_read(error: &crate::read::ReadError, warehouse: &crate::catalog::WarehouseId) -> Self {
-        let (kind, code) = match error {
-            crate::read::ReadError::Aws(e) => (e.kind, e.code.clone()),
-            crate::read::ReadError::Deadline => (ErrorKind::Deadline, "Deadline".to_string()),
-            other => (ErrorKind::Other, other.kind().to_string()),
-        };
-        Self { kind, code, message: error.to_string(), hint: error.hint(warehouse) }
-    }
-
     pub fn new(error: &AwsError, hint: String) -> Self {
         Self {
             kind: error.kind,

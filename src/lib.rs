@@ -9,12 +9,16 @@
 //! - [`run`]: the invocation end to end over small ports, with [`aws`] as their adapters.
 
 pub mod aws;
+pub mod backstage;
 pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod manifest;
+pub mod metrics;
+pub mod outputs;
 pub mod plan;
+pub mod ports;
 pub mod publish;
 pub mod read;
 pub mod report;

@@ -1,7 +1,11 @@
 //! The binary edge: under Lambda it serves the Runtime API; elsewhere it runs one invocation
 //! from `--event FILE` (or stdin) and prints the report.
+//!
+//! Every invocation that produced a report ends with its metrics record (`metrics.rs`): on
+//! stdout under Lambda, where CloudWatch Logs extracts it; outside Lambda on stderr, and only
+//! with `REGISTRY_EMF=1`, since stdout is the JSON report there.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
@@ -9,7 +13,8 @@ use anyhow::Context;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use redshift_registry::aws::{self, S3Objects, StsPlatform};
 use redshift_registry::config::{ConfigSource, DeploymentDefaults};
-use redshift_registry::report::{Report, RunStatus};
+use redshift_registry::metrics::Emf;
+use redshift_registry::report::{self, Report, RunStatus};
 use redshift_registry::run::{self, InvocationError};
 use serde_json::Value;
 
@@ -42,9 +47,12 @@ fn init_tracing(lambda: bool) {
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match (json, lambda) {
-        (true, _) => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).init(),
+        (true, _) => {
+            builder.json().flatten_event(true).with_current_span(true).with_span_list(true).with_ansi(false).init()
+        }
         (false, true) => builder.without_time().with_ansi(false).init(),
-        (false, false) => builder.init(),
+        // Colours only for a person at a terminal: a redirected log stays plain text.
+        (false, false) => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
@@ -72,10 +80,15 @@ async fn serve() -> anyhow::Result<ExitCode> {
             Some(left) => tracing::info!(seconds_left = left.as_secs_f64(), "invocation started"),
             None => tracing::warn!("invocation started without a deadline; running to the end"),
         }
-        function
+        let report = function
             .invoke(&event.payload, left.map(|left| Instant::now() + left))
             .await
-            .map_err(|e| Diagnostic { error_type: e.error_type().to_string(), error_message: e.to_string() })
+            .map_err(|e| Diagnostic { error_type: e.error_type().to_string(), error_message: e.to_string() })?;
+        // Straight to stdout, not through tracing: no subscriber filter may drop it.
+        if let Err(e) = Emf::from_env().write(&report, std::io::stdout().lock()) {
+            tracing::error!(error = %e, "the metrics record could not be written");
+        }
+        Ok::<_, Diagnostic>(report)
     }))
     .await
     .map_err(|e| anyhow::anyhow!(e))?;
@@ -84,8 +97,9 @@ async fn serve() -> anyhow::Result<ExitCode> {
 
 const USAGE: &str = "usage: redshift-registry [--event FILE]   (the event is read from stdin without --event)";
 
-/// One invocation outside Lambda. Exit 0 when the run completed (succeeded or partial), 1 when
-/// it could not run or failed as a whole.
+/// One invocation outside Lambda: the JSON report on stdout, a short summary for a person on
+/// stderr (and the metrics record after it with `REGISTRY_EMF=1`). Exit 0 when the run
+/// completed (succeeded or partial), 1 when it could not run or failed as a whole.
 async fn once() -> anyhow::Result<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let text = match args.as_slice() {
@@ -102,5 +116,9 @@ async fn once() -> anyhow::Result<ExitCode> {
     let payload: Value = serde_json::from_str(&text).context("the event is not JSON")?;
     let report = Function::from_env().await.invoke(&payload, None).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    eprint!("{}", report::human_summary(&report));
+    if std::env::var("REGISTRY_EMF").is_ok_and(|v| v == "1") {
+        Emf::from_env().write(&report, std::io::stderr().lock())?;
+    }
     Ok(if report.status == RunStatus::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -6,12 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-
 use crate::catalog::{DatabaseCatalog, Dataset, DatasetKind, WarehouseCatalog, WarehouseId};
-
-pub const API_VERSION: &str = "redshift-registry/v1";
+use crate::publish::{
+    encode_segment, sha256_hex, warehouse_path, File, Format, IndexEntry, API_VERSION, MAX_KEY_BYTES,
+};
+use crate::report::MANIFESTS;
+use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -125,74 +125,17 @@ impl Manifest<'_> {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// S3 keys are at most 1024 bytes of UTF-8.
-pub const MAX_KEY_BYTES: usize = 1024;
-
-/// One key segment for a name, reversibly: letters and digits of any script, `-` and `_` stay;
-/// every other byte becomes `%XX` (so `/`, `.`, spaces, quotes and control characters never
-/// reach the key); the empty name is `~`, which no other name can give.
-pub fn encode_segment(name: &str) -> String {
-    if name.is_empty() {
-        return "~".to_string();
-    }
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        if c.is_alphanumeric() && !c.is_control() || c == '-' || c == '_' {
-            out.push(c);
-        } else {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    out
-}
-
-/// The name a segment stands for; `None` for text [`encode_segment`] cannot produce.
-pub fn decode_segment(segment: &str) -> Option<String> {
-    if segment == "~" {
-        return Some(String::new());
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = segment.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Where everything of one output prefix lives:
 ///
-/// - `{prefix}datasets/{account}/{region}/{cluster|workgroup}/{name}/{database}/{schema}/{table}/{sha256}.json`
+/// - `{prefix}datasets/{account}/{region}/{cluster|workgroup}/{name}/{database}/{schema}/{table}.json`
 /// - `{prefix}index/{account}/{region}/{cluster|workgroup}/{name}.json`
 /// - `{prefix}runs/{runId}.json`
 ///
-/// Names are encoded with [`encode_segment`]. A dataset's manifest is named by its content hash,
-/// so a new version never overwrites the one the committed index points to.
+/// Names are encoded with [`encode_segment`], which never yields `.`, so `{table}.json` cannot
+/// meet a segment of another name.
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub prefix: String,
-}
-
-fn warehouse_path(account: &str, region: &str, warehouse: &WarehouseId) -> String {
-    let kind = match warehouse {
-        WarehouseId::ClusterIdentifier(_) => "cluster",
-        WarehouseId::WorkgroupName(_) => "workgroup",
-    };
-    format!("{account}/{region}/{kind}/{}", encode_segment(warehouse.name()))
 }
 
 impl Layout {
@@ -201,10 +144,10 @@ impl Layout {
         format!("{}datasets/{}/", self.prefix, warehouse_path(account, region, warehouse))
     }
 
-    /// A dataset's versions are under this prefix. Names so long and so full of punctuation that
-    /// the key would pass 1024 bytes are replaced by a hash of the three names (the manifest and
-    /// the index still carry the names).
-    pub fn dataset_prefix(
+    /// A dataset's manifest: one object at a stable key, overwritten when its content changes.
+    /// Names so long and so full of punctuation that the key would pass 1024 bytes are replaced
+    /// by a hash of the three names (the manifest and the index still carry the names).
+    pub fn dataset_key(
         &self,
         account: &str,
         region: &str,
@@ -215,12 +158,11 @@ impl Layout {
     ) -> String {
         let base = self.datasets_prefix(account, region, warehouse);
         let readable =
-            format!("{base}{}/{}/{}/", encode_segment(database), encode_segment(schema), encode_segment(table));
-        // 64 hex + ".json"
-        if readable.len() + 69 <= MAX_KEY_BYTES {
+            format!("{base}{}/{}/{}.json", encode_segment(database), encode_segment(schema), encode_segment(table));
+        if readable.len() <= MAX_KEY_BYTES {
             readable
         } else {
-            format!("{base}~hashed/{}/", sha256_hex(format!("{database}\0{schema}\0{table}").as_bytes()))
+            format!("{base}~hashed/{}.json", sha256_hex(format!("{database}\0{schema}\0{table}").as_bytes()))
         }
     }
 
@@ -238,9 +180,54 @@ impl Layout {
     }
 }
 
+/// The manifest format, `redshift-registry/v1`: one JSON file per dataset.
+pub struct ManifestFormat {
+    pub layout: Layout,
+    index_root: String,
+}
+
+impl ManifestFormat {
+    pub fn new(layout: Layout) -> Self {
+        let index_root = format!("{}index/", layout.prefix);
+        Self { layout, index_root }
+    }
+}
+
+impl Format for ManifestFormat {
+    const NAME: &'static str = MANIFESTS;
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn index_root(&self) -> &str {
+        &self.index_root
+    }
+
+    fn warehouse_prefix(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String {
+        self.layout.datasets_prefix(account, region, warehouse)
+    }
+
+    fn files(&self, catalog: &WarehouseCatalog, _notes: &mut Vec<String>) -> Vec<File> {
+        let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
+        let mut files = Vec::new();
+        for db in &catalog.databases {
+            for d in &db.datasets {
+                let key = self.layout.dataset_key(account, region, warehouse, &db.name, &d.schema, &d.name);
+                let name = dataset_name(&db.name, &d.schema, &d.name);
+                let bytes = build(catalog, db, d).to_bytes();
+                files.push(File::new(&db.name, Some(&d.schema), Some(&d.name), name, key, bytes));
+            }
+        }
+        files
+    }
+
+    fn keeps(&self, database: &DatabaseCatalog, entry: &IndexEntry) -> bool {
+        entry.schema.as_deref().is_some_and(|s| database.unconfirmed.covers(s))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::decode_segment;
 
     #[test]
     fn segments_round_trip_and_stay_distinct() {
@@ -299,8 +286,8 @@ mod tests {
                 assert_eq!(other, name, "two names share {e:?}");
             }
             let long = name.repeat(127 / name.len().max(1)).chars().take(127).collect::<String>();
-            let key = layout.dataset_prefix("111111111111", "us-east-1", &wh, &long, &long, &long);
-            assert!(key.len() + 69 <= MAX_KEY_BYTES, "{} bytes", key.len());
+            let key = layout.dataset_key("111111111111", "us-east-1", &wh, &long, &long, &long);
+            assert!(key.len() <= MAX_KEY_BYTES, "{} bytes", key.len());
         }
     }
 

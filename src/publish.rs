@@ -1,23 +1,90 @@
-//! Stage 4b: manifests out, as one atomic snapshot per warehouse.
+//! Stage 4: the outputs. Each format (manifests, Backstage entities) turns a warehouse's catalog
+//! into files; one commit protocol, shared by all, makes them an atomic snapshot per warehouse:
 //!
-//! Per warehouse: read the committed index; write the manifests that changed (a manifest's key
-//! holds its content hash, so the committed versions are never overwritten); then write the new
-//! index, the commit point; then delete what the new index no longer references. Nothing of a
-//! database whose read failed is dropped: its entries are carried into the new index. A failed
-//! write stops the warehouse before its commit, and nothing is deleted.
+//! 1. read the format's committed index of the warehouse;
+//! 2. write the files whose content changed (every file has a stable key, so a listing of the
+//!    prefix shows exactly one object per dataset);
+//! 3. write the new index, the commit point, with every file's key and sha256;
+//! 4. delete what the new index no longer references.
+//!
+//! Nothing of a database whose read failed is dropped: its entries are carried into the new
+//! index, and so are those the format keeps for parts of a database that could not be
+//! confirmed. A failed write stops the warehouse before its commit, and nothing is deleted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use futures::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::catalog::{WarehouseCatalog, WarehouseId};
-use crate::error::{AwsError, ErrorKind};
-use crate::manifest::{self, decode_segment, Layout};
-use crate::run::ObjectStore;
+use sha2::{Digest, Sha256};
 
-/// The commit point of one warehouse: every dataset with its manifest's key and hash.
+use crate::catalog::{DatabaseCatalog, WarehouseCatalog, WarehouseId};
+use crate::error::{AwsError, ErrorKind};
+use crate::ports::ObjectStore;
+use crate::report::{PublishReport, RemovedWarehouse};
+
+/// The version of every file format and index this crate writes.
+pub const API_VERSION: &str = "redshift-registry/v1";
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// S3 keys are at most 1024 bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// One key segment for a name, reversibly: letters and digits of any script, `-` and `_` stay;
+/// every other byte becomes `%XX` (so `/`, `.`, spaces, quotes and control characters never
+/// reach the key); the empty name is `~`, which no other name can give.
+pub fn encode_segment(name: &str) -> String {
+    if name.is_empty() {
+        return "~".to_string();
+    }
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_alphanumeric() && !c.is_control() || c == '-' || c == '_' {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// The name a segment stands for; `None` for text [`encode_segment`] cannot produce.
+pub fn decode_segment(segment: &str) -> Option<String> {
+    if segment == "~" {
+        return Some(String::new());
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn warehouse_path(account: &str, region: &str, warehouse: &WarehouseId) -> String {
+    let kind = match warehouse {
+        WarehouseId::ClusterIdentifier(_) => "cluster",
+        WarehouseId::WorkgroupName(_) => "workgroup",
+    };
+    format!("{account}/{region}/{kind}/{}", encode_segment(warehouse.name()))
+}
+
+/// The commit point of one warehouse in one format: every file with its key and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WarehouseIndex {
@@ -32,44 +99,68 @@ pub struct WarehouseIndex {
     pub datasets: Vec<IndexEntry>,
 }
 
+/// One file of a snapshot: a dataset's manifest, or a file of entities of one database.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IndexEntry {
     pub database: String,
-    pub schema: String,
-    pub table: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// What the file stands for: `database.schema.table` for a manifest.
     pub name: String,
     pub key: String,
     pub sha256: String,
 }
 
-/// What publishing one warehouse did (or, in a dry run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PublishReport {
-    pub index_key: String,
-    pub committed: bool,
-    pub written: usize,
-    pub unchanged: usize,
-    pub removed: usize,
-    /// Versions older than the previous index's, deleted after the commit.
-    pub superseded: usize,
-    /// Datasets kept from the previous index because their database, or the part of it they
-    /// belong to (an external schema), could not be read.
-    pub kept: usize,
-    /// Dataset names written and removed, listed in dry runs.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub would_write: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub would_remove: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+/// A file a format made, ready to commit.
+pub struct File {
+    pub entry: IndexEntry,
+    pub bytes: Vec<u8>,
 }
 
-pub struct Publisher<'a, S> {
+impl File {
+    pub fn new(
+        database: &str,
+        schema: Option<&str>,
+        table: Option<&str>,
+        name: String,
+        key: String,
+        bytes: Vec<u8>,
+    ) -> Self {
+        let entry = IndexEntry {
+            database: database.to_string(),
+            schema: schema.map(str::to_string),
+            table: table.map(str::to_string),
+            name,
+            key,
+            sha256: sha256_hex(&bytes),
+        };
+        Self { entry, bytes }
+    }
+}
+
+/// A format: the files one warehouse becomes, and where its indexes live.
+pub trait Format: Send + Sync {
+    const NAME: &'static str;
+    /// Where the format's indexes are: `{root}{account}/{region}/{kind}/{name}.json`.
+    fn index_root(&self) -> &str;
+    /// Every file of a warehouse is under this prefix.
+    fn warehouse_prefix(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String;
+    /// The files of the databases read, with notes for the report.
+    fn files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>) -> Vec<File>;
+    /// Whether a previous entry of a database that was read, and that this read did not
+    /// produce, is kept: the read could not confirm it gone.
+    fn keeps(&self, database: &DatabaseCatalog, entry: &IndexEntry) -> bool;
+    const CONTENT_TYPE: &'static str;
+}
+
+/// One format's snapshots in one bucket, for one run.
+pub struct Snapshots<'a, S, F> {
     pub store: &'a S,
     pub bucket: &'a str,
-    pub layout: &'a Layout,
+    pub format: F,
     pub run_id: &'a str,
     pub committed_at: &'a str,
     pub dry_run: bool,
@@ -84,7 +175,11 @@ enum Previous {
     Unreadable(String),
 }
 
-impl<S: ObjectStore> Publisher<'_, S> {
+fn index_key(root: &str, account: &str, region: &str, warehouse: &WarehouseId) -> String {
+    format!("{root}{}.json", warehouse_path(account, region, warehouse))
+}
+
+impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     async fn previous(&self, key: &str) -> Result<Previous, AwsError> {
         match self.store.get(self.bucket, key).await {
             Ok(bytes) => Ok(match serde_json::from_slice::<WarehouseIndex>(&bytes) {
@@ -109,10 +204,11 @@ impl<S: ObjectStore> Publisher<'_, S> {
         }
     }
 
+    /// Commits one warehouse's snapshot; what it did, or why it stopped, is in the report.
     pub async fn warehouse(&self, catalog: &WarehouseCatalog) -> PublishReport {
         let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
-        let index_key = self.layout.index_key(account, region, warehouse);
-        let mut report = PublishReport { index_key: index_key.clone(), ..PublishReport::default() };
+        let index_key = index_key(self.format.index_root(), account, region, warehouse);
+        let mut report = PublishReport { output: F::NAME, index_key: index_key.clone(), ..PublishReport::default() };
         let previous = match self.previous(&index_key).await {
             Ok(p) => p,
             Err(e) => {
@@ -125,75 +221,23 @@ impl<S: ObjectStore> Publisher<'_, S> {
             Previous::Read(index) => &index.datasets,
             _ => &[],
         };
-        let old_keys: BTreeSet<&str> = old_entries.iter().map(|e| e.key.as_str()).collect();
-        let unread: BTreeSet<&str> = catalog.unread_databases.iter().map(String::as_str).collect();
-
-        // Build every manifest; only those whose key (content hash) is new get written.
-        let mut entries = Vec::new();
-        let mut writes = Vec::new();
-        for db in &catalog.databases {
-            for d in &db.datasets {
-                let bytes = manifest::build(catalog, db, d).to_bytes();
-                let sha256 = manifest::sha256_hex(&bytes);
-                let key = format!(
-                    "{}{sha256}.json",
-                    self.layout.dataset_prefix(account, region, warehouse, &db.name, &d.schema, &d.name)
-                );
-                let entry = IndexEntry {
-                    database: db.name.clone(),
-                    schema: d.schema.clone(),
-                    table: d.name.clone(),
-                    name: manifest::dataset_name(&db.name, &d.schema, &d.name),
-                    key,
-                    sha256,
-                };
-                if old_keys.contains(entry.key.as_str()) {
-                    report.unchanged += 1;
-                } else {
-                    writes.push((entry.key.clone(), entry.name.clone(), bytes));
-                }
-                entries.push(entry);
-            }
-        }
-        // Kept: everything of unread databases, and what a read could not confirm absent.
-        let read_names: BTreeSet<String> = entries.iter().map(|e| e.name.clone()).collect();
-        let unconfirmed = |e: &IndexEntry| {
-            catalog.databases.iter().any(|db| db.name == e.database && db.unconfirmed.covers(&e.schema))
-                && !read_names.contains(&e.name)
-        };
-        for e in old_entries.iter().filter(|e| unread.contains(e.database.as_str()) || unconfirmed(e)) {
-            entries.push(e.clone());
-            report.kept += 1;
-        }
-        entries.sort();
+        let (entries, writes) = self.plan(catalog, old_entries, &mut report);
         let new_names: BTreeSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         let removed: Vec<String> =
             old_entries.iter().filter(|e| !new_names.contains(e.name.as_str())).map(|e| e.name.clone()).collect();
         report.written = writes.len();
         report.removed = removed.len();
-
         if self.dry_run {
-            report.would_write = writes.into_iter().map(|(_, name, _)| name).collect();
+            report.would_write = writes.into_iter().map(|f| f.entry.name).collect();
             report.would_remove = removed;
             return report;
         }
-
-        let failures: Vec<String> = stream::iter(writes)
-            .map(|(key, _, bytes)| async move { self.store.put(self.bucket, &key, bytes, "application/json").await })
-            .buffer_unordered(self.writes_in_parallel)
-            .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
-            .collect()
-            .await;
-        if let Some(first) = failures.first() {
-            report.error = Some(format!(
-                "{} manifests could not be written ({first}); the index was not committed and nothing was removed",
-                failures.len()
-            ));
+        if let Err(e) = self.write_all(writes).await {
+            report.error = Some(e);
             return report;
         }
-
         let index = WarehouseIndex {
-            api_version: manifest::API_VERSION.to_string(),
+            api_version: API_VERSION.to_string(),
             kind: "WarehouseIndex".to_string(),
             account_id: account.clone(),
             region: region.clone(),
@@ -208,66 +252,118 @@ impl<S: ObjectStore> Publisher<'_, S> {
             return report;
         }
         report.committed = true;
-        info!(written = report.written, unchanged = report.unchanged, "warehouse committed");
-
-        if let Previous::Unreadable(why) = &previous {
-            // Without the previous index the datasets of unread databases are unknown: sweep nothing.
-            warn!(why, "the previous index was unreadable; nothing removed this run");
-            report.error = Some(format!("the previous index {index_key} was unreadable ({why}); it was replaced and nothing was removed this run"));
-            return report;
-        }
-        // Kept: what the new index lists, and the previous version of each dataset it still has,
-        // so that a reader holding the previous index can still fetch everything it lists until
-        // the next commit. Dropped datasets go now.
-        let current: BTreeSet<&str> = index.datasets.iter().map(|e| e.name.as_str()).collect();
-        let mut referenced: BTreeSet<&str> = index.datasets.iter().map(|e| e.key.as_str()).collect();
-        referenced.extend(old_entries.iter().filter(|e| current.contains(e.name.as_str())).map(|e| e.key.as_str()));
-        let prefix = self.layout.datasets_prefix(account, region, warehouse);
-        match self.sweep(&prefix, &referenced, &unread).await {
-            Ok(deleted) => report.superseded = deleted.saturating_sub(report.removed),
-            Err(e) => report.error = Some(format!("committed, but old manifests could not be removed: {e}")),
-        }
+        info!(output = F::NAME, written = report.written, unchanged = report.unchanged, "warehouse committed");
+        self.clean(catalog, &previous, &index, &mut report).await;
         report
     }
 
-    /// Deletes what is under `prefix` and not referenced, except objects of unread databases.
-    async fn sweep(
+    /// The new index's entries and the files to write: those whose content changed, then the
+    /// previous entries kept for what could not be read.
+    fn plan(
         &self,
-        prefix: &str,
-        referenced: &BTreeSet<&str>,
-        unread: &BTreeSet<&str>,
-    ) -> Result<usize, AwsError> {
-        let listed = self.store.list(self.bucket, prefix).await?;
-        let doomed: Vec<String> = listed
-            .into_iter()
-            .filter(|key| !referenced.contains(key.as_str()))
-            .filter(|key| {
-                let first = key[prefix.len()..].split('/').next().unwrap_or_default();
-                match decode_segment(first) {
-                    // A hashed key does not say its database: keep it while any database is unread.
-                    _ if first == "~hashed" => unread.is_empty(),
-                    Some(database) => !unread.contains(database.as_str()),
-                    None => false,
-                }
-            })
-            .collect();
-        let n = doomed.len();
-        if n > 0 {
-            self.store.delete(self.bucket, &doomed).await?;
+        catalog: &WarehouseCatalog,
+        old_entries: &[IndexEntry],
+        report: &mut PublishReport,
+    ) -> (Vec<IndexEntry>, Vec<File>) {
+        let old: HashMap<&str, &IndexEntry> = old_entries.iter().map(|e| (e.key.as_str(), e)).collect();
+        let mut entries = Vec::new();
+        let mut writes = Vec::new();
+        for file in self.format.files(catalog, &mut report.notes) {
+            if old.get(file.entry.key.as_str()).is_some_and(|o| o.sha256 == file.entry.sha256) {
+                report.unchanged += 1;
+                entries.push(file.entry);
+            } else {
+                entries.push(file.entry.clone());
+                writes.push(file);
+            }
         }
-        Ok(n)
+        let produced: BTreeSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+        let unread: BTreeSet<&str> = catalog.unread_databases.iter().map(String::as_str).collect();
+        let keeps = |e: &IndexEntry| {
+            unread.contains(e.database.as_str())
+                || !produced.contains(&e.name)
+                    && catalog.databases.iter().any(|db| db.name == e.database && self.format.keeps(db, e))
+        };
+        for e in old_entries.iter().filter(|e| keeps(e)) {
+            entries.push(e.clone());
+            report.kept += 1;
+        }
+        entries.sort();
+        (entries, writes)
     }
 
-    /// Removes every warehouse of a fully discovered region that discovery no longer found.
-    /// Workgroups count as absent only when they could be listed.
-    pub async fn remove_absent(
+    async fn write_all(&self, writes: Vec<File>) -> Result<(), String> {
+        let failures: Vec<String> = stream::iter(writes)
+            .map(|f| async move { self.store.put(self.bucket, &f.entry.key, f.bytes, F::CONTENT_TYPE).await })
+            .buffer_unordered(self.writes_in_parallel)
+            .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
+            .collect()
+            .await;
+        match failures.first() {
+            None => Ok(()),
+            Some(first) => Err(format!(
+                "{} files could not be written ({first}); the index was not committed and nothing was removed",
+                failures.len()
+            )),
+        }
+    }
+
+    /// After the commit: deletes every object under the warehouse that the new index does not
+    /// reference (dropped datasets, a previous layout's keys, leftovers of an interrupted run).
+    /// Without a readable previous index, objects of databases not read cannot be told from
+    /// garbage: then only a complete read sweeps.
+    async fn clean(
+        &self,
+        catalog: &WarehouseCatalog,
+        previous: &Previous,
+        index: &WarehouseIndex,
+        report: &mut PublishReport,
+    ) {
+        let complete =
+            catalog.unread_databases.is_empty() && catalog.databases.iter().all(|d| d.unconfirmed.is_nothing());
+        match previous {
+            Previous::Unreadable(why) => {
+                warn!(why, "the previous index was unreadable; nothing removed this run");
+                report.error = Some(format!(
+                    "the previous index {} was unreadable ({why}); it was replaced and nothing was removed this run",
+                    report.index_key
+                ));
+                return;
+            }
+            Previous::None if !complete => return,
+            _ => {}
+        }
+        let referenced: BTreeSet<&str> = index.datasets.iter().map(|e| e.key.as_str()).collect();
+        let prefix = self.format.warehouse_prefix(&index.account_id, &index.region, &index.warehouse);
+        let swept = async {
+            let doomed: Vec<String> = self
+                .store
+                .list(self.bucket, &prefix)
+                .await?
+                .into_iter()
+                .filter(|k| !referenced.contains(k.as_str()))
+                .collect();
+            if !doomed.is_empty() {
+                self.store.delete(self.bucket, &doomed).await?;
+            }
+            Ok::<usize, AwsError>(doomed.len())
+        };
+        match swept.await {
+            Ok(deleted) => report.cleaned = deleted.saturating_sub(report.removed),
+            Err(e) => report.error = Some(format!("committed, but old files could not be removed: {e}")),
+        }
+    }
+
+    /// Removes every warehouse of a region that a complete discovery no longer found: its index
+    /// first (from then on readers no longer list it), then its files.
+    pub async fn sweep(
         &self,
         account: &str,
         region: &str,
         present: &BTreeSet<WarehouseId>,
         workgroups_listed: bool,
     ) -> Result<Vec<RemovedWarehouse>, AwsError> {
-        let prefix = self.layout.region_index_prefix(account, region);
+        let prefix = format!("{}{account}/{region}/", self.format.index_root());
         let mut removed = Vec::new();
         for key in self.store.list(self.bucket, &prefix).await? {
             let Some(warehouse) = warehouse_of_index_key(&key[prefix.len()..]) else { continue };
@@ -275,29 +371,19 @@ impl<S: ObjectStore> Publisher<'_, S> {
             if present.contains(&warehouse) || unconfirmed {
                 continue;
             }
-            let datasets_prefix = self.layout.datasets_prefix(account, region, &warehouse);
-            let objects = self.store.list(self.bucket, &datasets_prefix).await?;
+            let objects =
+                self.store.list(self.bucket, &self.format.warehouse_prefix(account, region, &warehouse)).await?;
             if !self.dry_run {
-                // The index goes first: from then on the registry no longer lists the warehouse.
                 self.store.delete(self.bucket, std::slice::from_ref(&key)).await?;
                 if !objects.is_empty() {
                     self.store.delete(self.bucket, &objects).await?;
                 }
             }
-            warn!(warehouse = %warehouse.name(), "warehouse no longer exists; its datasets are removed");
+            warn!(output = F::NAME, warehouse = %warehouse.name(), "warehouse no longer exists; its files are removed");
             removed.push(RemovedWarehouse { id: warehouse, objects: objects.len() });
         }
         Ok(removed)
     }
-}
-
-/// A warehouse that discovery no longer finds, and how many of its objects went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RemovedWarehouse {
-    #[serde(flatten)]
-    pub id: WarehouseId,
-    pub objects: usize,
 }
 
 /// `cluster/<name>.json` or `workgroup/<name>.json`, relative to a region's index prefix.

@@ -3,11 +3,12 @@
 
 use serde::Serialize;
 
-use crate::catalog::{DatabaseKind, WarehouseId};
+use crate::catalog::{DatabaseKind, Warehouse, WarehouseId};
 use crate::error::{AwsError, ErrorKind, Failure};
 use crate::event::{Scope, Trigger};
-use crate::plan::Warehouse;
-use crate::publish::{PublishReport, RemovedWarehouse};
+
+/// The name of the manifest output, whose counts are the run's dataset counts.
+pub const MANIFESTS: &str = "manifests";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,9 +138,48 @@ pub struct WarehouseReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
     pub databases: Vec<DatabaseReport>,
-    /// What was written to S3 (or would be, in a dry run).
+    /// What each output wrote to S3 (or would, in a dry run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PublishReport>,
+}
+
+/// What publishing one warehouse did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishReport {
+    /// Which output: `manifests` or `backstage`.
+    pub output: &'static str,
+    pub index_key: String,
+    pub committed: bool,
+    pub written: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    /// Objects no index referenced (a previous layout's keys, leftovers of an interrupted
+    /// run), deleted after the commit.
+    pub cleaned: usize,
+    /// Datasets kept from the previous index because their database, or the part of it they
+    /// belong to (an external schema), could not be read.
+    pub kept: usize,
+    /// Dataset names written and removed, listed in dry runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_write: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_remove: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub publish: Option<PublishReport>,
+    pub error: Option<String>,
+    /// What the output made of the catalog that a reader should know (an owner tag that is not
+    /// an entity ref...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A warehouse that discovery no longer finds, and how many of its objects went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedWarehouse {
+    #[serde(flatten)]
+    pub id: WarehouseId,
+    pub objects: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -166,7 +206,7 @@ impl WarehouseReport {
             details: Some(warehouse),
             error: None,
             databases: Vec::new(),
-            publish: None,
+            publish: Vec::new(),
         }
     }
 
@@ -187,12 +227,17 @@ impl WarehouseReport {
             details: None,
             error: None,
             databases: Vec::new(),
-            publish: None,
+            publish: Vec::new(),
         }
     }
 }
 
 impl WarehouseReport {
+    /// What the output named `output` did with this warehouse.
+    pub fn published(&self, output: &str) -> Option<&PublishReport> {
+        self.publish.iter().find(|p| p.output == output)
+    }
+
     /// A busy cluster whose read failed is skipped, like a paused one: a state, not a fault, and
     /// nothing of it is published or removed. True when it was.
     pub fn skip_if_busy(&mut self, warehouse: &Warehouse) -> bool {
@@ -235,11 +280,13 @@ impl Report {
                     }
                     let skipped = w.state == WarehouseState::Skipped;
                     c.warehouses_failed += usize::from(w.error.is_some() && !skipped);
-                    if let Some(p) = &w.publish {
-                        c.datasets_written += p.written;
-                        c.datasets_unchanged += p.unchanged;
-                        c.datasets_removed += p.removed;
+                    for p in &w.publish {
                         c.publish_failed += usize::from(p.error.is_some());
+                        if p.output == MANIFESTS {
+                            c.datasets_written += p.written;
+                            c.datasets_unchanged += p.unchanged;
+                            c.datasets_removed += p.removed;
+                        }
                     }
                     for d in &w.databases {
                         c.databases += 1;
@@ -322,4 +369,103 @@ fn region_or_account_hint(error: &AwsError) -> String {
         ErrorKind::Unreachable => "the endpoint did not answer; check network access to AWS from the function".into(),
         _ => format!("AWS answered {}; see the message", error.code),
     }
+}
+
+/// A short account of the run for a person at a terminal: one line per account and region
+/// (warehouses, datasets, written), then every failure with its hint. The CLI prints it on
+/// stderr after the JSON report.
+pub fn human_summary(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let status = match report.status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Partial => "partial",
+        RunStatus::Failed => "failed",
+    };
+    let dry = if report.dry_run { " (dry run: nothing was written or removed)" } else { "" };
+    let _ = writeln!(out, "run {}: {status}{dry}", report.run_id);
+    let written_word = if report.dry_run { "would write" } else { "written" };
+    let mut failures: Vec<(String, String)> = Vec::new();
+    for a in &report.accounts {
+        if let Some(e) = &a.error {
+            let _ = writeln!(out, "  account {}: not reached ({})", a.account_id, e.code);
+            failures.push((format!("account {}: {}: {}", a.account_id, e.code, e.message), e.hint.clone()));
+        }
+        for r in &a.regions {
+            let here = format!("account {} {}", a.account_id, r.region);
+            if let Some(e) = &r.error {
+                let _ = writeln!(out, "  {here}: not read ({})", e.code);
+                failures.push((format!("{here}: {}: {}", e.code, e.message), e.hint.clone()));
+            } else {
+                let warehouses = r.warehouses.len();
+                let skipped = r.warehouses.iter().filter(|w| w.state == WarehouseState::Skipped).count();
+                let datasets: usize = r.warehouses.iter().flat_map(|w| &w.databases).map(|d| d.datasets).sum();
+                let written: usize = r
+                    .warehouses
+                    .iter()
+                    .flat_map(|w| &w.publish)
+                    .filter(|p| p.output == MANIFESTS)
+                    .map(|p| p.written)
+                    .sum();
+                let plural = if warehouses == 1 { "" } else { "s" };
+                let skipped = if skipped > 0 { format!(" ({skipped} skipped)") } else { String::new() };
+                let _ = writeln!(
+                    out,
+                    "  {here}: {warehouses} warehouse{plural}{skipped}, {datasets} datasets, {written} {written_word}"
+                );
+            }
+            if let Some(e) = &r.workgroups_error {
+                failures.push((format!("{here}, Serverless workgroups: {}: {}", e.code, e.message), e.hint.clone()));
+            }
+            if let Some(e) = &r.removal_error {
+                failures.push((format!("{here}, removing absent warehouses: {e}"), String::new()));
+            }
+            for w in &r.warehouses {
+                let kind = match w.id {
+                    WarehouseId::ClusterIdentifier(_) => "cluster",
+                    WarehouseId::WorkgroupName(_) => "workgroup",
+                };
+                let there = format!("{here} {kind} {}", w.id.name());
+                let skipped = w.state == WarehouseState::Skipped;
+                if w.state == WarehouseState::Missing {
+                    failures.push((format!("{there}: missing"), w.reason.clone().unwrap_or_default()));
+                }
+                if let Some(e) = w.error.as_ref().filter(|_| !skipped) {
+                    failures.push((format!("{there}: {}: {}", e.code, e.message), e.hint.clone()));
+                }
+                for d in w.databases.iter().filter(|_| !skipped) {
+                    if let Some(e) = &d.error {
+                        let what = format!("{there} database {}: {}: {}", d.name, e.code, e.message);
+                        failures.push((what, e.hint.clone()));
+                    }
+                }
+                for p in &w.publish {
+                    if let Some(e) = &p.error {
+                        failures.push((format!("{there}, output {}: {e}", p.output), String::new()));
+                    }
+                }
+            }
+        }
+    }
+    if !report.clusters_not_found.is_empty() {
+        failures.push((
+            format!("named in the request but not found: {}", report.clusters_not_found.join(", ")),
+            "check the names, or the accounts and regions the request narrows to".into(),
+        ));
+    }
+    if let Some(e) = &report.report_error {
+        failures.push((format!("the report could not be written: {e}"), String::new()));
+    }
+    if failures.is_empty() {
+        let _ = writeln!(out, "no failures");
+    } else {
+        let _ = writeln!(out, "{} failure{}:", failures.len(), if failures.len() == 1 { "" } else { "s" });
+        for (what, hint) in failures {
+            let _ = writeln!(out, "  - {what}");
+            if !hint.is_empty() {
+                let _ = writeln!(out, "    hint: {hint}");
+            }
+        }
+    }
+    out
 }

@@ -1,63 +1,27 @@
-//! The whole invocation: payload → request → config → plan → discovery per account and region →
-//! report. Plain Rust over the ports below; `aws` holds their adapters.
+//! The whole invocation: payload → request → config → plan, then per account and region the
+//! warehouses, each in one trip: read → published by every output → reported, its catalog
+//! dropped as soon as the outputs are done. Then the region's sweep, then the report. Plain Rust
+//! over the ports; `aws` holds their adapters.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use serde_json::Value;
 use tracing::{info, warn, Instrument};
 
-use crate::catalog::{WarehouseCatalog, WarehouseId};
+use crate::catalog::{Warehouse, WarehouseCatalog, WarehouseId};
 use crate::config::{Config, ConfigError, ConfigSource, DeploymentDefaults};
-use crate::error::{AwsError, Failure};
+use crate::error::Failure;
 use crate::event::{self, EventError, RunRequest};
 use crate::manifest::Layout;
-use crate::plan::{self, AccountPlan, RegionPlan, ScopeError, Selection, Warehouse, WarehouseDirectory};
-use crate::publish::{PublishReport, Publisher};
-use crate::read::{self, DataApi, DatabaseOutcome, DbAuth, ReadOptions, Target};
+use crate::outputs::{Outputs, RunContext};
+use crate::plan::{self, AccountPlan, RegionPlan, ScopeError, Selection};
+use crate::ports::{AccountSession, DataApi, DbAuth, ObjectStore, Output, Platform, Target};
+use crate::read::{self, DatabaseOutcome, ReadOptions};
 use crate::report::{
     self, AccountReport, Counts, DatabaseReport, RegionReport, Report, RunStatus, WarehouseReport, WarehouseState,
 };
-
-/// Warehouses whose snapshots are written at once (each with its own bound on writes).
-const PUBLISH_CONCURRENCY: usize = 4;
-
-/// Port: credentials in the organisation's accounts.
-pub trait Platform: Send + Sync {
-    type Account: AccountSession;
-    /// Assumes the account's role; a failure here is the whole account's.
-    fn assume_role(
-        &self,
-        account: &AccountPlan,
-        external_id: Option<&str>,
-        session_name: &str,
-    ) -> impl Future<Output = Result<Self::Account, AwsError>> + Send;
-}
-
-/// Port: one assumed role, opening the control plane and the Data API of each region.
-pub trait AccountSession: Send + Sync {
-    type Directory: WarehouseDirectory;
-    type Data: DataApi;
-    fn directory(&self, region: &str) -> Self::Directory;
-    fn data_api(&self, region: &str) -> Self::Data;
-}
-
-/// Port: the object store the config may come from and everything goes to.
-pub trait ObjectStore: Send + Sync {
-    /// Every key under `prefix`, all pages.
-    fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
-    fn delete(&self, bucket: &str, keys: &[String]) -> impl Future<Output = Result<(), AwsError>> + Send;
-    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
-    fn put(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        content_type: &str,
-    ) -> impl Future<Output = Result<(), AwsError>> + Send;
-}
 
 /// Why an invocation could not run at all. Everything else ends up in the report.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +72,7 @@ pub async fn load_config<S: ObjectStore>(
     Ok(Config::parse(&text, defaults)?)
 }
 
-/// Handles one invocation payload end to end.
+/// Handles one invocation payload end to end, publishing to the outputs the config turns on.
 pub async fn invoke<P: Platform, S: ObjectStore>(
     platform: &P,
     store: &S,
@@ -119,105 +83,60 @@ pub async fn invoke<P: Platform, S: ObjectStore>(
 ) -> Result<Report, InvocationError> {
     let request = RunRequest { deadline, ..event::parse(payload)? };
     let config = load_config(store, &config_source?, defaults).await?;
-    execute(platform, store, &config, &request, new_run_id()).await
+    run(platform, store, &config, &request, new_run_id()).await
 }
 
-/// What a run found: the report (not yet summarised or written) and the catalogs read.
-pub struct RunOutcome {
-    pub report: Report,
-    pub catalogs: Vec<WarehouseCatalog>,
-}
-
-/// Runs a validated request end to end and writes the report (unless a dry run).
-pub async fn execute<P: Platform, S: ObjectStore>(
+/// Runs a validated request with the config's outputs, and writes the report.
+pub async fn run<P: Platform, S: ObjectStore>(
     platform: &P,
     store: &S,
     config: &Config,
     request: &RunRequest,
     run_id: String,
 ) -> Result<Report, InvocationError> {
-    let RunOutcome { mut report, catalogs } = gather(platform, config, request, run_id).await?;
-    publish(store, config, request, &mut report, &catalogs).await;
-    report.summarise();
-    report.ended_at = now_rfc3339();
+    let committed_at = now_rfc3339();
+    let context = RunContext {
+        bucket: &config.output.bucket,
+        run_id: &run_id,
+        committed_at: &committed_at,
+        dry_run: request.dry_run,
+        writes_in_parallel: config.limits.s3_writes_in_parallel,
+    };
+    let outputs = Outputs::new(store, config, context);
+    let mut report = execute(platform, &outputs, config, request, run_id.clone()).await?;
     if !request.dry_run {
-        let key = Layout { prefix: config.output.prefix.clone() }.run_key(&report.run_id);
-        let body = serde_json::to_vec_pretty(&report).expect("the report serialises");
-        match store.put(&config.output.bucket, &key, body, "application/json").await {
-            Ok(()) => report.report_key = Some(key),
-            Err(e) => {
-                warn!(error = %e, "could not write the run report");
-                report.report_error = Some(e.to_string());
-                // The registry cannot see this run's outcome: not a success.
-                if report.status == RunStatus::Succeeded {
-                    report.status = RunStatus::Partial;
-                }
-            }
-        }
+        write_report(store, config, &mut report).await;
     }
     info!(status = ?report.status, counts = ?report.counts, "run finished");
     Ok(report)
 }
 
-/// Writes each warehouse's snapshot, then removes the warehouses that fully discovered regions
-/// no longer have (not in a run narrowed to some clusters, which sees only those).
-async fn publish<S: ObjectStore>(
-    store: &S,
-    config: &Config,
-    request: &RunRequest,
-    report: &mut Report,
-    catalogs: &[WarehouseCatalog],
-) {
-    let layout = Layout { prefix: config.output.prefix.clone() };
-    let committed_at = now_rfc3339();
-    let publisher = Publisher {
-        store,
-        bucket: &config.output.bucket,
-        layout: &layout,
-        run_id: &report.run_id,
-        committed_at: &committed_at,
-        dry_run: request.dry_run,
-        writes_in_parallel: config.limits.s3_writes_in_parallel,
-    };
-    let published: Vec<PublishReport> = stream::iter(catalogs)
-        .map(|c| {
-            let span = tracing::info_span!("publish", account_id = %c.account_id, region = %c.region, warehouse = %c.warehouse.name());
-            publisher.warehouse(c).instrument(span)
-        })
-        .buffered(PUBLISH_CONCURRENCY)
-        .collect()
-        .await;
-    let mut by_warehouse: BTreeMap<(String, String, WarehouseId), PublishReport> = catalogs
-        .iter()
-        .zip(published)
-        .map(|(c, p)| ((c.account_id.clone(), c.region.clone(), c.warehouse.clone()), p))
-        .collect();
-    for account in &mut report.accounts {
-        for region in &mut account.regions {
-            for w in &mut region.warehouses {
-                w.publish = by_warehouse.remove(&(account.account_id.clone(), region.region.clone(), w.id.clone()));
-            }
-            if region.error.is_some() || !request.scope.clusters.is_empty() {
-                continue;
-            }
-            let present: BTreeSet<WarehouseId> =
-                region.warehouses.iter().filter(|w| w.state != WarehouseState::Missing).map(|w| w.id.clone()).collect();
-            let workgroups_listed = region.workgroups_error.is_none();
-            match publisher.remove_absent(&account.account_id, &region.region, &present, workgroups_listed).await {
-                Ok(removed) => region.removed_warehouses = removed,
-                Err(e) => region.removal_error = Some(format!("absent warehouses could not be removed: {e}")),
+/// Writes the report to `{prefix}runs/{runId}.json`; a run whose report cannot be written is
+/// not a success, since the registry cannot see its outcome.
+async fn write_report<S: ObjectStore>(store: &S, config: &Config, report: &mut Report) {
+    let key = Layout { prefix: config.output.prefix.clone() }.run_key(&report.run_id);
+    let body = serde_json::to_vec_pretty(&*report).expect("the report serialises");
+    match store.put(&config.output.bucket, &key, body, "application/json").await {
+        Ok(()) => report.report_key = Some(key),
+        Err(e) => {
+            warn!(error = %e, "could not write the run report");
+            report.report_error = Some(e.to_string());
+            if report.status == RunStatus::Succeeded {
+                report.status = RunStatus::Partial;
             }
         }
     }
 }
 
-/// Discovers every planned account and region and reads every available warehouse.
-pub async fn gather<P: Platform>(
+/// Visits every planned account and region and sends each warehouse on its trip to `outputs`;
+/// returns the summarised report (not written).
+pub async fn execute<P: Platform, O: Output>(
     platform: &P,
+    outputs: &O,
     config: &Config,
     request: &RunRequest,
     run_id: String,
-) -> Result<RunOutcome, InvocationError> {
+) -> Result<Report, InvocationError> {
     let started_at = now_rfc3339();
     let plans = plan::plan(config, &request.scope)?;
     info!(run_id, accounts = plans.len(), dry_run = request.dry_run, "run started");
@@ -232,9 +151,11 @@ pub async fn gather<P: Platform>(
         external_id: config.external_id.clone(),
         options: ReadOptions { cutoff, ..ReadOptions::from_config(config) },
         warehouses_per_region: config.limits.warehouses_per_region,
+        // A run narrowed to some clusters sees only those: it cannot tell what is gone.
+        sweep: request.scope.clusters.is_empty(),
+        outputs,
     };
-
-    let visited: Vec<(AccountReport, Vec<WarehouseCatalog>)> = stream::iter(&plans)
+    let accounts: Vec<AccountReport> = stream::iter(&plans)
         .map(|account| {
             let span = tracing::info_span!("account", account_id = %account.account_id);
             visit.account(platform, account).instrument(span)
@@ -242,7 +163,6 @@ pub async fn gather<P: Platform>(
         .buffered(config.limits.accounts_in_parallel)
         .collect()
         .await;
-    let (accounts, catalogs): (Vec<_>, Vec<_>) = visited.into_iter().unzip();
 
     let found: BTreeSet<&str> = accounts
         .iter()
@@ -251,8 +171,7 @@ pub async fn gather<P: Platform>(
         .map(|w| w.id.name())
         .collect();
     let clusters_not_found = request.scope.clusters.iter().filter(|c| !found.contains(c.as_str())).cloned().collect();
-
-    let report = Report {
+    let mut report = Report {
         run_id,
         started_at,
         ended_at: String::new(),
@@ -266,27 +185,27 @@ pub async fn gather<P: Platform>(
         report_key: None,
         report_error: None,
     };
-    Ok(RunOutcome { report, catalogs: catalogs.into_iter().flatten().collect() })
+    report.summarise();
+    report.ended_at = now_rfc3339();
+    Ok(report)
 }
 
 /// What every account visit shares.
-struct Visit {
+struct Visit<'a, O> {
     session_name: String,
     external_id: Option<String>,
     options: ReadOptions,
     warehouses_per_region: usize,
+    sweep: bool,
+    outputs: &'a O,
 }
 
-impl Visit {
+impl<O: Output> Visit<'_, O> {
     fn out_of_time(&self) -> bool {
         self.options.cutoff.is_some_and(|c| Instant::now() >= c)
     }
 
-    async fn account<P: Platform>(
-        &self,
-        platform: &P,
-        account: &AccountPlan,
-    ) -> (AccountReport, Vec<WarehouseCatalog>) {
+    async fn account<P: Platform>(&self, platform: &P, account: &AccountPlan) -> AccountReport {
         let mut out = AccountReport {
             account_id: account.account_id.clone(),
             role_arn: account.role_arn.clone(),
@@ -295,35 +214,27 @@ impl Visit {
         };
         if self.out_of_time() {
             out.error = Some(Failure::deadline("account"));
-            return (out, Vec::new());
+            return out;
         }
-        let session = match platform.assume_role(account, self.external_id.as_deref(), &self.session_name).await {
-            Ok(session) => session,
-            Err(e) => {
-                warn!(error = %e, "account skipped: role not assumed");
-                out.error = Some(Failure::new(&e, report::account_hint(&e, &account.account_id, &account.role_arn)));
-                return (out, Vec::new());
-            }
-        };
-        let regions = futures::future::join_all(account.regions.iter().map(|region| {
+        let session =
+            match platform.assume_role(&account.role_arn, self.external_id.as_deref(), &self.session_name).await {
+                Ok(session) => session,
+                Err(e) => {
+                    warn!(error = %e, "account skipped: role not assumed");
+                    out.error =
+                        Some(Failure::new(&e, report::account_hint(&e, &account.account_id, &account.role_arn)));
+                    return out;
+                }
+            };
+        out.regions = futures::future::join_all(account.regions.iter().map(|region| {
             let span = tracing::info_span!("region", region = %region.region);
             self.region(&session, &account.account_id, region).instrument(span)
         }))
         .await;
-        let mut catalogs = Vec::new();
-        for (report, found) in regions {
-            out.regions.push(report);
-            catalogs.extend(found);
-        }
-        (out, catalogs)
+        out
     }
 
-    async fn region<A: AccountSession>(
-        &self,
-        session: &A,
-        account_id: &str,
-        region: &RegionPlan,
-    ) -> (RegionReport, Vec<WarehouseCatalog>) {
+    async fn region<A: AccountSession>(&self, session: &A, account_id: &str, region: &RegionPlan) -> RegionReport {
         let mut out = RegionReport {
             region: region.region.clone(),
             mode: match region.selection {
@@ -338,14 +249,14 @@ impl Visit {
         };
         if self.out_of_time() {
             out.error = Some(Failure::deadline("region"));
-            return (out, Vec::new());
+            return out;
         }
         let found = match plan::discover(&session.directory(&region.region), &region.selection).await {
             Ok(found) => found,
             Err(e) => {
                 warn!(error = %e, "region skipped");
                 out.error = Some(Failure::new(&e, report::region_hint(&e, account_id, &region.region)));
-                return (out, Vec::new());
+                return out;
             }
         };
         if let Some(e) = &found.workgroups_error {
@@ -353,7 +264,7 @@ impl Visit {
             out.workgroups_error = Some(Failure::new(e, report::workgroups_hint(e, account_id, &region.region)));
         }
         let api = session.data_api(&region.region);
-        let read: Vec<(WarehouseReport, Option<WarehouseCatalog>)> = stream::iter(found.warehouses)
+        out.warehouses = stream::iter(found.warehouses)
             .map(|(warehouse, auth)| {
                 let span = tracing::info_span!("warehouse", warehouse = %warehouse.id().name());
                 self.warehouse(&api, account_id, &region.region, warehouse, auth).instrument(span)
@@ -361,18 +272,23 @@ impl Visit {
             .buffered(self.warehouses_per_region)
             .collect()
             .await;
-        let mut catalogs = Vec::new();
-        for (report, catalog) in read {
-            out.warehouses.push(report);
-            catalogs.extend(catalog);
-        }
         for id in found.missing {
             warn!(warehouse = %id.name(), "named warehouse does not exist");
             out.warehouses.push(WarehouseReport::missing(id, account_id, &region.region));
         }
-        (out, catalogs)
+        if self.sweep {
+            let present: BTreeSet<WarehouseId> =
+                out.warehouses.iter().filter(|w| w.state != WarehouseState::Missing).map(|w| w.id.clone()).collect();
+            let listed = out.workgroups_error.is_none();
+            match self.outputs.sweep(account_id, &region.region, &present, listed).await {
+                Ok(removed) => out.removed_warehouses = removed,
+                Err(e) => out.removal_error = Some(format!("absent warehouses could not be removed: {e}")),
+            }
+        }
+        out
     }
 
+    /// One warehouse's trip: read, published, reported.
     async fn warehouse<D: DataApi>(
         &self,
         api: &D,
@@ -380,11 +296,11 @@ impl Visit {
         region: &str,
         warehouse: Warehouse,
         auth: DbAuth,
-    ) -> (WarehouseReport, Option<WarehouseCatalog>) {
+    ) -> WarehouseReport {
         let mut out = WarehouseReport::found(warehouse.clone());
         if let Some(reason) = &out.reason {
             info!(reason, "warehouse skipped");
-            return (out, None);
+            return out;
         }
         let id: WarehouseId = warehouse.id();
         let target = Target { warehouse: id.clone(), auth };
@@ -392,9 +308,9 @@ impl Visit {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 warn!(error = %e, "databases not listed");
-                out.error = Some(Failure::from_read(&e, &id));
+                out.error = Some(e.failure(&id));
                 out.skip_if_busy(&warehouse);
-                return (out, None);
+                return out;
             }
         };
         let mut catalog = WarehouseCatalog {
@@ -422,17 +338,17 @@ impl Visit {
                         name: name.clone(),
                         kind,
                         datasets: 0,
-                        error: Some(Failure::from_read(&error, &id)),
+                        error: Some(error.failure(&id)),
                         notes: Vec::new(),
                     });
                     catalog.unread_databases.push(name);
                 }
             }
         }
-        if out.skip_if_busy(&warehouse) {
-            return (out, None);
+        if !out.skip_if_busy(&warehouse) {
+            out.publish = self.outputs.publish(&catalog).await;
         }
-        (out, Some(catalog))
+        out
     }
 }
 

@@ -3,9 +3,9 @@
 
 mod support;
 
+use redshift_registry::catalog::{Cluster, Warehouse};
 use redshift_registry::error::ErrorKind;
 use redshift_registry::event::{RunRequest, Scope, Trigger};
-use redshift_registry::plan::{Cluster, Warehouse};
 use redshift_registry::report::{Report, RunStatus, WarehouseReport, WarehouseState};
 use serde_json::json;
 use support::fault_front::{FaultFront, Rule};

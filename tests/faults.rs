@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use redshift_registry::error::ErrorKind;
 use redshift_registry::event::RunRequest;
-use redshift_registry::report::{Report, RunStatus, WarehouseReport, WarehouseState};
+use redshift_registry::report::{Report, RunStatus, WarehouseReport, WarehouseState, MANIFESTS};
 use serde_json::json;
 use support::fault_front::{FaultFront, Rule};
 use support::org::*;
@@ -119,7 +119,7 @@ async fn paused_cluster_keeps_its_manifests() {
     pause_cluster(&b.org.moto, &b.org.account, "us-east-1", &b.cluster).await;
     let report = b.org.run(&b.org.moto, &RunRequest::default()).await;
     assert_eq!(warehouse(&report, &b.cluster).state, WarehouseState::Skipped);
-    assert!(warehouse(&report, &b.cluster).publish.is_none(), "nothing published for a paused cluster");
+    assert!(warehouse(&report, &b.cluster).publish.is_empty(), "nothing published for a paused cluster");
     b.nothing_lost().await;
     resume_cluster(&b.org.moto, &b.org.account, "us-east-1", &b.cluster).await;
     b.restored().await;
@@ -162,7 +162,7 @@ async fn one_database_statement_failed() {
         w.databases.iter().all(|d| d.error.as_ref().is_some_and(|e| e.message.contains("injected failure"))),
         "{w:#?}"
     );
-    let publish = w.publish.as_ref().unwrap();
+    let publish = w.published(MANIFESTS).unwrap();
     assert_eq!((publish.kept, publish.removed, publish.written), (b.keys.len(), 0, 0));
     b.nothing_lost().await;
     b.restored().await;
@@ -208,7 +208,7 @@ async fn s3_put_503_then_success() {
         front.seen().iter().filter(|s| s.service == "s3" && s.method == "PUT").map(|s| s.status).collect();
     assert_eq!(&puts[..2], &[503, 503]);
     assert!(puts[2..].iter().all(|s| *s == 200));
-    assert_eq!(warehouse(&report, &b.cluster).publish.as_ref().unwrap().written, 1);
+    assert_eq!(warehouse(&report, &b.cluster).published(MANIFESTS).unwrap().written, 1);
     b.nothing_lost().await;
 }
 
@@ -231,9 +231,9 @@ async fn a_deadline_cuts_the_run_in_the_middle() {
     let report = run_against(&org.moto, &cfg, &request).await;
     assert!(started.elapsed() < Duration::from_secs(6), "the run ended before the deadline");
     assert_eq!(report.status, RunStatus::Partial);
-    assert_eq!(warehouse(&report, &fast).publish.as_ref().unwrap().written, 1);
+    assert_eq!(warehouse(&report, &fast).published(MANIFESTS).unwrap().written, 1);
     let cut = warehouse(&report, &slow);
-    assert!(cut.error.is_some() && cut.publish.is_none(), "{cut:#?}");
+    assert!(cut.error.is_some() && cut.publish.is_empty(), "{cut:#?}");
     assert!(report.report_key.is_some(), "the report is written within the reserve");
     let objects = org.objects("registry/datasets/").await;
     assert!(slow_keys.iter().all(|k| objects.contains_key(k)), "nothing of the cut warehouse was removed");

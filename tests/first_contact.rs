@@ -12,8 +12,9 @@ use redshift_registry::aws::RedshiftData;
 use redshift_registry::catalog::{DatabaseCatalog, DatasetKind, WarehouseId};
 use redshift_registry::error::ErrorKind;
 use redshift_registry::event::RunRequest;
-use redshift_registry::read::{read_warehouse, DatabaseOutcome, DbAuth, ReadError, ReadOptions, Target};
-use redshift_registry::report::{Report, RunStatus, SkipCause, WarehouseState};
+use redshift_registry::ports::{DbAuth, Target};
+use redshift_registry::read::{read_warehouse, DatabaseOutcome, ReadError, ReadOptions};
+use redshift_registry::report::{Report, RunStatus, SkipCause, WarehouseState, MANIFESTS};
 use serde_json::json;
 use support::fault_front::{FaultFront, Rewrite};
 use support::org::*;
@@ -132,7 +133,7 @@ async fn unread_external_tables_are_kept_in_the_registry() {
     assert_eq!(second.status, RunStatus::Succeeded, "a degraded part is a note, not a failure: {second:#?}");
     let after: Vec<String> = org.index(&cluster).await.datasets.into_iter().map(|e| e.name).collect();
     assert_eq!(after, before, "the broken schema's table is kept");
-    let publish = second.accounts[0].regions[0].warehouses[0].publish.as_ref().unwrap();
+    let publish = second.accounts[0].regions[0].warehouses[0].published(MANIFESTS).unwrap();
     assert_eq!((publish.kept, publish.removed), (1, 0));
 }
 
@@ -292,7 +293,7 @@ async fn a_busy_cluster_is_tried_and_skipped_only_if_its_read_fails() {
     assert_eq!((w.state, w.skipped), (WarehouseState::Skipped, Some(SkipCause::Busy)));
     assert!(w.reason.as_deref().unwrap().contains("Modifying"), "{:?}", w.reason);
     assert!(w.error.is_some(), "the error is kept: {w:?}");
-    assert_eq!(w.publish, None);
+    assert!(w.publish.is_empty());
     assert_eq!(org.index(&cluster).await.datasets, before, "nothing removed");
 }
 
@@ -306,7 +307,7 @@ async fn s3_403_for_a_missing_index_is_a_first_run() {
     let hides_missing = FaultFront::start_rewriting(&org.moto, vec![Rewrite::missing_key_as_403()]).await;
     let first = org.run(&hides_missing.url, &RunRequest::default()).await;
     assert_eq!(first.status, RunStatus::Succeeded, "{first:#?}");
-    assert!(only_warehouse(&first).publish.as_ref().unwrap().committed);
+    assert!(only_warehouse(&first).published(MANIFESTS).unwrap().committed);
     assert!(
         hides_missing.seen().iter().any(|s| s.action == "GET" && s.status == 403),
         "the front did answer 403 for the missing index"
@@ -316,7 +317,7 @@ async fn s3_403_for_a_missing_index_is_a_first_run() {
     let denies = FaultFront::start_rewriting(&org.moto, vec![Rewrite::error_on_get(&index, 403, "AccessDenied")]).await;
     let denied = org.run(&denies.url, &RunRequest::default()).await;
     assert_eq!(denied.status, RunStatus::Partial);
-    let error = only_warehouse(&denied).publish.as_ref().unwrap().error.clone().unwrap();
+    let error = only_warehouse(&denied).published(MANIFESTS).unwrap().error.clone().unwrap();
     assert!(error.contains("AccessDenied"), "{error}");
     assert_eq!(org.index(&cluster).await.datasets.len(), 2, "nothing written or removed");
 }

@@ -1,7 +1,9 @@
 //! The function as Lambda runs it: the binary under `cargo lambda watch` (the Runtime API),
 //! invoked with `aws lambda invoke`; and the same binary outside Lambda (`--event FILE`, stdin).
 //! Endpoints reach it only through the standard AWS_ENDPOINT_URL_<SERVICE> variables, and the
-//! config through REGISTRY_CONFIG_URI pointing at S3.
+//! config through REGISTRY_CONFIG_URI pointing at S3. Each test works in an account of its own,
+//! never in the demo's (111111111111, 222222222222), so `make demo` after `make test` shows
+//! only the demo organisation.
 
 mod support;
 
@@ -10,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
-
-const ACCOUNT: &str = "111111111111"; // the account events/manual.json names
 
 /// Environment of the function: per-service endpoints, no global one.
 fn function_env(cmd: &mut Command, moto: &str, config_uri: &str) {
@@ -31,12 +31,12 @@ fn function_env(cmd: &mut Command, moto: &str, config_uri: &str) {
         .env("REGISTRY_CONFIG_URI", config_uri);
 }
 
-/// A cluster of the test's own in ACCOUNT (which the demo shares), named in the config.
-async fn seed(moto: &str, bucket: &str, cluster: &str) -> String {
+/// A cluster in the test's own `account`, named in the config.
+async fn seed(moto: &str, bucket: &str, account: &str, cluster: &str) -> String {
     ensure_bucket(moto, bucket).await;
     ensure_cluster(
         moto,
-        ACCOUNT,
+        account,
         "us-east-1",
         ClusterSeed { id: cluster, node_type: "ra3.xlplus", db_name: "dev", tags: &[("env", "test")] },
     )
@@ -44,7 +44,7 @@ async fn seed(moto: &str, bucket: &str, cluster: &str) -> String {
     let config = json!({
         "output": {"bucket": bucket, "prefix": "registry/"},
         "roleName": "DataRegistryRedshiftReader",
-        "sources": [{"accountId": ACCOUNT, "clusters": [{"region": "us-east-1", "clusterIdentifier": cluster}]}]
+        "sources": [{"accountId": account, "clusters": [{"region": "us-east-1", "clusterIdentifier": cluster}]}]
     });
     put_object(moto, bucket, "config/registry.json", config.to_string().into_bytes()).await;
     format!("s3://{bucket}/config/registry.json")
@@ -82,19 +82,43 @@ async fn post(port: u16, body: &str) -> (u16, Value) {
     (status, serde_json::from_slice(&body).unwrap())
 }
 
+/// events/manual.json, narrowed to `account` instead of the demo's account it names.
+fn manual_event_for(account: &str) -> std::path::PathBuf {
+    let mut event: Value =
+        serde_json::from_slice(&std::fs::read(repo_root().join("events/manual.json")).unwrap()).unwrap();
+    event["accounts"] = json!([account]);
+    let path = tempdir_file(&format!("manual-{account}.json"));
+    std::fs::write(&path, event.to_string()).unwrap();
+    path
+}
+
+/// The metrics records (lines with `_aws`) in some output.
+fn emf_records(output: &str) -> Vec<Value> {
+    output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_lambda_invoke_against_cargo_lambda_watch() {
     let moto = moto_url();
     let bucket = "rr-lambda-invoke";
-    let config_uri = seed(&moto, bucket, "invoke-lambda").await;
+    let account = account_id("lambda_invoke", 1);
+    let config_uri = seed(&moto, bucket, &account, "invoke-lambda").await;
     let port = free_port();
 
+    // The function's stdout, where its metrics record goes.
+    let stdout_path = tempdir_file("lambda-stdout.log");
     let mut cmd = Command::new("cargo");
     cmd.args(["lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
         .current_dir(repo_root())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
         .stderr(Stdio::null());
     function_env(&mut cmd, &moto, &config_uri);
+    // As the template's LogLevel may be: the record must still reach the log.
+    cmd.env("AWS_LAMBDA_LOG_LEVEL", "WARN");
     cmd.env(
         "CARGO_HOME",
         std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap())),
@@ -115,7 +139,7 @@ async fn aws_lambda_invoke_against_cargo_lambda_watch() {
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .args(["lambda", "invoke", "--endpoint-url", &format!("http://127.0.0.1:{port}"), "--no-sign-request"])
         .args(["--cli-read-timeout", "300", "--function-name", "redshift-registry"])
-        .args(["--payload", &format!("fileb://{}/events/manual.json", repo_root().display())])
+        .args(["--payload", &format!("fileb://{}", manual_event_for(&account).display())])
         .arg(&out)
         .status()
         .expect("aws cli (scripts/install.sh installs it)");
@@ -123,12 +147,28 @@ async fn aws_lambda_invoke_against_cargo_lambda_watch() {
     let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(report["trigger"], "manual");
     assert_eq!(report["status"], "succeeded", "{report:#}");
-    assert_eq!(report["scope"]["accounts"], json!([ACCOUNT]));
+    assert_eq!(report["scope"]["accounts"], json!([account]));
     assert_eq!(cluster_ids(&report), vec!["invoke-lambda".to_string()], "{report:#}");
     assert_eq!(report["counts"]["databases"], 1, "{report:#}");
     let key = report["reportKey"].as_str().expect("report written");
     let stored: Value = serde_json::from_slice(&get_object(&moto, bucket, key).await).unwrap();
     assert_eq!(stored["runId"], report["runId"]);
+
+    // The run's metrics record is on the function's stdout, tagged at the configured level.
+    let started = Instant::now();
+    let record = loop {
+        let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+        if let Some(r) = emf_records(&out).into_iter().find(|r| r["RunId"] == report["runId"]) {
+            break r;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no metrics record on stdout:\n{out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(record["_aws"]["CloudWatchMetrics"][0]["Namespace"], "RedshiftRegistry", "{record}");
+    assert_eq!(record["level"], "WARN", "{record}");
+    assert_eq!(record["Status"], "succeeded", "{record}");
+    assert_eq!(record["RunsNotSucceeded"], json!(0), "{record}");
+    assert_eq!(record["Databases"], json!(1), "{record}");
 
     // A malformed payload is a function error with its type and message.
     let (status, error) = post(port, r#"{"dryRun": "yes"}"#).await;
@@ -147,17 +187,42 @@ fn tempdir_file(name: &str) -> std::path::PathBuf {
 async fn the_binary_runs_one_invocation_outside_lambda() {
     let moto = moto_url();
     let bucket = "rr-cli-invoke";
-    let config_uri = seed(&moto, bucket, "invoke-cli").await;
+    let account = account_id("cli_invoke", 1);
+    let config_uri = seed(&moto, bucket, &account, "invoke-cli").await;
     let bin = env!("CARGO_BIN_EXE_redshift-registry");
 
     let mut cmd = Command::new(bin);
     cmd.args(["--event", &format!("{}/events/scheduled.json", repo_root().display())]);
     function_env(&mut cmd, &moto, &config_uri);
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the report");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the report, and only the report");
     assert_eq!(report["trigger"], "scheduled");
     assert_eq!(cluster_ids(&report), vec!["invoke-cli".to_string()], "{report:#}");
+    // stderr: the log, without colours when redirected, and the summary for a person.
+    assert!(!stderr.contains("\x1b["), "escape codes in a redirected log:\n{stderr}");
+    let run_id = report["runId"].as_str().unwrap();
+    assert!(stderr.contains(&format!("run {run_id}: succeeded\n")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("  account {account} us-east-1: 1 warehouse, 0 datasets, 0 written\n")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no failures"), "{stderr}");
+    assert!(emf_records(&stderr).is_empty(), "metrics only with REGISTRY_EMF=1:\n{stderr}");
+
+    // REGISTRY_EMF=1: the metrics record follows the summary on stderr; stdout is still the report.
+    let mut cmd = Command::new(bin);
+    cmd.args(["--event", &format!("{}/events/scheduled.json", repo_root().display())]);
+    function_env(&mut cmd, &moto, &config_uri);
+    let out = cmd.env("REGISTRY_EMF", "1").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the report, and only the report");
+    let records = emf_records(&stderr);
+    assert_eq!(records.len(), 1, "{stderr}");
+    assert_eq!(records[0]["RunId"], report["runId"]);
+    assert_eq!(records[0]["Function"], "redshift-registry");
 
     // The event on stdin; a bad one exits 1 and says why on stderr.
     let mut cmd = Command::new(bin);

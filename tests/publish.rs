@@ -7,8 +7,8 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use redshift_registry::event::{RunRequest, Scope, Trigger};
-use redshift_registry::manifest::decode_segment;
-use redshift_registry::report::{Report, RunStatus, WarehouseReport};
+use redshift_registry::publish::decode_segment;
+use redshift_registry::report::{Report, RunStatus, WarehouseReport, MANIFESTS};
 use serde_json::{json, Value};
 use support::fault_front::FaultFront;
 use support::org::*;
@@ -31,7 +31,7 @@ async fn manifests_follow_the_schema_and_a_second_run_writes_nothing() {
 
     let first = org.run(&front.url, &RunRequest::default()).await;
     assert_eq!(first.status, RunStatus::Succeeded, "{first:#?}");
-    let publish = warehouse(&first, &cluster).publish.clone().expect("published");
+    let publish = warehouse(&first, &cluster).published(MANIFESTS).cloned().expect("published");
     assert_eq!((publish.written, publish.unchanged, publish.removed, publish.committed), (3, 0, 0, true));
 
     let objects = org.objects("registry/datasets/").await;
@@ -53,7 +53,7 @@ async fn manifests_follow_the_schema_and_a_second_run_writes_nothing() {
     names.sort();
     assert_eq!(names, vec!["dev.sales.customers", "dev.sales.orders", "dev.sales.v"]);
     let orders: Value =
-        serde_json::from_slice(objects.iter().find(|(k, _)| k.contains("/orders/")).unwrap().1).unwrap();
+        serde_json::from_slice(objects.iter().find(|(k, _)| k.ends_with("/orders.json")).unwrap().1).unwrap();
     assert_eq!(
         orders["columns"][0],
         json!({
@@ -65,13 +65,15 @@ async fn manifests_follow_the_schema_and_a_second_run_writes_nothing() {
     // The index is the commit point: every dataset, its key and content hash.
     let index = org.index(&cluster).await;
     assert_eq!(index.datasets.iter().map(|e| e.key.clone()).collect::<BTreeSet<_>>(), manifest_keys(&objects));
-    assert!(index.datasets.iter().all(|e| e.key.ends_with(&format!("{}.json", e.sha256))));
+    for e in &index.datasets {
+        assert_eq!(redshift_registry::publish::sha256_hex(&objects[&e.key]), e.sha256, "{}", e.key);
+    }
 
     // The same warehouse again: no dataset object is written, and the bytes are the same.
     let puts_before = front.seen().iter().filter(|s| s.method == "PUT" && s.path.contains("/datasets/")).count();
     assert_eq!(puts_before, 3);
     let second = org.run(&front.url, &RunRequest::default()).await;
-    let publish = warehouse(&second, &cluster).publish.clone().unwrap();
+    let publish = warehouse(&second, &cluster).published(MANIFESTS).cloned().unwrap();
     assert_eq!((publish.written, publish.unchanged, publish.removed), (0, 3, 0));
     let puts_after = front.seen().iter().filter(|s| s.method == "PUT" && s.path.contains("/datasets/")).count();
     assert_eq!(puts_after, puts_before, "the second run wrote dataset objects");
@@ -118,16 +120,16 @@ async fn hostile_identifiers_round_trip_through_keys() {
     let prefix = format!("registry/datasets/{}/us-east-1/cluster/{cluster}/", org.account);
     for e in &index.datasets {
         let relative = e.key.strip_prefix(&prefix).expect("under the warehouse prefix");
-        let segments: Vec<&str> = relative.split('/').collect();
-        assert_eq!(segments.len(), 4, "{relative}");
-        let decoded: Vec<String> = segments[..3].iter().map(|s| decode_segment(s).expect("decodes")).collect();
-        assert_eq!(decoded, vec![e.database.clone(), e.schema.clone(), e.table.clone()], "{relative}");
+        let segments: Vec<&str> = relative.strip_suffix(".json").expect("a .json key").split('/').collect();
+        assert_eq!(segments.len(), 3, "{relative}");
+        let decoded: Vec<Option<String>> = segments.iter().map(|s| decode_segment(s)).collect();
+        assert_eq!(decoded, vec![Some(e.database.clone()), e.schema.clone(), e.table.clone()], "{relative}");
         assert!(e.key.len() <= 1024 && !e.key.contains("//"));
         let manifest: Value = serde_json::from_slice(&get_object(&org.moto, &org.bucket, &e.key).await).unwrap();
         assert_eq!(manifest["location"]["table"], json!(e.table));
-        assert_eq!(manifest["name"], json!(format!("dev.sales.{}", e.table)));
+        assert_eq!(manifest["name"], json!(format!("dev.sales.{}", e.table.as_deref().unwrap())));
     }
-    let tables: BTreeSet<&str> = index.datasets.iter().map(|e| e.table.as_str()).collect();
+    let tables: BTreeSet<&str> = index.datasets.iter().filter_map(|e| e.table.as_deref()).collect();
     assert!(names.iter().all(|n| tables.contains(n)));
 }
 
@@ -141,14 +143,14 @@ async fn a_dropped_table_removes_exactly_its_manifest() {
 
     create_warehouse(&org.account, &cluster, &[("dev", &fixture(&["orders", "customers"]))]).await;
     let report = org.run(&org.moto, &RunRequest::default()).await;
-    let publish = warehouse(&report, &cluster).publish.clone().unwrap();
+    let publish = warehouse(&report, &cluster).published(MANIFESTS).cloned().unwrap();
     assert_eq!((publish.written, publish.unchanged, publish.removed), (0, 3, 1));
     let after = org.objects("registry/datasets/").await;
     let gone: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
     assert_eq!(gone.len(), 1);
-    assert!(gone[0].contains("/refunds/"), "{gone:?}");
+    assert!(gone[0].ends_with("/refunds.json"), "{gone:?}");
     assert!(after.iter().all(|(k, v)| before.get(k) == Some(v)), "the others are untouched");
-    assert!(!org.index(&cluster).await.datasets.iter().any(|e| e.table == "refunds"));
+    assert!(!org.index(&cluster).await.datasets.iter().any(|e| e.table.as_deref() == Some("refunds")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,20 +171,20 @@ async fn a_failed_database_read_keeps_its_manifests() {
     let w = warehouse(&report, &cluster);
     let bad = w.databases.iter().find(|d| d.name == "bad").unwrap();
     assert!(bad.error.as_ref().unwrap().message.contains("injected failure"), "{bad:?}");
-    let publish = w.publish.clone().unwrap();
+    let publish = w.published(MANIFESTS).cloned().unwrap();
     assert_eq!((publish.written, publish.kept, publish.removed, publish.committed), (1, 3, 0, true));
     let index = org.index(&cluster).await;
     let kept: BTreeSet<String> = index.datasets.iter().filter(|e| e.database == "bad").map(|e| e.key.clone()).collect();
     assert_eq!(kept, bad_keys, "the index keeps the unread database's datasets");
     let objects = org.objects("registry/datasets/").await;
     assert!(bad_keys.iter().all(|k| objects.contains_key(k)), "none of its manifests went");
-    assert!(index.datasets.iter().any(|e| e.database == "good" && e.table == "new"));
+    assert!(index.datasets.iter().any(|e| e.database == "good" && e.table.as_deref() == Some("new")));
 
     // Once it reads again, its dropped table goes.
     set_knobs(&org.account, &cluster, json!({})).await;
     let report = org.run(&org.moto, &RunRequest::default()).await;
     assert_eq!(report.status, RunStatus::Succeeded);
-    assert_eq!(warehouse(&report, &cluster).publish.as_ref().unwrap().removed, 1);
+    assert_eq!(warehouse(&report, &cluster).published(MANIFESTS).unwrap().removed, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -231,39 +233,94 @@ async fn a_dry_run_leaves_the_bucket_byte_identical() {
     let dry = RunRequest { trigger: Trigger::Manual, dry_run: true, ..RunRequest::default() };
     let report = org.run(&org.moto, &dry).await;
     assert_eq!(org.objects("").await, before, "a dry run changed the bucket");
-    let publish = warehouse(&report, &cluster).publish.clone().unwrap();
+    let publish = warehouse(&report, &cluster).published(MANIFESTS).cloned().unwrap();
     assert_eq!(publish.would_write, vec!["dev.sales.invoices".to_string()]);
     assert_eq!(publish.would_remove, vec!["dev.sales.refunds".to_string()]);
     assert!(!publish.committed);
     assert!(report.report_key.is_none());
 }
 
+/// The manifests' keys, and their dataset names as the manifests say.
+async fn listed_manifests(org: &Org) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (key, bytes) in org.objects("registry/datasets/").await {
+        let manifest: Value = serde_json::from_slice(&bytes).expect("a manifest");
+        out.push((key, manifest["name"].as_str().unwrap().to_string()));
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_changed_table_keeps_its_previous_version_for_one_commit() {
+async fn a_changed_table_is_rewritten_at_its_stable_key() {
     let org = org("versions").await;
     let cluster = unique("sales");
     org.cluster(&cluster, &[("dev", &fixture(&["orders"]))]).await;
     org.run(&org.moto, &RunRequest::default()).await;
-    let orders_key = |index: &redshift_registry::publish::WarehouseIndex| {
-        index.datasets.iter().find(|e| e.table == "orders").unwrap().key.clone()
+    let orders = |index: &redshift_registry::publish::WarehouseIndex| {
+        index.datasets.iter().find(|e| e.table.as_deref() == Some("orders")).unwrap().clone()
     };
-    let v1 = orders_key(&org.index(&cluster).await);
+    let v1 = orders(&org.index(&cluster).await);
+    assert!(v1.key.ends_with("/dev/sales/orders.json"), "{}", v1.key);
 
-    // orders gains a column: a new version is written, the one the previous index lists stays.
     let changed = fixture(&["orders"])
         .replace("name varchar(64));", "name varchar(64)); ALTER TABLE sales.orders ADD COLUMN note text;");
     create_warehouse(&org.account, &cluster, &[("dev", &changed)]).await;
     let report = org.run(&org.moto, &RunRequest::default()).await;
-    assert_eq!(warehouse(&report, &cluster).publish.as_ref().unwrap().written, 1);
-    let v2 = orders_key(&org.index(&cluster).await);
-    assert_ne!(v1, v2);
-    let objects = org.objects("registry/datasets/").await;
-    assert!(objects.contains_key(&v1) && objects.contains_key(&v2));
+    assert_eq!(warehouse(&report, &cluster).published(MANIFESTS).unwrap().written, 1);
+    let v2 = orders(&org.index(&cluster).await);
+    assert_eq!(v2.key, v1.key, "the same key");
+    assert_ne!(v2.sha256, v1.sha256);
+    let bytes = get_object(&org.moto, &org.bucket, &v2.key).await;
+    assert_eq!(redshift_registry::publish::sha256_hex(&bytes), v2.sha256, "the index says which version is there");
+    let listed = listed_manifests(&org).await;
+    assert_eq!(listed.len(), 2, "one object per dataset: {listed:?}");
+}
 
-    // One more commit later, the old version goes.
+/// A deployment written with the content-hashed layout (`{table}/{sha256}.json`, previous
+/// versions kept) moves to one object per dataset on its next run, losing nothing, even with a
+/// database that cannot be read in that run (its old objects stay until it is read again).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_layout_moves_to_stable_keys_without_losing_a_dataset() {
+    let org = org("migrate").await;
+    let cluster = unique("sales");
+    org.cluster(&cluster, &[("dev", &fixture(&["orders", "refunds"])), ("mart", &fixture(&["facts"]))]).await;
+    org.run(&org.moto, &RunRequest::default()).await;
+    // Rewrite what the run committed into the old layout, with a stale version beside each.
+    let mut index = org.index(&cluster).await;
+    for e in &mut index.datasets {
+        let bytes = get_object(&org.moto, &org.bucket, &e.key).await;
+        let old = format!("{}/{}.json", e.key.strip_suffix(".json").unwrap(), e.sha256);
+        put_object(&org.moto, &org.bucket, &old, bytes.clone()).await;
+        put_object(
+            &org.moto,
+            &org.bucket,
+            &format!("{}/{}.json", e.key.strip_suffix(".json").unwrap(), "0".repeat(64)),
+            bytes,
+        )
+        .await;
+        delete_object(&org.moto, &org.bucket, &e.key).await;
+        e.key = old;
+    }
+    let index_key = format!("registry/index/{}/us-east-1/cluster/{cluster}.json", org.account);
+    put_object(&org.moto, &org.bucket, &index_key, serde_json::to_vec(&index).unwrap()).await;
+    let old: Vec<(String, String)> = listed_manifests(&org).await;
+    assert_eq!(old.len(), 2 * index.datasets.len());
+
+    set_knobs(&org.account, &cluster, json!({"failDatabase": "mart"})).await;
     let report = org.run(&org.moto, &RunRequest::default()).await;
-    let publish = warehouse(&report, &cluster).publish.clone().unwrap();
-    assert_eq!((publish.written, publish.removed, publish.superseded), (0, 0, 1));
-    let objects = org.objects("registry/datasets/").await;
-    assert!(!objects.contains_key(&v1) && objects.contains_key(&v2));
+    let publish = warehouse(&report, &cluster).published(MANIFESTS).cloned().unwrap();
+    assert!(publish.committed && publish.error.is_none(), "{publish:?}");
+    assert_eq!((publish.written, publish.removed, publish.kept), (3, 0, 2), "dev rewritten, mart kept");
+    let names: Vec<String> = listed_manifests(&org).await.into_iter().map(|(_, n)| n).collect();
+    let mut unique_names = names.clone();
+    unique_names.dedup();
+    assert_eq!(names, unique_names, "one object per dataset");
+    assert_eq!(names.len(), index.datasets.len(), "nothing lost: {names:?}");
+
+    set_knobs(&org.account, &cluster, json!({})).await;
+    org.run(&org.moto, &RunRequest::default()).await;
+    let listed = listed_manifests(&org).await;
+    assert_eq!(listed.len(), index.datasets.len());
+    let content_hashed = |k: &str| k.rsplit('/').next().is_some_and(|f| f.len() == 69 && f.ends_with(".json"));
+    assert!(listed.iter().all(|(k, _)| !content_hashed(k)), "every object at its stable key: {listed:?}");
 }

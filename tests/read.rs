@@ -7,7 +7,8 @@ mod support;
 use redshift_registry::aws::RedshiftData;
 use redshift_registry::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, WarehouseId};
 use redshift_registry::event::RunRequest;
-use redshift_registry::read::{read_warehouse, DatabaseOutcome, DbAuth, ReadOptions, Target};
+use redshift_registry::ports::{DbAuth, Target};
+use redshift_registry::read::{read_warehouse, DatabaseOutcome, ReadOptions};
 use redshift_registry::report::RunStatus;
 use serde_json::json;
 use support::*;
@@ -379,10 +380,9 @@ async fn a_serverless_workgroup_is_discovered_and_read() {
         "output": {"bucket": "unused-bucket"}, "roleName": "Reader",
         "sources": [{"accountId": acct, "regions": ["eu-central-1"]}]
     }));
-    let outcome = gather_against(&moto, &cfg, &RunRequest::default()).await;
-    assert_eq!(outcome.report.status, RunStatus::Succeeded, "{:#?}", outcome.report);
-    let mine: Vec<_> =
-        outcome.catalogs.iter().filter(|c| c.warehouse == WarehouseId::WorkgroupName(wg.clone())).collect();
+    let (report, catalogs) = gather_against(&moto, &cfg, &RunRequest::default()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let mine: Vec<_> = catalogs.iter().filter(|c| c.warehouse == WarehouseId::WorkgroupName(wg.clone())).collect();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].databases[0].name, "warehouse", "the namespace's database");
     assert_eq!(mine[0].databases[0].datasets[0].name, "events");
@@ -392,10 +392,10 @@ async fn a_serverless_workgroup_is_discovered_and_read() {
         "output": {"bucket": "unused-bucket"}, "roleName": "Reader",
         "sources": [{"accountId": acct, "workgroups": [{"region": "eu-central-1", "workgroupName": named}, {"region": "eu-central-1", "workgroupName": "nope-wg"}]}]
     }));
-    let outcome = gather_against(&moto, &cfg, &RunRequest::default()).await;
-    let ids: Vec<_> = outcome.catalogs.iter().map(|c| c.warehouse.clone()).collect();
+    let (report, catalogs) = gather_against(&moto, &cfg, &RunRequest::default()).await;
+    let ids: Vec<_> = catalogs.iter().map(|c| c.warehouse.clone()).collect();
     assert_eq!(ids, vec![WarehouseId::WorkgroupName(named.clone())]);
-    let region = &outcome.report.accounts[0].regions[0];
+    let region = &report.accounts[0].regions[0];
     assert_eq!(
         region.warehouses.last().unwrap().reason.as_deref().map(|r| r.contains("no workgroup \"nope-wg\"")),
         Some(true)

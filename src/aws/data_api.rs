@@ -8,7 +8,7 @@ use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatementStatusString, St
 use super::aws_error;
 use crate::catalog::WarehouseId;
 use crate::error::AwsError;
-use crate::read::{Cell, DataApi, DbAuth, Page, Phase, StatementState, Target};
+use crate::ports::{Cell, DataApi, DbAuth, Page, Phase, StatementState, Target};
 
 /// One client per assumed role and region: the identity that starts a statement is the only
 /// one that may describe, fetch or cancel it. Calls are paced under the Data API's per-account

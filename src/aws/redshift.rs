@@ -7,8 +7,9 @@ use aws_sdk_redshift::types::Cluster as SdkCluster;
 use aws_sdk_redshiftserverless::types::Workgroup as SdkWorkgroup;
 
 use super::aws_error;
+use crate::catalog::{Cluster, Endpoint, Workgroup};
 use crate::error::{AwsError, ErrorKind};
-use crate::plan::{Cluster, Endpoint, WarehouseDirectory, Workgroup};
+use crate::ports::WarehouseDirectory;
 
 pub struct RedshiftDirectory {
     redshift: aws_sdk_redshift::Client,

@@ -6,7 +6,7 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::run::ObjectStore;
+use crate::ports::ObjectStore;
 
 #[derive(Clone)]
 pub struct S3Objects {

@@ -7,8 +7,7 @@ use aws_types::region::Region;
 
 use super::{aws_error, RedshiftData, RedshiftDirectory};
 use crate::error::AwsError;
-use crate::plan::AccountPlan;
-use crate::run::{AccountSession, Platform};
+use crate::ports::{AccountSession, Platform};
 
 /// Assumes roles with the function's own credentials.
 #[derive(Clone)]
@@ -42,14 +41,14 @@ impl Platform for StsPlatform {
 
     async fn assume_role(
         &self,
-        account: &AccountPlan,
+        role_arn: &str,
         external_id: Option<&str>,
         session_name: &str,
     ) -> Result<AssumedAccount, AwsError> {
         let out = self
             .sts
             .assume_role()
-            .role_arn(&account.role_arn)
+            .role_arn(role_arn)
             .role_session_name(session_name_for_sts(session_name))
             .set_external_id(external_id.map(str::to_string))
             .send()

@@ -22,80 +22,8 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::catalog::{DatabaseCatalog, DatabaseKind, WarehouseId};
 use crate::config::{Config, NamePattern, Pattern};
-use crate::error::{AwsError, ErrorKind};
-
-/// How the Data API logs in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DbAuth {
-    /// The caller's IAM identity (`IAMR:<role>` in the database).
-    Iam,
-    DbUser(String),
-    SecretArn(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub warehouse: WarehouseId,
-    pub auth: DbAuth,
-}
-
-/// One value of a result row, as the Data API's `Field` union carries it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cell {
-    Null,
-    Bool(bool),
-    Long(i64),
-    Double(f64),
-    Text(String),
-}
-
-pub type Row = Vec<Cell>;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
-    Running,
-    Finished,
-    Failed(String),
-    Aborted,
-}
-
-/// A statement as DescribeStatement shows it. Whether to fetch follows `HasResultSet`, the
-/// documented signal; `ResultRows` is not relied on (it is known to read 0 or -1 for statements
-/// that do return rows).
-#[derive(Debug, Clone)]
-pub struct StatementState {
-    pub phase: Phase,
-    /// Sub-statements of a batch: their ids and whether they have a result set.
-    pub subs: Vec<(String, bool)>,
-    pub has_result_set: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    pub rows: Vec<Row>,
-    pub next_token: Option<String>,
-}
-
-/// Port: the Data API of one account and region. One implementation keeps one identity for a
-/// statement's whole life, since only that identity may describe, fetch or cancel it.
-pub trait DataApi: Send + Sync {
-    fn execute(
-        &self,
-        target: &Target,
-        database: &str,
-        sql: &str,
-        params: &[(&str, &str)],
-    ) -> impl Future<Output = Result<String, AwsError>> + Send;
-    fn batch_execute(
-        &self,
-        target: &Target,
-        database: &str,
-        sqls: &[String],
-    ) -> impl Future<Output = Result<String, AwsError>> + Send;
-    fn describe(&self, id: &str) -> impl Future<Output = Result<StatementState, AwsError>> + Send;
-    fn page(&self, id: &str, next_token: Option<String>) -> impl Future<Output = Result<Page, AwsError>> + Send;
-    fn cancel(&self, id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
-}
+use crate::error::{AwsError, ErrorKind, Failure};
+use crate::ports::{DataApi, Phase, Row, StatementState, Target};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReadError {
@@ -124,6 +52,16 @@ impl ReadError {
             Self::Aborted => "aborted",
             Self::Deadline => "deadline",
         }
+    }
+
+    /// The error as the report shows it.
+    pub fn failure(&self, warehouse: &WarehouseId) -> Failure {
+        let (kind, code) = match self {
+            Self::Aws(e) => (e.kind, e.code.clone()),
+            Self::Deadline => (ErrorKind::Deadline, "Deadline".to_string()),
+            other => (ErrorKind::Other, other.kind().to_string()),
+        };
+        Failure { kind, code, message: self.to_string(), hint: self.hint(warehouse) }
     }
 
     pub fn hint(&self, warehouse: &WarehouseId) -> String {
@@ -510,38 +448,6 @@ async fn all_rows<A: DataApi>(api: &A, id: &str) -> Result<Vec<Row>, ReadError> 
         match page.next_token {
             Some(t) => token = Some(t),
             None => return Ok(rows),
-        }
-    }
-}
-
-impl Cell {
-    pub fn text(&self) -> Option<&str> {
-        match self {
-            Self::Text(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn long(&self) -> Option<i64> {
-        match self {
-            Self::Long(n) => Some(*n),
-            Self::Double(d) => Some(*d as i64),
-            Self::Text(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    /// Booleans come as booleans, or as text (`YES`, `true`, `t`) from views that print them.
-    pub fn flag(&self) -> Option<bool> {
-        match self {
-            Self::Bool(b) => Some(*b),
-            Self::Long(n) => Some(*n != 0),
-            Self::Text(s) => match s.to_ascii_lowercase().as_str() {
-                "yes" | "true" | "t" | "y" | "1" => Some(true),
-                "no" | "false" | "f" | "n" | "0" => Some(false),
-                _ => None,
-            },
-            _ => None,
         }
     }
 }

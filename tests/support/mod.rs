@@ -10,9 +10,12 @@ use std::path::PathBuf;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use redshift_registry::aws::{S3Objects, StsPlatform};
+use redshift_registry::catalog::{WarehouseCatalog, WarehouseId};
 use redshift_registry::config::{Config, DeploymentDefaults};
+use redshift_registry::error::AwsError;
 use redshift_registry::event::RunRequest;
-use redshift_registry::report::Report;
+use redshift_registry::ports::Output;
+use redshift_registry::report::{PublishReport, RemovedWarehouse, Report};
 use redshift_registry::run;
 
 pub fn repo_root() -> PathBuf {
@@ -241,19 +244,41 @@ pub async fn run_against(endpoint: &str, config: &Config, request: &RunRequest) 
     let base = function_config(endpoint).await;
     let platform = StsPlatform::new(base.clone());
     let store = S3Objects::new(&base, true);
-    run::execute(&platform, &store, config, request, format!("test-{}", std::process::id()))
-        .await
-        .expect("the run starts")
+    run::run(&platform, &store, config, request, format!("test-{}", std::process::id())).await.expect("the run starts")
 }
 
-/// Discovery and reading only, with the catalogs read.
-pub async fn gather_against(endpoint: &str, config: &Config, request: &RunRequest) -> run::RunOutcome {
+/// An output that keeps every catalog it is given: the in-memory adapter of the output port.
+#[derive(Default)]
+pub struct Recorder {
+    pub catalogs: std::sync::Mutex<Vec<WarehouseCatalog>>,
+}
+
+impl Output for Recorder {
+    async fn publish(&self, catalog: &WarehouseCatalog) -> Vec<PublishReport> {
+        self.catalogs.lock().unwrap().push(catalog.clone());
+        Vec::new()
+    }
+
+    async fn sweep(
+        &self,
+        _account: &str,
+        _region: &str,
+        _present: &std::collections::BTreeSet<WarehouseId>,
+        _workgroups_listed: bool,
+    ) -> Result<Vec<RemovedWarehouse>, AwsError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Discovery and reading only: the report, and the catalogs the outputs would have been given.
+pub async fn gather_against(endpoint: &str, config: &Config, request: &RunRequest) -> (Report, Vec<WarehouseCatalog>) {
     let base = function_config(endpoint).await;
     let platform = StsPlatform::new(base);
-    let mut outcome =
-        run::gather(&platform, config, request, format!("test-{}", std::process::id())).await.expect("the run starts");
-    outcome.report.summarise();
-    outcome
+    let recorder = Recorder::default();
+    let report = run::execute(&platform, &recorder, config, request, format!("test-{}", std::process::id()))
+        .await
+        .expect("the run starts");
+    (report, recorder.catalogs.into_inner().unwrap())
 }
 
 /// Creates the cluster unless this account already has it (the demo and these tests share
@@ -270,6 +295,10 @@ pub async fn ensure_bucket(endpoint: &str, bucket: &str) {
     // Created by a concurrent test or an earlier run: either way it is there.
     let _ = s3_client(endpoint).await.create_bucket().bucket(bucket).send().await;
     s3_client(endpoint).await.head_bucket().bucket(bucket).send().await.expect("bucket exists");
+}
+
+pub async fn delete_object(endpoint: &str, bucket: &str, key: &str) {
+    s3_client(endpoint).await.delete_object().bucket(bucket).key(key).send().await.expect("DeleteObject");
 }
 
 pub async fn put_object(endpoint: &str, bucket: &str, key: &str, body: Vec<u8>) {

@@ -1,0 +1,260 @@
+//! Stage 4, second format: Backstage catalog entities, for Backstage's `AwsS3EntityProvider`,
+//! which lists a prefix and ingests every key as a location (full mutation: a key that goes
+//! takes its entities with it).
+//!
+//! Per warehouse, under `{output.prefix}{backstage.prefix}{account}/{region}/{cluster|workgroup}/{name}/`:
+//! `warehouse.yaml` (one `Resource` of type `redshift-cluster` or `redshift-workgroup`) and, per
+//! database, `{slug}-{hash}.yaml` with one `Resource` per dataset, at most
+//! [`ENTITIES_PER_FILE`] a file (`{slug}-{hash}-2.yaml`... past that). Documents are JSON, which
+//! YAML 1.2 reads as it is: exact quoting of any name, no YAML library. Keys are ASCII without
+//! space, `#`, `?`, `%` or `*`, which Backstage's S3 reader would not read back.
+//!
+//! Entity names are a readable lowercase slug plus 16 hex digits of the sha256 of the exact
+//! identity (account, region, warehouse, database, schema, table), so they are valid, at most
+//! 63 characters, and unique across the whole output case-insensitively for any Redshift name.
+
+use serde_json::{json, Map, Value};
+
+use crate::catalog::{DatabaseCatalog, Dataset, WarehouseCatalog, WarehouseId};
+use crate::config::{is_entity_ref, BackstageOutput};
+use crate::manifest::{self, Layout};
+use crate::publish::{sha256_hex, File, Format, IndexEntry};
+
+/// Entities per file: a 100,000-table database is 100 files of bounded size, not one.
+pub const ENTITIES_PER_FILE: usize = 1000;
+const ANNOTATION: &str = "redshift-registry.io";
+
+pub struct BackstageFormat {
+    layout: Layout,
+    root: String,
+    index_root: String,
+    owner: String,
+    owner_tag: Option<String>,
+    system: Option<String>,
+}
+
+impl BackstageFormat {
+    pub fn new(layout: &Layout, config: &BackstageOutput) -> Self {
+        Self {
+            layout: layout.clone(),
+            root: format!("{}{}", layout.prefix, config.prefix),
+            index_root: format!("{}index/backstage/", layout.prefix),
+            owner: config.owner.clone(),
+            owner_tag: config.owner_tag.clone(),
+            system: config.system.clone(),
+        }
+    }
+
+    /// The warehouse's tag named `ownerTag` when it holds an entity ref, else `owner`.
+    fn owner(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>) -> String {
+        let Some(tag) = &self.owner_tag else { return self.owner.clone() };
+        match catalog.labels.get(tag) {
+            Some(v) if is_entity_ref(v) => v.clone(),
+            found => {
+                notes.push(format!(
+                    "warehouse {} has {}, not an entity ref; its entities are owned by {}",
+                    catalog.warehouse.name(),
+                    found.map_or(format!("no tag {tag:?}"), |v| format!("tag {tag:?} = {v:?}")),
+                    self.owner
+                ));
+                self.owner.clone()
+            }
+        }
+    }
+
+    fn spec(&self, kind: &str, owner: &str, depends_on: Option<String>) -> Value {
+        let mut spec = json!({"type": kind, "owner": owner});
+        if let Some(d) = depends_on {
+            spec["dependsOn"] = json!([d]);
+        }
+        if let Some(system) = &self.system {
+            spec["system"] = json!(system);
+        }
+        spec
+    }
+}
+
+/// The lowercase ASCII letters and digits of `text`, other runs as one `-`, at most `max` long.
+fn slug(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.truncate(max);
+    out.trim_end_matches('-').to_string()
+}
+
+/// `{slug}-{16 hex of sha256(identity)}`, at most 63 characters.
+pub fn entity_name(readable: &str, identity: &[&str]) -> String {
+    let hash = &sha256_hex(serde_json::to_string(identity).expect("strings serialise").as_bytes())[..16];
+    match slug(readable, 63 - 17) {
+        s if s.is_empty() => hash.to_string(),
+        s => format!("{s}-{hash}"),
+    }
+}
+
+fn kind_segment(warehouse: &WarehouseId) -> &'static str {
+    match warehouse {
+        WarehouseId::ClusterIdentifier(_) => "cluster",
+        WarehouseId::WorkgroupName(_) => "workgroup",
+    }
+}
+
+/// The annotations every entity of a warehouse carries: where it is, and the AWS tags as one
+/// JSON value (tags are neither valid labels nor always valid annotation keys).
+fn place_annotations(catalog: &WarehouseCatalog) -> Map<String, Value> {
+    let id_key = match catalog.warehouse {
+        WarehouseId::ClusterIdentifier(_) => "cluster-identifier",
+        WarehouseId::WorkgroupName(_) => "workgroup-name",
+    };
+    let mut a = Map::new();
+    a.insert(format!("{ANNOTATION}/account-id"), json!(catalog.account_id));
+    a.insert(format!("{ANNOTATION}/region"), json!(catalog.region));
+    a.insert(format!("{ANNOTATION}/{id_key}"), json!(catalog.warehouse.name()));
+    a.insert(format!("{ANNOTATION}/aws-tags"), json!(serde_json::to_string(&catalog.labels).expect("tags serialise")));
+    a
+}
+
+fn document(entity: &Value) -> String {
+    format!("---\n{}\n", serde_json::to_string_pretty(entity).expect("an entity serialises"))
+}
+
+/// A Markdown table of the columns, which Backstage's About card renders.
+fn description(d: &Dataset) -> String {
+    let cell = |s: &str| s.replace('|', "\\|").replace(['\n', '\r'], " ");
+    let mut text = d.description.as_deref().map(|c| format!("{}\n\n", cell(c))).unwrap_or_default();
+    text.push_str("| # | column | type | nullable |\n|---|---|---|---|\n");
+    for c in &d.columns {
+        let nullable = if c.nullable { "yes" } else { "no" };
+        text.push_str(&format!("| {} | {} | {} | {nullable} |\n", c.position, cell(&c.name), cell(&c.data_type)));
+    }
+    text
+}
+
+impl BackstageFormat {
+    fn warehouse_entity(&self, catalog: &WarehouseCatalog, owner: &str) -> Value {
+        let kind = kind_segment(&catalog.warehouse);
+        let name = catalog.warehouse.name();
+        json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "Resource",
+            "metadata": {
+                "name": entity_name(name, &[&catalog.account_id, &catalog.region, kind, name]),
+                "title": name,
+                "description": format!("Amazon Redshift {kind} {name} in account {}, {}", catalog.account_id, catalog.region),
+                "annotations": place_annotations(catalog),
+                "tags": ["redshift"],
+            },
+            "spec": self.spec(&format!("redshift-{kind}"), owner, None),
+        })
+    }
+
+    fn dataset_entity(
+        &self,
+        catalog: &WarehouseCatalog,
+        db: &DatabaseCatalog,
+        d: &Dataset,
+        owner: &str,
+        parent: &str,
+    ) -> Value {
+        let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
+        let full = manifest::dataset_name(&db.name, &d.schema, &d.name);
+        let identity =
+            [account.as_str(), region, kind_segment(warehouse), warehouse.name(), &db.name, &d.schema, &d.name];
+        let mut annotations = place_annotations(catalog);
+        for (key, value) in [("database", &db.name), ("schema", &d.schema), ("table", &d.name), ("dataset", &full)] {
+            annotations.insert(format!("{ANNOTATION}/{key}"), json!(value));
+        }
+        let manifest_key = self.layout.dataset_key(account, region, warehouse, &db.name, &d.schema, &d.name);
+        annotations.insert(format!("{ANNOTATION}/manifest-key"), json!(manifest_key));
+        let kind = serde_json::to_value(d.kind).expect("a kind serialises");
+        let kind = kind.as_str().expect("a kind is a string").replace('_', "-");
+        json!({
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "Resource",
+            "metadata": {
+                "name": entity_name(&full, &identity),
+                "title": full,
+                "description": description(d),
+                "annotations": annotations,
+                "tags": ["redshift", kind],
+            },
+            "spec": self.spec(&format!("redshift-{kind}"), owner, Some(format!("resource:default/{parent}"))),
+        })
+    }
+}
+
+impl Format for BackstageFormat {
+    const NAME: &'static str = "backstage";
+    const CONTENT_TYPE: &'static str = "application/yaml";
+
+    fn index_root(&self) -> &str {
+        &self.index_root
+    }
+
+    fn warehouse_prefix(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String {
+        let name = entity_name(warehouse.name(), &[account, region, kind_segment(warehouse), warehouse.name()]);
+        format!("{}{account}/{region}/{}/{name}/", self.root, kind_segment(warehouse))
+    }
+
+    fn files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>) -> Vec<File> {
+        let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
+        let prefix = self.warehouse_prefix(account, region, warehouse);
+        let owner = self.owner(catalog, notes);
+        let parent = self.warehouse_entity(catalog, &owner);
+        let parent_name = parent["metadata"]["name"].as_str().expect("a name").to_string();
+        let mut files = vec![File::new(
+            "",
+            None,
+            None,
+            "warehouse".into(),
+            format!("{prefix}warehouse.yaml"),
+            document(&parent).into_bytes(),
+        )];
+        // A database with parts not confirmed keeps its previous files whole.
+        for db in catalog.databases.iter().filter(|db| db.unconfirmed.is_nothing()) {
+            let base = entity_name(&db.name, &[account, region, kind_segment(warehouse), warehouse.name(), &db.name]);
+            for (i, chunk) in db.datasets.chunks(ENTITIES_PER_FILE).enumerate() {
+                let file = if i == 0 { format!("{base}.yaml") } else { format!("{base}-{}.yaml", i + 1) };
+                let text: String = chunk
+                    .iter()
+                    .map(|d| document(&self.dataset_entity(catalog, db, d, &owner, &parent_name)))
+                    .collect();
+                files.push(File::new(&db.name, None, None, file.clone(), format!("{prefix}{file}"), text.into_bytes()));
+            }
+        }
+        files
+    }
+
+    fn keeps(&self, database: &DatabaseCatalog, _entry: &IndexEntry) -> bool {
+        !database.unconfirmed.is_nothing()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Property: for names Redshift allows (unicode, quotes, case, 127 bytes), entity names
+    /// follow Backstage's rule, stay within 63 characters and never meet case-insensitively.
+    #[test]
+    fn entity_names_are_valid_and_unique() {
+        let rule = regex::Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap();
+        let pieces = ["Orders", "orders", "\"", "'", "日本", "🦀", " ", ".", "-", "_", "a", "Z9", "ü"];
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..20_000 {
+            let name: String = (0..rng.usize(1..40)).map(|_| pieces[rng.usize(..pieces.len())]).collect();
+            let name: String = name.chars().take(127).collect();
+            let e = entity_name(&name, &["111111111111", "us-east-1", "cluster", "c", "dev", "s", &name]);
+            assert!(rule.is_match(&e) && e.len() <= 63, "{e:?} from {name:?}");
+            if let Some(other) = seen.insert(e.to_lowercase(), name.clone()) {
+                assert_eq!(other, name, "{e} twice");
+            }
+        }
+    }
+}
