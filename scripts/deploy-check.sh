@@ -46,7 +46,7 @@ case "$kind" in
   *) fail "$bootstrap is not an aarch64 executable: $kind" ;;
 esac
 size=$(stat -c %s "$bootstrap")
-echo "deploy-check: built $bootstrap in ${secs}s: $((size / 1024 / 1024)) MB ($size bytes), $kind" >&2
+echo "deploy-check: built $bootstrap in ${secs}s: $(awk -v b="$size" 'BEGIN{printf "%.1f", b/1e6}') MB, $kind" >&2
 
 # 3. The demo organisation (two accounts, four regions, clusters and a workgroup), seeded and run
 # once natively by scripts/demo.sh, whose report is the reference for the counts below.

@@ -40,6 +40,14 @@ if [ ${#debs[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
 fi
 
+# The real Backstage packages read the Backstage output in tests (tests/backstage, pinned by its
+# package-lock.json); reinstalled only when the lock file changed.
+bs="$root/tests/backstage"
+if ! cmp -s "$bs/package-lock.json" "$bs/node_modules/.package-lock.json.installed" 2>/dev/null; then
+  (cd "$bs" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$bs/package-lock.json" "$bs/node_modules/.package-lock.json.installed"
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

@@ -4,9 +4,11 @@
 //! - [`event`], [`config`]: what to do, from the invocation payload and the configuration;
 //! - [`plan`]: accounts → regions → clusters, with discovery over the control plane;
 //! - [`read`]: every dataset's metadata through the Data API, into the [`catalog`] model;
-//! - [`manifest`], [`publish`]: one manifest per dataset, one atomic snapshot per warehouse in S3;
-//! - [`report`]: what was found, and what was not and why;
-//! - [`run`]: the invocation end to end over small ports, with [`aws`] as their adapters.
+//! - [`manifest`], [`backstage`]: the output formats; [`publish`]: the commit protocol they share
+//!   (one atomic snapshot per warehouse in S3); [`outputs`]: which of them a run publishes to;
+//! - [`report`], [`metrics`]: what was found, and what was not and why;
+//! - [`run`]: the invocation end to end, each warehouse read, published and reported in one trip,
+//!   over the traits of [`ports`], with [`aws`] as their adapters.
 
 pub mod aws;
 pub mod backstage;

@@ -81,8 +81,8 @@ impl Emf {
         }
         // Properties: searchable in Logs Insights, not metric dimensions.
         root.insert("RunId".into(), json!(report.run_id));
-        root.insert("Status".into(), serde_json::to_value(&report.status).unwrap_or(Value::Null));
-        root.insert("Trigger".into(), serde_json::to_value(&report.trigger).unwrap_or(Value::Null));
+        root.insert("Status".into(), serde_json::to_value(report.status).unwrap_or(Value::Null));
+        root.insert("Trigger".into(), serde_json::to_value(report.trigger).unwrap_or(Value::Null));
         root.insert("DryRun".into(), json!(report.dry_run));
         Value::Object(root)
     }

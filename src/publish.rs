@@ -396,3 +396,128 @@ fn warehouse_of_index_key(relative: &str) -> Option<WarehouseId> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The commit protocol over an in-memory object store: the rules that need no S3 to check.
+
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::catalog::{DatabaseKind, Dataset, DatasetKind, Unconfirmed};
+    use crate::manifest::{Layout, ManifestFormat};
+
+    /// The in-memory adapter of the object store port; puts of keys containing `fail_puts` fail.
+    #[derive(Default)]
+    struct MemoryStore {
+        objects: Mutex<BTreeMap<String, Vec<u8>>>,
+        fail_puts: Option<&'static str>,
+    }
+
+    impl ObjectStore for MemoryStore {
+        async fn list(&self, _bucket: &str, prefix: &str) -> Result<Vec<String>, AwsError> {
+            Ok(self.objects.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+        }
+        async fn delete(&self, _bucket: &str, keys: &[String]) -> Result<(), AwsError> {
+            let mut objects = self.objects.lock().unwrap();
+            keys.iter().for_each(|k| drop(objects.remove(k)));
+            Ok(())
+        }
+        async fn get(&self, _bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
+            let found = self.objects.lock().unwrap().get(key).cloned();
+            found.ok_or_else(|| AwsError::from_code("s3:GetObject", Some("NoSuchKey"), key.into()))
+        }
+        async fn put(&self, _bucket: &str, key: &str, body: Vec<u8>, _type: &str) -> Result<(), AwsError> {
+            if self.fail_puts.is_some_and(|f| key.contains(f)) {
+                return Err(AwsError::from_code("s3:PutObject", Some("InternalError"), "injected".into()));
+            }
+            self.objects.lock().unwrap().insert(key.into(), body);
+            Ok(())
+        }
+    }
+
+    fn table(schema: &str, name: &str, kind: DatasetKind) -> Dataset {
+        Dataset {
+            schema: schema.into(),
+            name: name.into(),
+            kind,
+            owner: None,
+            description: None,
+            view_definition: None,
+            location: None,
+            row_count: None,
+            size_mb: None,
+            columns: Vec::new(),
+        }
+    }
+
+    fn catalog(datasets: Vec<Dataset>, unconfirmed: Unconfirmed) -> WarehouseCatalog {
+        let db =
+            DatabaseCatalog { name: "dev".into(), kind: DatabaseKind::Local, datasets, notes: vec![], unconfirmed };
+        WarehouseCatalog {
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+            warehouse: WarehouseId::ClusterIdentifier("c".into()),
+            labels: BTreeMap::new(),
+            databases: vec![db],
+            unread_databases: vec![],
+        }
+    }
+
+    fn snapshots(store: &MemoryStore) -> Snapshots<'_, MemoryStore, ManifestFormat> {
+        Snapshots {
+            store,
+            bucket: "b",
+            format: ManifestFormat::new(Layout { prefix: "p/".into() }),
+            run_id: "r",
+            committed_at: "t",
+            dry_run: false,
+            writes_in_parallel: 4,
+        }
+    }
+
+    fn names(store: &MemoryStore) -> Vec<String> {
+        store.objects.lock().unwrap().keys().filter(|k| k.contains("/datasets/")).cloned().collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_commits_nothing_and_removes_nothing() {
+        let mut store = MemoryStore::default();
+        let first = vec![table("s", "a", DatasetKind::Table), table("s", "b", DatasetKind::Table)];
+        assert!(snapshots(&store).warehouse(&catalog(first, Unconfirmed::Nothing)).await.committed);
+        let before = store.objects.lock().unwrap().clone();
+
+        store.fail_puts = Some("/c.json");
+        let next = vec![table("s", "a", DatasetKind::View), table("s", "c", DatasetKind::Table)];
+        let report = snapshots(&store).warehouse(&catalog(next, Unconfirmed::Nothing)).await;
+        assert!(!report.committed && report.error.unwrap().contains("not committed"));
+        let after = store.objects.lock().unwrap().clone();
+        assert!(after.contains_key("p/datasets/111111111111/us-east-1/cluster/c/dev/s/b.json"), "b not removed");
+        assert_eq!(after.len(), before.len(), "only a's content ran ahead of the index: {after:?}");
+    }
+
+    #[tokio::test]
+    async fn unconfirmed_external_schemas_keep_their_datasets() {
+        let store = MemoryStore::default();
+        let first = vec![table("lake", "clicks", DatasetKind::ExternalTable), table("s", "a", DatasetKind::Table)];
+        snapshots(&store).warehouse(&catalog(first, Unconfirmed::Nothing)).await;
+
+        let unread_lake = Unconfirmed::Schemas(["lake".to_string()].into());
+        let report = snapshots(&store).warehouse(&catalog(vec![], unread_lake)).await;
+        assert_eq!((report.kept, report.removed), (1, 1), "lake.clicks kept, s.a dropped");
+        assert_eq!(names(&store), vec!["p/datasets/111111111111/us-east-1/cluster/c/dev/lake/clicks.json"]);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_index_is_replaced_and_nothing_is_removed() {
+        let store = MemoryStore::default();
+        snapshots(&store).warehouse(&catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing)).await;
+        let index = "p/index/111111111111/us-east-1/cluster/c.json".to_string();
+        store.objects.lock().unwrap().insert(index, b"not json".to_vec());
+
+        let report = snapshots(&store).warehouse(&catalog(vec![], Unconfirmed::Nothing)).await;
+        assert!(report.committed && report.error.unwrap().contains("unreadable"));
+        assert_eq!(names(&store).len(), 1, "s.a is not removed on the word of an unreadable index");
+    }
+}

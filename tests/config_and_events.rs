@@ -155,9 +155,15 @@ fn unknown_keys_are_refused_with_their_path() {
     );
 
     let mut c = valid();
-    c["outputs"] = json!({});
+    c["outputs"] = json!({"datahub": {}});
     let message = refused(c);
-    assert!(message.contains("$.outputs: unknown field `outputs`"), "{message}");
+    assert!(message.contains("$.outputs.datahub: unknown field `datahub`"), "{message}");
+
+    let mut c = valid();
+    c["outputs"] = json!({"backstage": {"prefix": "datasets/bs", "owner": "not a ref"}});
+    let message = refused(c);
+    assert!(message.contains("$.outputs.backstage.prefix: \"datasets/bs/\" overlaps datasets/"), "{message}");
+    assert!(message.contains("$.outputs.backstage.owner: \"not a ref\" is not a Backstage entity ref"), "{message}");
 }
 
 #[test]

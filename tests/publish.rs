@@ -324,3 +324,84 @@ async fn an_old_layout_moves_to_stable_keys_without_losing_a_dataset() {
     let content_hashed = |k: &str| k.rsplit('/').next().is_some_and(|f| f.len() == 69 && f.ends_with(".json"));
     assert!(listed.iter().all(|(k, _)| !content_hashed(k)), "every object at its stable key: {listed:?}");
 }
+
+async fn two_databases(org: &Org, cluster: &str, dev: &[&str], mart: &[&str]) {
+    create_warehouse(&org.account, cluster, &[("dev", &fixture(dev)), ("mart", &fixture(mart))]).await;
+}
+
+/// Listing the datasets prefix: one manifest per dataset of the committed index, each with the
+/// content the index names, and those datasets are `expected`.
+async fn one_manifest_per_live_dataset(org: &Org, cluster: &str, expected: &[&str]) {
+    let index = org.index(cluster).await;
+    let objects = org.objects("registry/datasets/").await;
+    let mut listed: Vec<String> = Vec::new();
+    for (key, bytes) in &objects {
+        let entry = index.datasets.iter().find(|e| &e.key == key).unwrap_or_else(|| panic!("{key} not in the index"));
+        assert_eq!(redshift_registry::publish::sha256_hex(bytes), entry.sha256, "{key}");
+        listed.push(entry.name.clone());
+    }
+    assert_eq!(listed.len(), index.datasets.len(), "an index entry without its object");
+    listed.sort();
+    assert_eq!(listed, expected, "the live datasets");
+}
+
+/// After any sequence of runs (changes, drops, a failed database, a failed write, comments on
+/// and off), listing the prefix gives exactly one manifest per live dataset, with the content
+/// its index names, once the run has committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn any_sequence_of_runs_leaves_one_manifest_per_live_dataset() {
+    let org = org("sequence").await;
+    let cluster = unique("seq");
+    let run = |comments: bool, endpoint: String| {
+        let cfg = org.config(json!({"pullRedshiftComments": comments}));
+        async move { run_against(&endpoint, &cfg, &RunRequest::default()).await }
+    };
+    org.cluster(&cluster, &[("dev", &fixture(&["orders", "customers"])), ("mart", &fixture(&["facts"]))]).await;
+    run(true, org.moto.clone()).await;
+    one_manifest_per_live_dataset(
+        &org,
+        &cluster,
+        &["dev.sales.customers", "dev.sales.orders", "dev.sales.v", "mart.sales.facts", "mart.sales.v"],
+    )
+    .await;
+
+    // A drop, an addition, comments off.
+    two_databases(&org, &cluster, &["orders"], &["facts", "dims"]).await;
+    run(false, org.moto.clone()).await;
+    let now = ["dev.sales.orders", "dev.sales.v", "mart.sales.dims", "mart.sales.facts", "mart.sales.v"];
+    one_manifest_per_live_dataset(&org, &cluster, &now).await;
+
+    // mart cannot be read: its datasets stay, dev's change lands.
+    two_databases(&org, &cluster, &["orders", "refunds"], &["dims"]).await;
+    set_knobs(&org.account, &cluster, json!({"failDatabase": "mart"})).await;
+    let partial = run(true, org.moto.clone()).await;
+    assert_eq!(partial.status, RunStatus::Partial);
+    let now =
+        ["dev.sales.orders", "dev.sales.refunds", "dev.sales.v", "mart.sales.dims", "mart.sales.facts", "mart.sales.v"];
+    one_manifest_per_live_dataset(&org, &cluster, &now).await;
+
+    // Every write fails: nothing commits, and the listing still matches the committed index
+    // (no dataset changes content in this step, so no manifest runs ahead of it).
+    set_knobs(&org.account, &cluster, json!({})).await;
+    let broken = FaultFront::start(
+        &org.moto,
+        vec![support::fault_front::Rule {
+            service: "s3",
+            action: Some("PUT"),
+            region: None,
+            body_contains: None,
+            times: None,
+            status: 500,
+            code: "InternalError",
+            message: "injected",
+        }],
+    )
+    .await;
+    two_databases(&org, &cluster, &["orders", "refunds"], &["dims"]).await;
+    run(true, broken.url.clone()).await;
+
+    // mart is read again: facts is gone; comments back on.
+    run(true, org.moto.clone()).await;
+    let now = ["dev.sales.orders", "dev.sales.refunds", "dev.sales.v", "mart.sales.dims", "mart.sales.v"];
+    one_manifest_per_live_dataset(&org, &cluster, &now).await;
+}
