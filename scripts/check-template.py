@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """Offline equivalent of `sam validate --lint`: cfn-lint, then the SAM transform done locally by
-aws-sam-translator, then checks that the transformed template is what the code expects.
+aws-sam-translator, then checks that the transformed template is what the code expects: for
+FanOut true and false (and OrganizationRoleArn and AlarmTopicArn set or not), the template as
+CloudFormation gets it (conditions resolved) is linted again and checked: the fan-out resources
+exist only with FanOut=true, the event source mapping takes one shard at a time and reports
+batch item failures, the queue's visibility timeout is at least 6x the function's timeout, and
+every SQS action of the function's role is on the shard queue's ARN alone.
 
 Then source-account.yaml, the reader role of every source account: cfn-lint, and, for every
 combination of its switches, that the role is allowed exactly the actions the code can use
 (READER_ACTIONS below, cross-checked against the operations named in src/aws/*.rs)."""
 import itertools
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from samtranslator.translator.transform import transform
@@ -21,10 +28,18 @@ template_path = root / "template.yaml"
 
 source_path = root / "source-account.yaml"
 
+
+
+def lint(path, *args):
+    result = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), *args, "--", str(path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"cfn-lint failed on {path.name}:\n{result.stdout}{result.stderr}")
+
+
+# cfn-lint evaluates every combination of the conditions; each case below is linted again as
+# CloudFormation receives it.
 for path in (template_path, source_path):
-    lint = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(path)], capture_output=True, text=True)
-    if lint.returncode != 0:
-        sys.exit(f"cfn-lint failed on {path.name}:\n{lint.stdout}{lint.stderr}")
+    lint(path)
 
 
 class NoManagedPolicies:
@@ -34,52 +49,230 @@ class NoManagedPolicies:
         raise SystemExit("the template must not depend on AWS managed policies")
 
 
-# The transform resolves pseudo parameters such as AWS::Region; any region will do offline.
-os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-template = yaml_parse(template_path.read_text())
-# Like `sam validate`: local CodeUri paths stand for the artifact `sam package` uploads.
-for resource in template["Resources"].values():
-    if resource["Type"] == "AWS::Serverless::Function":
-        resource["Properties"]["CodeUri"] = "s3://artifacts/redshift-registry.zip"
-out = transform(template, {}, NoManagedPolicies())
-res = out["Resources"]
+NO_VALUE = object()
+
+
+def value(node, values):
+    if isinstance(node, dict) and set(node) == {"Ref"} and node["Ref"] in values:
+        return values[node["Ref"]]
+    return node
+
+
+def holds(expr, values, conditions):
+    (fn, args), = expr.items()
+    if fn == "Fn::Equals":
+        return value(args[0], values) == value(args[1], values)
+    if fn == "Fn::Not":
+        return not holds(args[0], values, conditions)
+    if fn == "Fn::And":
+        return all(holds(a, values, conditions) for a in args)
+    if fn == "Fn::Or":
+        return any(holds(a, values, conditions) for a in args)
+    if fn == "Condition":
+        return conditions[args]
+    raise SystemExit(f"check-template.py cannot evaluate {fn} in a condition")
+
+
+def resolve(node, conditions):
+    """The template as CloudFormation sees it under these conditions: Fn::If taken, NoValue gone."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] == "AWS::NoValue":
+            return NO_VALUE
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return resolve(yes if conditions[name] else no, conditions)
+        out = {k: resolve(v, conditions) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v is not NO_VALUE}
+    if isinstance(node, list):
+        return [v for v in (resolve(x, conditions) for x in node) if v is not NO_VALUE]
+    return node
+
+
+def as_list(x):
+    return x if isinstance(x, list) else [x]
+
+
+def as_cloudformation(out, conditions):
+    """A transformed template as CloudFormation deploys it under these conditions: resources and
+    outputs whose Condition is false left out, every Fn::If taken, no Conditions left."""
+    plain = {k: v for k, v in out.items() if k != "Conditions"}
+    for section in ("Resources", "Outputs"):
+        plain[section] = {
+            name: {k: v for k, v in body.items() if k != "Condition"}
+            for name, body in out.get(section, {}).items()
+            if conditions.get(body.get("Condition"), True)
+        }
+    return resolve(plain, conditions)
+
+
 errors = []
 
-fn = res["RegistryFunction"]["Properties"]
-if fn.get("Runtime") != "provided.al2023" or fn.get("Architectures") != ["arm64"]:
-    errors.append("the function must be provided.al2023 on arm64")
-env = fn["Environment"]["Variables"]
-for var in ["REGISTRY_CONFIG_URI", "REGISTRY_OUTPUT_BUCKET", "REGISTRY_OUTPUT_PREFIX", "REGISTRY_ROLE_NAME"]:
-    if var not in env:
-        errors.append(f"environment variable {var} missing")
+# The transform resolves pseudo parameters such as AWS::Region; any region will do offline.
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# Each Translator, when collected, warns that its metrics were never published: nothing to publish offline.
+logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
+main_params = yaml_parse(template_path.read_text())["Parameters"]
+sqs_event = json.loads((root / "events/sqs.json").read_text())
+FAN_OUT_RESOURCES = {
+    "ShardQueue": "AWS::SQS::Queue",
+    "ShardDeadLetterQueue": "AWS::SQS::Queue",
+    "ShardEventSourceMapping": "AWS::Lambda::EventSourceMapping",
+    "DeadLetterQueueDepthAlarm": "AWS::CloudWatch::Alarm",
+}
+QUEUE_ARN = {"Fn::GetAtt": ["ShardQueue", "Arn"]}
+ORG_ROLE = "arn:aws:iam::999999999999:role/registry-organizations-reader"
+main_cases = list(itertools.product(["false", "true"], ["", ORG_ROLE], ["", "arn:aws:sns:us-east-1:123456789012:registry"]))
+for fan_out, org_role, topic in main_cases:
+    case = f"FanOut={fan_out}, OrganizationRoleArn={'set' if org_role else 'empty'}, AlarmTopicArn={'set' if topic else 'empty'}"
+    given = {"OutputBucket": "registry-bucket", "FanOut": fan_out, "OrganizationRoleArn": org_role, "AlarmTopicArn": topic}
+    values = {p: str(spec["Default"]) for p, spec in main_params.items() if "Default" in spec}
+    values.update(given)
+    template = yaml_parse(template_path.read_text())
+    # Like `sam validate`: local CodeUri paths stand for the artifact `sam package` uploads.
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifacts/redshift-registry.zip"
+    out = transform(template, dict(given), NoManagedPolicies())
+    conditions = {}
+    for name, expr in out.get("Conditions", {}).items():
+        conditions[name] = holds(expr, values, conditions)
+    cfn = as_cloudformation(out, conditions)
+    for name, v in given.items():  # what this case's stack is given, as cfn-lint resolves a Ref
+        cfn["Parameters"][name]["Default"] = v
+    res = cfn["Resources"]
 
-schedules = [r for r in res.values() if r["Type"] == "AWS::Scheduler::Schedule"]
-if len(schedules) != 1:
-    errors.append("expected one EventBridge Scheduler schedule")
+    # cfn-lint on the template CloudFormation gets in this case (the parameters these conditions
+    # stand for are then unused: W2001 is expected).
+    with tempfile.TemporaryDirectory() as tmp:
+        resolved_path = Path(tmp) / f"template-fanout-{fan_out}{'-org' if org_role else ''}{'-topic' if topic else ''}.json"
+        resolved_path.write_text(json.dumps(cfn, indent=1))
+        lint(resolved_path, "--ignore-checks", "W2001")
+
+    fn_resource = res["RegistryFunction"]["Properties"]
+    if fn_resource.get("Runtime") != "provided.al2023" or fn_resource.get("Architectures") != ["arm64"]:
+        errors.append(f"[{case}] the function must be provided.al2023 on arm64")
+    env = fn_resource["Environment"]["Variables"]
+    for var in ["REGISTRY_CONFIG_URI", "REGISTRY_OUTPUT_BUCKET", "REGISTRY_OUTPUT_PREFIX", "REGISTRY_ROLE_NAME"]:
+        if var not in env:
+            errors.append(f"[{case}] environment variable {var} missing")
+    # Empty when off: the code treats an empty REGISTRY_QUEUE_URL as unset.
+    expected_url = {"Ref": "ShardQueue"} if fan_out == "true" else ""
+    if env.get("REGISTRY_QUEUE_URL") != expected_url:
+        errors.append(f"[{case}] REGISTRY_QUEUE_URL is {env.get('REGISTRY_QUEUE_URL')!r}, expected {expected_url!r}")
+    if env.get("REGISTRY_MAX_RECEIVE_COUNT") != {"Ref": "MaxReceiveCount"}:
+        errors.append(f"[{case}] REGISTRY_MAX_RECEIVE_COUNT must be the MaxReceiveCount parameter")
+
+    schedules = [r for r in res.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    if len(schedules) != 1:
+        errors.append(f"[{case}] expected one EventBridge Scheduler schedule")
+    else:
+        payload = json.loads(schedules[0]["Properties"]["Target"]["Input"])
+        if payload.get("source") != "aws.events" or payload.get("detail-type") != "Scheduled Event":
+            errors.append(f"[{case}] the schedule's payload is not a scheduled event: {payload}")
+        scheduled = json.loads((root / "events/scheduled.json").read_text())
+        if {k: scheduled[k] for k in ("source", "detail-type")} != {k: payload[k] for k in ("source", "detail-type")}:
+            errors.append("events/scheduled.json and the schedule's payload disagree")
+
+    # --- fan-out: the queue, its dead-letter queue, the event source mapping, the alarm -------
+    fan_out_types = {"AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventSourceMapping"}
+    present = {name: r["Type"] for name, r in res.items() if r["Type"] in fan_out_types or name in FAN_OUT_RESOURCES}
+    expected_present = FAN_OUT_RESOURCES if fan_out == "true" else {}
+    if present != expected_present:
+        errors.append(f"[{case}] fan-out resources are {present}, expected {expected_present}")
+    outputs = set(cfn.get("Outputs", {}))
+    for name in ("QueueUrl", "DeadLetterQueueUrl"):
+        if (name in outputs) != (fan_out == "true"):
+            errors.append(f"[{case}] output {name} must exist exactly when FanOut is true")
+    if fan_out == "true" and present == expected_present:
+        timeout = fn_resource["Timeout"]
+        queue = res["ShardQueue"]["Properties"]
+        dlq = res["ShardDeadLetterQueue"]["Properties"]
+        # Lambda developer guide, services-sqs-configure.html: at least six times the function timeout.
+        if queue.get("VisibilityTimeout", 30) < 6 * timeout:
+            errors.append(f"[{case}] the queue's visibility timeout {queue.get('VisibilityTimeout')} s is under 6 x {timeout} s")
+        if queue.get("RedrivePolicy") != {
+            "deadLetterTargetArn": {"Fn::GetAtt": ["ShardDeadLetterQueue", "Arn"]},
+            "maxReceiveCount": {"Ref": "MaxReceiveCount"},
+        }:
+            errors.append(f"[{case}] the queue must redrive to ShardDeadLetterQueue after MaxReceiveCount receives")
+        # Every attempt, 1 visibility timeout apart, must fit in the retention; a message's age in
+        # the dead-letter queue counts from its first enqueue, so that queue must keep it longer.
+        retention, dlq_retention = queue.get("MessageRetentionPeriod", 345600), dlq.get("MessageRetentionPeriod", 345600)
+        if retention <= main_params["MaxReceiveCount"]["MaxValue"] * queue.get("VisibilityTimeout", 30):
+            errors.append(f"[{case}] the queue's retention {retention} s does not hold MaxReceiveCount attempts")
+        if dlq_retention <= retention:
+            errors.append(f"[{case}] the dead-letter queue must keep messages longer than the queue ({dlq_retention} <= {retention})")
+        esm = res["ShardEventSourceMapping"]["Properties"]
+        if esm.get("EventSourceArn") != QUEUE_ARN or esm.get("FunctionName") != {"Ref": "RegistryFunction"}:
+            errors.append(f"[{case}] the event source mapping must connect ShardQueue to RegistryFunction")
+        if esm.get("BatchSize") != 1:
+            errors.append(f"[{case}] the event source mapping's BatchSize must be 1 (one shard per invocation)")
+        if esm.get("FunctionResponseTypes") != ["ReportBatchItemFailures"]:
+            errors.append(f"[{case}] the event source mapping must have FunctionResponseTypes [ReportBatchItemFailures]")
+        if esm.get("ScalingConfig") != {"MaximumConcurrency": {"Ref": "MaxConcurrency"}}:
+            errors.append(f"[{case}] ScalingConfig.MaximumConcurrency must be the MaxConcurrency parameter")
+        alarm = res["DeadLetterQueueDepthAlarm"]["Properties"]
+        if (
+            alarm.get("Namespace") != "AWS/SQS"
+            or alarm.get("MetricName") != "ApproximateNumberOfMessagesVisible"
+            or alarm.get("Dimensions") != [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["ShardDeadLetterQueue", "QueueName"]}}]
+            or alarm.get("ComparisonOperator") != "GreaterThanThreshold"
+            or alarm.get("Threshold") != 0
+        ):
+            errors.append(f"[{case}] DeadLetterQueueDepthAlarm must alarm on the dead-letter queue's visible messages > 0")
+        if alarm.get("AlarmActions") != res["RunsNotSucceededAlarm"]["Properties"].get("AlarmActions"):
+            errors.append(f"[{case}] DeadLetterQueueDepthAlarm must notify what RunsNotSucceededAlarm notifies")
+    for name, spec, low, high in [("MaxConcurrency", 10, 2, 1000), ("MaxReceiveCount", 3, 1, 10)]:
+        p = main_params.get(name, {})
+        if (p.get("Type"), p.get("Default"), p.get("MinValue"), p.get("MaxValue")) != ("Number", spec, low, high):
+            errors.append(f"parameter {name} must be a Number, default {spec}, {low}-{high}")
+    if main_params.get("FanOut", {}).get("AllowedValues") != ["true", "false"] or main_params["FanOut"].get("Default") != "false":
+        errors.append('parameter FanOut must allow "true" and "false", default "false"')
+
+    # --- the function's role: exactly what the code calls, each on its resource ---------------
+    role = res["RegistryFunctionRole"]["Properties"]
+    statements = [st for p in role.get("Policies", []) for st in p["PolicyDocument"]["Statement"]]
+    actions = sorted(a for st in statements for a in as_list(st["Action"]))
+    allowed = ["s3:DeleteObject", "s3:GetObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject", "sts:AssumeRole"]
+    if fan_out == "true":
+        allowed += ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:SendMessage"]
+    if org_role:
+        allowed += ["sts:AssumeRole"]
+    if actions != sorted(allowed):
+        errors.append(f"[{case}] the function's policy allows {actions}, expected exactly {sorted(allowed)}")
+    for st in statements:
+        acts = as_list(st["Action"])
+        if st.get("Effect") != "Allow" or "NotAction" in st or "NotResource" in st:
+            errors.append(f"[{case}] statement {st.get('Sid')} must be a plain Allow")
+        if "*" in as_list(st.get("Resource")):
+            errors.append(f"[{case}] statement {st.get('Sid')} is not scoped to a resource")
+        if "s3:ListBucket" in acts and "s3:prefix" not in json.dumps(st.get("Condition", {})):
+            errors.append(f"[{case}] s3:ListBucket must be limited to the output prefix")
+        if any(a.startswith("sqs:") for a in acts) and st.get("Resource") != QUEUE_ARN:
+            errors.append(f"[{case}] statement {st.get('Sid')} grants {acts} beyond the shard queue's ARN: {st.get('Resource')}")
+        if st.get("Sid") == "AssumeOrganizationRole" and st.get("Resource") != {"Ref": "OrganizationRoleArn"}:
+            errors.append(f"[{case}] AssumeOrganizationRole must be on OrganizationRoleArn alone")
+
+# events/sqs.json: what the event source mapping delivers, one shard message as the planner writes it.
+records = sqs_event.get("Records", [])
+if len(records) != 1 or records[0].get("eventSource") != "aws:sqs":
+    errors.append("events/sqs.json must hold one aws:sqs record")
 else:
-    payload = json.loads(schedules[0]["Properties"]["Target"]["Input"])
-    if payload.get("source") != "aws.events" or payload.get("detail-type") != "Scheduled Event":
-        errors.append(f"the schedule's payload is not a scheduled event: {payload}")
-    scheduled = json.loads((root / "events/scheduled.json").read_text())
-    if {k: scheduled[k] for k in ("source", "detail-type")} != {k: payload[k] for k in ("source", "detail-type")}:
-        errors.append("events/scheduled.json and the schedule's payload disagree")
-
-role = res["RegistryFunctionRole"]["Properties"]
-actions = sorted(
-    a
-    for p in role.get("Policies", [])
-    for st in p["PolicyDocument"]["Statement"]
-    for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
-)
-allowed = ["s3:DeleteObject", "s3:GetObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject", "sts:AssumeRole"]
-if actions != allowed:
-    errors.append(f"the function's policy allows {actions}, expected exactly {allowed}")
-for p in role.get("Policies", []):
-    for st in p["PolicyDocument"]["Statement"]:
-        if st.get("Resource") == "*":
-            errors.append(f"statement {st.get('Sid')} is not scoped to a resource")
-        if st.get("Action") == "s3:ListBucket" and "s3:prefix" not in json.dumps(st.get("Condition", {})):
-            errors.append("s3:ListBucket must be limited to the output prefix")
+    record = records[0]
+    body = json.loads(record["body"])
+    shard_id = f"{body.get('account', {}).get('accountId')}-{body.get('region', {}).get('region')}"
+    if (body.get("apiVersion"), body.get("kind"), body.get("shardId")) != ("redshift-registry/v1", "Shard", shard_id):
+        errors.append(f"events/sqs.json: the body must be a redshift-registry/v1 Shard whose shardId is {shard_id}")
+    if record.get("attributes", {}).get("ApproximateReceiveCount") != "1":
+        errors.append("events/sqs.json: attributes.ApproximateReceiveCount must be \"1\"")
+    readme_text = (root / "README.md").read_text()
+    section = readme_text.partition("## Fan-out over SQS\n")[2].partition("\n## ")[0]
+    if not section or readme_text.index("## Fan-out over SQS") > readme_text.index("## Deploy"):
+        errors.append("README needs the section \"## Fan-out over SQS\" before \"## Deploy\"")
+    elif not any(
+        json.loads(block) == body for block in re.findall(r"```json\n(.*?)```", section, re.S) if block.lstrip().startswith("{")
+    ):
+        errors.append("README, Fan-out over SQS: no JSON example equal to the body of events/sqs.json")
 
 
 # --- source-account.yaml: the reader role of every source account ---------------------------
@@ -188,49 +381,6 @@ for s in subs(source):
     if s.startswith("arn:") and not (s.startswith("arn:${AWS::Partition}:") and ":${AWS::AccountId}:" in s):
         errors.append(f"ARN {s} must use ${{AWS::Partition}} and ${{AWS::AccountId}}")
 
-NO_VALUE = object()
-
-
-def value(node, values):
-    if isinstance(node, dict) and set(node) == {"Ref"} and node["Ref"] in values:
-        return values[node["Ref"]]
-    return node
-
-
-def holds(expr, values, conditions):
-    (fn, args), = expr.items()
-    if fn == "Fn::Equals":
-        return value(args[0], values) == value(args[1], values)
-    if fn == "Fn::Not":
-        return not holds(args[0], values, conditions)
-    if fn == "Fn::And":
-        return all(holds(a, values, conditions) for a in args)
-    if fn == "Fn::Or":
-        return any(holds(a, values, conditions) for a in args)
-    if fn == "Condition":
-        return conditions[args]
-    raise SystemExit(f"check-template.py cannot evaluate {fn} in a condition")
-
-
-def resolve(node, conditions):
-    """The template as CloudFormation sees it under these conditions: Fn::If taken, NoValue gone."""
-    if isinstance(node, dict):
-        if set(node) == {"Ref"} and node["Ref"] == "AWS::NoValue":
-            return NO_VALUE
-        if set(node) == {"Fn::If"}:
-            name, yes, no = node["Fn::If"]
-            return resolve(yes if conditions[name] else no, conditions)
-        out = {k: resolve(v, conditions) for k, v in node.items()}
-        return {k: v for k, v in out.items() if v is not NO_VALUE}
-    if isinstance(node, list):
-        return [v for v in (resolve(x, conditions) for x in node) if v is not NO_VALUE]
-    return node
-
-
-def as_list(x):
-    return x if isinstance(x, list) else [x]
-
-
 switches = ["IncludeServerless", "AllowDbUserAuth", "AllowSecretsManager"]
 combinations = list(itertools.product(["true", "false"], ["true", "false"], ["true", "false"], ["", "registry-ext-id"]))
 for *flags, external_id in combinations:
@@ -283,7 +433,13 @@ if "source-account.yaml" not in readme or missing:
 
 if errors:
     sys.exit("template check failed:\n- " + "\n- ".join(errors))
-print("template: cfn-lint clean; SAM transform ok; schedule payload, runtime and IAM scope as expected")
+print(
+    f"template: cfn-lint clean, and again as CloudFormation gets it in all {len(main_cases)} cases (FanOut, "
+    "OrganizationRoleArn, AlarmTopicArn); SAM transform ok; schedule payload, runtime and IAM scope as expected; "
+    "queue, dead-letter queue, event source mapping (BatchSize 1, ReportBatchItemFailures, MaxConcurrency) and "
+    "alarm only with FanOut=true, visibility timeout >= 6x the function's, SQS actions on the queue's ARN alone; "
+    "events/sqs.json and the README's message body agree"
+)
 print(
     f"source-account.yaml: cfn-lint clean; exactly the {len(READER_ACTIONS)} actions the code can use, each under its "
     f"switch, in all {len(combinations)} parameter combinations; trust, ARNs and outputs StackSets-ready"

@@ -22,7 +22,7 @@ impl WarehouseId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DatabaseKind {
     Local,
@@ -31,23 +31,23 @@ pub enum DatabaseKind {
     Shared,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseCatalog {
     pub name: String,
     pub kind: DatabaseKind,
     pub datasets: Vec<Dataset>,
     /// What could not be seen, each with the fix (GRANTs), and optional parts not read.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// Where this read cannot tell a dropped dataset from one it could not see: previously
     /// published datasets there are kept, not removed.
-    #[serde(skip_serializing_if = "Unconfirmed::is_nothing")]
+    #[serde(default, skip_serializing_if = "Unconfirmed::is_nothing")]
     pub unconfirmed: Unconfirmed,
 }
 
 /// The part of a database whose absent datasets are not confirmed absent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Unconfirmed {
     #[default]
@@ -72,7 +72,7 @@ impl Unconfirmed {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DatasetKind {
     Table,
@@ -93,7 +93,7 @@ pub enum DatasetKind {
     RemoteRedshiftTable,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Dataset {
     pub schema: String,
@@ -109,7 +109,7 @@ pub struct Dataset {
     pub columns: Vec<Column>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Column {
     pub name: String,
@@ -146,7 +146,7 @@ impl Column {
 }
 
 /// A provisioned cluster as the control plane describes it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Cluster {
     pub cluster_identifier: String,
@@ -164,7 +164,7 @@ pub struct Cluster {
     pub tags: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Endpoint {
     pub address: String,
     pub port: i32,
@@ -198,7 +198,7 @@ impl Cluster {
 }
 
 /// A Redshift Serverless workgroup with its namespace's default database.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Workgroup {
     pub workgroup_name: String,
@@ -215,7 +215,7 @@ pub struct Workgroup {
 }
 
 /// A provisioned cluster or a Serverless workgroup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Warehouse {
     Cluster(Cluster),
@@ -264,7 +264,7 @@ impl Warehouse {
 }
 
 /// Everything read from one warehouse, with where it lives: what manifests are built from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WarehouseCatalog {
     pub account_id: String,

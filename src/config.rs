@@ -19,6 +19,9 @@ pub struct Config {
     /// Formats beside the manifests, each off unless present.
     #[serde(default)]
     pub outputs: Outputs,
+    /// How the run is carried out: in this invocation, or sharded over a queue.
+    #[serde(default)]
+    pub execution: Execution,
     #[serde(default)]
     pub role_name: Option<String>,
     #[serde(default)]
@@ -142,6 +145,33 @@ pub struct Output {
     pub prefix: String,
 }
 
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Execution {
+    pub mode: ExecutionMode,
+    /// The queue the shards go to (fan-out); `REGISTRY_QUEUE_URL` fills it.
+    pub queue_url: Option<String>,
+    /// Deliveries of a shard before SQS moves it to the dead-letter queue (the queue's
+    /// maxReceiveCount); `REGISTRY_MAX_RECEIVE_COUNT` fills it. Only used to tell a last attempt.
+    pub max_receive_count: u32,
+}
+
+impl Default for Execution {
+    fn default() -> Self {
+        Self { mode: ExecutionMode::Single, queue_url: None, max_receive_count: 3 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionMode {
+    /// Every account and region in this invocation.
+    #[default]
+    Single,
+    /// One message per (account, region) shard, each run by an invocation of its own.
+    Fanout,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Outputs {
@@ -183,12 +213,17 @@ pub fn is_entity_ref(s: &str) -> bool {
 /// The folders the manifest output owns under `output.prefix`.
 const RESERVED_FOLDERS: [&str; 3] = ["datasets/", "index/", "runs/"];
 
-/// One AWS account. `regions` ("option 1") discovers every cluster of those regions; `clusters`
-/// ("option 2") reads only the named ones.
+/// One AWS account, or with `organization` the accounts of an organization. `regions` ("option
+/// 1") discovers every cluster of those regions; `clusters` ("option 2") reads only the named ones.
+/// The two kinds share one struct, not an enum, so that serde's errors keep their JSON path;
+/// validate() accepts exactly one of `account_id` and `organization`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Source {
-    pub account_id: String,
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub organization: Option<OrganizationSource>,
     #[serde(default)]
     pub role_arn: Option<String>,
     #[serde(default)]
@@ -199,7 +234,25 @@ pub struct Source {
     pub workgroups: Option<Vec<NamedWorkgroup>>,
 }
 
+/// The ACTIVE accounts of an organization, listed at each run through a role in its management
+/// or delegated-administrator account, each visited in `regions` with the reader role.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrganizationSource {
+    /// The role that may list the organization's accounts.
+    pub role_arn: String,
+    /// These OUs and every OU below them; empty means the whole organization.
+    #[serde(default)]
+    pub organizational_units: Vec<String>,
+    #[serde(default)]
+    pub exclude_accounts: Vec<String>,
+    pub regions: Vec<String>,
+    /// The reader role in each member account; the top-level `roleName` when absent.
+    #[serde(default)]
+    pub role_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamedCluster {
     pub region: String,
@@ -212,7 +265,7 @@ pub struct NamedCluster {
     pub secret_arn: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamedWorkgroup {
     pub region: String,
@@ -231,6 +284,8 @@ pub struct DeploymentDefaults {
     pub role_name: Option<String>,
     /// The function's own region (`AWS_REGION`), whose partition every ARN and region must share.
     pub region: Option<String>,
+    pub queue_url: Option<String>,
+    pub max_receive_count: Option<String>,
 }
 
 impl DeploymentDefaults {
@@ -241,6 +296,8 @@ impl DeploymentDefaults {
             prefix: var("REGISTRY_OUTPUT_PREFIX"),
             role_name: var("REGISTRY_ROLE_NAME"),
             region: var("AWS_REGION"),
+            queue_url: var("REGISTRY_QUEUE_URL"),
+            max_receive_count: var("REGISTRY_MAX_RECEIVE_COUNT"),
         }
     }
 }
@@ -300,6 +357,8 @@ static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
     )
     .unwrap()
 });
+// Organizations: `ou-` and the root's 4-32 characters, then 8-32 of the OU's own.
+static OU_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$").unwrap());
 static ROLE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@-]{1,64}$").unwrap());
 // Redshift: 1-63 lowercase letters, digits or hyphens, starting with a letter, no `--`, no trailing `-`.
 static CLUSTER_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z]([a-z0-9]|-[a-z0-9]){0,62}$").unwrap());
@@ -425,6 +484,36 @@ fn region_problem(region: &str, partition: &str) -> Option<String> {
     (theirs != partition).then(|| format!("region {region} is in {}", other_partition(theirs, partition)))
 }
 
+/// Each region of a list valid in `partition`, and listed once.
+fn check_regions(bad: &mut impl FnMut(String, String), at: &str, regions: &[String], partition: &str) {
+    let mut seen = BTreeSet::new();
+    for (j, r) in regions.iter().enumerate() {
+        if let Some(problem) = region_problem(r, partition) {
+            bad(format!("{at}.regions[{j}]"), problem);
+        } else if !seen.insert(r.as_str()) {
+            bad(format!("{at}.regions[{j}]"), format!("region {r} is listed twice"));
+        }
+    }
+}
+
+/// The account of a role ARN in `partition`, or why it is not one.
+fn role_arn_account<'a>(arn: &'a str, partition: &str) -> Result<&'a str, String> {
+    match ROLE_ARN.captures(arn) {
+        None => Err(format!("{arn:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)")),
+        Some(c) if &c[1] != partition => Err(other_partition(&c[1], partition)),
+        Some(c) => Ok(c.get(2).expect("the account group always matches").as_str()),
+    }
+}
+
+fn role_name_problem(role: &str) -> Option<String> {
+    (!ROLE_NAME.is_match(role))
+        .then(|| format!("{role:?} is not a valid IAM role name (1-64 of letters, digits, +=,.@_-)"))
+}
+
+fn account_problem(account: &str) -> Option<String> {
+    (!ACCOUNT_ID.is_match(account)).then(|| format!("{account:?} is not a 12-digit AWS account id"))
+}
+
 fn other_partition(theirs: &str, ours: &str) -> String {
     format!(
         "partition {theirs}, but the function runs in partition {ours}: roles cannot be assumed across \
@@ -484,6 +573,12 @@ impl Config {
         let mut role = self.role_name.take().unwrap_or_default();
         merge(&mut role, &defaults.role_name, "$.roleName", "REGISTRY_ROLE_NAME");
         self.role_name = Some(role).filter(|r| !r.is_empty());
+        let mut queue = self.execution.queue_url.take().unwrap_or_default();
+        merge(&mut queue, &defaults.queue_url, "$.execution.queueUrl", "REGISTRY_QUEUE_URL");
+        self.execution.queue_url = Some(queue).filter(|q| !q.is_empty());
+        if let Some(count) = defaults.max_receive_count.as_deref().and_then(|c| c.parse().ok()) {
+            self.execution.max_receive_count = count;
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -506,13 +601,8 @@ impl Config {
                 ),
             );
         }
-        if let Some(role) = &self.role_name {
-            if !ROLE_NAME.is_match(role) {
-                bad(
-                    "$.roleName".into(),
-                    format!("{role:?} is not a valid IAM role name (1-64 of letters, digits, +=,.@_-)"),
-                );
-            }
+        if let Some(problem) = self.role_name.as_deref().and_then(role_name_problem) {
+            bad("$.roleName".into(), problem);
         }
         if let Some(ext) = &self.external_id {
             if !(2..=1224).contains(&ext.len()) || !EXTERNAL_ID.is_match(ext) {
@@ -520,84 +610,42 @@ impl Config {
             }
         }
         if self.sources.is_empty() {
-            bad("$.sources".into(), "empty: add at least one {\"accountId\": ..., \"regions\": [...]}".into());
+            bad(
+                "$.sources".into(),
+                "empty: add at least one {\"accountId\": ..., \"regions\": [...]} or {\"organization\": {...}}".into(),
+            );
         }
         let mut accounts = BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let at = format!("$.sources[{i}]");
-            if !ACCOUNT_ID.is_match(&s.account_id) {
-                bad(format!("{at}.accountId"), format!("{:?} is not a 12-digit AWS account id", s.account_id));
-            } else if !accounts.insert(s.account_id.as_str()) {
-                bad(format!("{at}.accountId"), format!("account {} is listed twice; merge its sources", s.account_id));
-            }
-            match &s.role_arn {
-                Some(arn) => match ROLE_ARN.captures(arn) {
-                    None => bad(
-                        format!("{at}.roleArn"),
-                        format!("{arn:?} is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)"),
-                    ),
-                    Some(c) if c[1] != self.partition => {
-                        bad(format!("{at}.roleArn"), other_partition(&c[1], &self.partition))
-                    }
-                    Some(c) if c[2] != s.account_id => bad(
-                        format!("{at}.roleArn"),
-                        format!("role is in account {} but the source is account {}", &c[2], s.account_id),
-                    ),
-                    Some(_) => {}
-                },
-                None if self.role_name.is_none() => bad(
-                    format!("{at}.roleArn"),
-                    "no role to assume: set roleName at the top level or roleArn in this source".into(),
-                ),
-                None => {}
-            }
-            let named = s.clusters.is_some() || s.workgroups.is_some();
-            match (&s.regions, named) {
-                (None, false) => bad(
-                    at.clone(),
-                    "has neither regions (discover every warehouse) nor clusters/workgroups (only the named ones)"
+            match (&s.account_id, &s.organization) {
+                (Some(account), None) => self.check_account_source(&mut bad, &at, s, account, &mut accounts),
+                (None, Some(organization)) => self.check_organization_source(&mut bad, &at, s, organization),
+                (Some(_), Some(_)) => bad(
+                    at,
+                    "has both accountId and organization: a source is one account or an organization's; split it"
                         .into(),
                 ),
-                (Some(_), true) => bad(
-                    at.clone(),
-                    "has both regions and clusters/workgroups: use regions to discover every warehouse, or name them"
-                        .into(),
+                (None, None) => bad(
+                    at,
+                    "has neither accountId (one account) nor organization (the accounts of an organization)".into(),
                 ),
-                _ => {}
-            }
-            if let Some(regions) = &s.regions {
-                if regions.is_empty() {
-                    bad(format!("{at}.regions"), "empty: list at least one region or remove the key".into());
-                }
-                let mut seen = BTreeSet::new();
-                for (j, r) in regions.iter().enumerate() {
-                    if let Some(problem) = region_problem(r, &self.partition) {
-                        bad(format!("{at}.regions[{j}]"), problem);
-                    } else if !seen.insert(r.as_str()) {
-                        bad(format!("{at}.regions[{j}]"), format!("region {r} is listed twice"));
-                    }
-                }
-            }
-            if let Some(clusters) = &s.clusters {
-                check_named(&mut bad, &at, clusters, &s.account_id, &self.partition);
-                for (j, c) in clusters.iter().enumerate() {
-                    if c.db_user.is_some() && c.secret_arn.is_some() {
-                        bad(
-                            format!("{at}.clusters[{j}]"),
-                            "has both dbUser and secretArn: choose one way to connect".into(),
-                        );
-                    }
-                    if c.db_user.as_ref().is_some_and(|u| u.is_empty() || u.len() > 127) {
-                        bad(format!("{at}.clusters[{j}].dbUser"), "must be 1-127 characters".into());
-                    }
-                }
-            }
-            if let Some(workgroups) = &s.workgroups {
-                check_named(&mut bad, &at, workgroups, &s.account_id, &self.partition);
             }
         }
         if let Some(b) = &self.outputs.backstage {
             check_backstage(&mut bad, b);
+        }
+        let queue = self.execution.queue_url.as_deref();
+        if self.execution.mode == ExecutionMode::Fanout && !queue.is_some_and(|q| q.starts_with("http")) {
+            bad(
+                "$.execution.queueUrl".into(),
+                "fan-out needs the SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>); \
+                 the template sets REGISTRY_QUEUE_URL when its FanOut parameter is true"
+                    .into(),
+            );
+        }
+        if !(1..=1000).contains(&self.execution.max_receive_count) {
+            bad("$.execution.maxReceiveCount".into(), "must be 1-1000".into());
         }
         let l = &self.limits;
         for (name, value, max) in [
@@ -619,18 +667,156 @@ impl Config {
         }
     }
 
-    /// The role assumed in a source's account.
+    /// An account source: its account once, a role to assume there, and what to read.
+    fn check_account_source<'a>(
+        &self,
+        bad: &mut impl FnMut(String, String),
+        at: &str,
+        s: &Source,
+        account: &'a str,
+        accounts: &mut BTreeSet<&'a str>,
+    ) {
+        if let Some(problem) = account_problem(account) {
+            bad(format!("{at}.accountId"), problem);
+        } else if !accounts.insert(account) {
+            bad(format!("{at}.accountId"), format!("account {account} is listed twice; merge its sources"));
+        }
+        match &s.role_arn {
+            Some(arn) => match role_arn_account(arn, &self.partition) {
+                Err(problem) => bad(format!("{at}.roleArn"), problem),
+                Ok(theirs) if theirs != account => bad(
+                    format!("{at}.roleArn"),
+                    format!("role is in account {theirs} but the source is account {account}"),
+                ),
+                Ok(_) => {}
+            },
+            None if self.role_name.is_none() => bad(
+                format!("{at}.roleArn"),
+                "no role to assume: set roleName at the top level or roleArn in this source".into(),
+            ),
+            None => {}
+        }
+        self.check_selection(bad, at, s, account);
+    }
+
+    /// Option 1 (`regions`) or option 2 (`clusters`, `workgroups`) of an account source.
+    fn check_selection(&self, bad: &mut impl FnMut(String, String), at: &str, s: &Source, account: &str) {
+        let named = s.clusters.is_some() || s.workgroups.is_some();
+        match (&s.regions, named) {
+            (None, false) => bad(
+                at.into(),
+                "has neither regions (discover every warehouse) nor clusters/workgroups (only the named ones)".into(),
+            ),
+            (Some(_), true) => bad(
+                at.into(),
+                "has both regions and clusters/workgroups: use regions to discover every warehouse, or name them"
+                    .into(),
+            ),
+            _ => {}
+        }
+        if let Some(regions) = &s.regions {
+            if regions.is_empty() {
+                bad(format!("{at}.regions"), "empty: list at least one region or remove the key".into());
+            }
+            check_regions(bad, at, regions, &self.partition);
+        }
+        if let Some(clusters) = &s.clusters {
+            check_named(bad, at, clusters, account, &self.partition);
+            for (j, c) in clusters.iter().enumerate() {
+                if c.db_user.is_some() && c.secret_arn.is_some() {
+                    bad(
+                        format!("{at}.clusters[{j}]"),
+                        "has both dbUser and secretArn: choose one way to connect".into(),
+                    );
+                }
+                if c.db_user.as_ref().is_some_and(|u| u.is_empty() || u.len() > 127) {
+                    bad(format!("{at}.clusters[{j}].dbUser"), "must be 1-127 characters".into());
+                }
+            }
+        }
+        if let Some(workgroups) = &s.workgroups {
+            check_named(bad, at, workgroups, account, &self.partition);
+        }
+    }
+
+    /// An organization source: nothing beside `organization`, whose role may be in any account of
+    /// the partition (the management or a delegated-administrator one).
+    fn check_organization_source(
+        &self,
+        bad: &mut impl FnMut(String, String),
+        at: &str,
+        s: &Source,
+        org: &OrganizationSource,
+    ) {
+        let beside = [
+            ("roleArn", s.role_arn.is_some()),
+            ("regions", s.regions.is_some()),
+            ("clusters", s.clusters.is_some()),
+            ("workgroups", s.workgroups.is_some()),
+        ];
+        for (key, _) in beside.iter().filter(|(_, set)| *set) {
+            bad(
+                format!("{at}.{key}"),
+                "not beside organization: its roleArn and regions go inside it; to name clusters or workgroups, \
+                 add a source with accountId"
+                    .into(),
+            );
+        }
+        let at = format!("{at}.organization");
+        if let Err(problem) = role_arn_account(&org.role_arn, &self.partition) {
+            bad(format!("{at}.roleArn"), problem);
+        }
+        for (j, ou) in org.organizational_units.iter().enumerate().filter(|(_, ou)| !OU_ID.is_match(ou)) {
+            bad(
+                format!("{at}.organizationalUnits[{j}]"),
+                format!("{ou:?} is not an organizational unit id like \"ou-ab12-cd34ef56\""),
+            );
+        }
+        for (j, problem) in org.exclude_accounts.iter().enumerate().filter_map(|(j, a)| Some((j, account_problem(a)?)))
+        {
+            bad(format!("{at}.excludeAccounts[{j}]"), problem);
+        }
+        match &org.role_name {
+            Some(role) => {
+                if let Some(problem) = role_name_problem(role) {
+                    bad(format!("{at}.roleName"), problem);
+                }
+            }
+            None if self.role_name.is_none() => bad(
+                format!("{at}.roleName"),
+                "no reader role for the member accounts: set roleName here or at the top level".into(),
+            ),
+            None => {}
+        }
+        if org.regions.is_empty() {
+            bad(format!("{at}.regions"), "empty: list the regions to visit in each account".into());
+        }
+        check_regions(bad, &at, &org.regions, &self.partition);
+    }
+
+    /// The role assumed in an account source's account.
     pub fn role_arn(&self, source: &Source) -> String {
         match &source.role_arn {
             Some(arn) => arn.clone(),
-            // validate() guarantees roleName when a source has no roleArn.
-            None => format!(
-                "arn:{}:iam::{}:role/{}",
-                self.partition,
-                source.account_id,
-                self.role_name.as_deref().unwrap_or_default()
-            ),
+            // validate() guarantees an accountId and the top-level roleName here.
+            None => self.reader_role_arn(source.account_id.as_deref().unwrap_or_default(), None),
         }
+    }
+
+    /// The reader role in a member account of an organization source.
+    pub fn member_role_arn(&self, organization: &OrganizationSource, account: &str) -> String {
+        self.reader_role_arn(account, organization.role_name.as_deref())
+    }
+
+    /// `role_name` in `account`, or the top-level roleName when `None` (validate() guarantees one).
+    fn reader_role_arn(&self, account: &str, role_name: Option<&str>) -> String {
+        let name = role_name.or(self.role_name.as_deref()).unwrap_or_default();
+        format!("arn:{}:iam::{account}:role/{name}", self.partition)
+    }
+
+    /// The organization sources, each with its index in `sources`.
+    pub fn organizations(&self) -> impl Iterator<Item = (usize, &OrganizationSource)> {
+        self.sources.iter().enumerate().filter_map(|(i, s)| Some((i, s.organization.as_ref()?)))
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// What kind of failure a call met; decides the hint and whether the scope counts as failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ErrorKind {
     AccessDenied,
@@ -61,7 +61,7 @@ impl AwsError {
 }
 
 /// A failure as the report shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
     pub kind: ErrorKind,

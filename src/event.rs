@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::SqsEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -18,23 +19,25 @@ pub struct RunRequest {
     pub deadline: Option<std::time::Instant>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Trigger {
     #[default]
     Scheduled,
     Manual,
+    /// One shard of a fanned-out run.
+    Shard,
 }
 
 /// A manual run's narrowing; an empty set means "all of them".
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Scope {
-    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub accounts: BTreeSet<String>,
-    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub regions: BTreeSet<String>,
-    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub clusters: BTreeSet<String>,
 }
 
@@ -57,7 +60,8 @@ impl Scope {
 #[error(
     "unsupported event: {problem}. Accepted are an EventBridge scheduled event \
      ({{\"source\": \"aws.events\", \"detail-type\": \"Scheduled Event\", ...}}) for a full run, \
-     or a manual payload ({{\"dryRun\": bool, \"accounts\": [...], \"regions\": [...], \"clusters\": [...]}}, every key optional)"
+     a manual payload ({{\"dryRun\": bool, \"accounts\": [...], \"regions\": [...], \"clusters\": [...]}}, every key optional), \
+     a summary request ({{\"summaryOf\": \"<runId>\"}}), or an SQS event of shards"
 )]
 pub struct EventError {
     pub problem: String,
@@ -74,6 +78,49 @@ struct ManualPayload {
     regions: Vec<String>,
     #[serde(default)]
     clusters: Vec<String>,
+}
+
+/// What one invocation is.
+#[derive(Debug, Clone)]
+pub enum Invocation {
+    /// A run, scheduled or manual.
+    Run(RunRequest),
+    /// Shards of a fanned-out run, as SQS delivered them.
+    Shards(SqsEvent),
+    /// The summary of a fanned-out run, built from what its shards wrote: `{"summaryOf": runId}`.
+    Summary { run_id: String },
+}
+
+/// Reads any payload the function accepts: an SQS event (`Records` from `aws:sqs`), a summary
+/// request, or a run (see [`parse`]).
+pub fn invocation(payload: &Value) -> Result<Invocation, EventError> {
+    let err = |problem: String| EventError { problem };
+    if let Some(records) = payload.get("Records") {
+        let from_sqs = records.as_array().is_some_and(|r| {
+            !r.is_empty() && r.iter().all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs"))
+        });
+        if !from_sqs {
+            return Err(err("Records that are not all from aws:sqs".into()));
+        }
+        let event: SqsEvent =
+            serde_json::from_value(payload.clone()).map_err(|e| err(format!("looks like an SQS event but {e}")))?;
+        return Ok(Invocation::Shards(event));
+    }
+    if let Some(run_id) = payload.get("summaryOf") {
+        return match (run_id.as_str(), payload.as_object().map(|o| o.len())) {
+            (Some(id), Some(1)) if is_run_id(id) => Ok(Invocation::Summary { run_id: id.to_string() }),
+            _ => Err(err(format!(
+                "summaryOf takes a run id alone, like {{\"summaryOf\": \"20261127T070000Z-1a2b3c4d\"}}; got {payload}"
+            ))),
+        };
+    }
+    parse(payload).map(Invocation::Run)
+}
+
+/// Run ids are `20261126T171502Z-1a2b3c4d`; any id of letters, digits and `-` is accepted (tests
+/// name theirs), nothing that could leave the `runs/` folder of a key.
+pub fn is_run_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// Reads an invocation payload. An object with `source` or `detail-type` is taken for an

@@ -11,16 +11,17 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-use redshift_registry::aws::{self, S3Objects, StsPlatform};
+use redshift_registry::aws::{self, S3Objects, SqsQueue, StsPlatform};
 use redshift_registry::config::{ConfigSource, DeploymentDefaults};
+use redshift_registry::invoke::{self, InvocationError, Response};
 use redshift_registry::metrics::Emf;
-use redshift_registry::report::{self, Report, RunStatus};
-use redshift_registry::run::{self, InvocationError};
+use redshift_registry::report::{self, RunStatus};
 use serde_json::Value;
 
 struct Function {
     platform: StsPlatform,
     store: S3Objects,
+    queue: SqsQueue,
 }
 
 impl Function {
@@ -29,14 +30,15 @@ impl Function {
         Self {
             platform: StsPlatform::new(base.clone()),
             store: S3Objects::new(&base, aws::s3_force_path_style_from_env()),
+            queue: SqsQueue::new(&base),
         }
     }
 
-    async fn invoke(&self, payload: &Value, deadline: Option<Instant>) -> Result<Report, InvocationError> {
+    async fn invoke(&self, payload: &Value, deadline: Option<Instant>) -> Result<Response, InvocationError> {
         // Read per invocation so that a changed config applies without a redeploy.
         let source = ConfigSource::from_env();
         let defaults = DeploymentDefaults::from_env();
-        run::invoke(&self.platform, &self.store, payload, source, &defaults, deadline).await
+        invoke::invoke(&self.platform, &self.store, &self.queue, payload, source, &defaults, deadline).await
     }
 }
 
@@ -80,15 +82,17 @@ async fn serve() -> anyhow::Result<ExitCode> {
             Some(left) => tracing::info!(seconds_left = left.as_secs_f64(), "invocation started"),
             None => tracing::warn!("invocation started without a deadline; running to the end"),
         }
-        let report = function
+        let response = function
             .invoke(&event.payload, left.map(|left| Instant::now() + left))
             .await
             .map_err(|e| Diagnostic { error_type: e.error_type().to_string(), error_message: e.to_string() })?;
         // Straight to stdout, not through tracing: no subscriber filter may drop it.
-        if let Err(e) = Emf::from_env().write(&report, std::io::stdout().lock()) {
-            tracing::error!(error = %e, "the metrics record could not be written");
+        if let Some(report) = response.report() {
+            if let Err(e) = Emf::from_env().write(report, std::io::stdout().lock()) {
+                tracing::error!(error = %e, "the metrics record could not be written");
+            }
         }
-        Ok::<_, Diagnostic>(report)
+        Ok::<_, Diagnostic>(response)
     }))
     .await
     .map_err(|e| anyhow::anyhow!(e))?;
@@ -114,11 +118,12 @@ async fn once() -> anyhow::Result<ExitCode> {
         _ => anyhow::bail!(USAGE),
     };
     let payload: Value = serde_json::from_str(&text).context("the event is not JSON")?;
-    let report = Function::from_env().await.invoke(&payload, None).await?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    eprint!("{}", report::human_summary(&report));
+    let response = Function::from_env().await.invoke(&payload, None).await?;
+    println!("{}", serde_json::to_string_pretty(&response)?);
+    let Some(report) = response.report() else { return Ok(ExitCode::SUCCESS) };
+    eprint!("{}", report::human_summary(report));
     if std::env::var("REGISTRY_EMF").is_ok_and(|v| v == "1") {
-        Emf::from_env().write(&report, std::io::stderr().lock())?;
+        Emf::from_env().write(report, std::io::stderr().lock())?;
     }
     Ok(if report.status == RunStatus::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -1,11 +1,14 @@
-//! Stage 2: what to visit. Accounts → regions from the config and the request, then the clusters
-//! of each region from discovery ("option 1") or the config's names ("option 2").
+//! Stage 2: what to visit. Accounts → regions from the config, the organizations it names and
+//! the request, then the clusters of each region from discovery ("option 1") or the config's
+//! names ("option 2").
+
+use std::collections::BTreeSet;
 
 use crate::catalog::{Warehouse, WarehouseId};
-use crate::config::{Config, NamedCluster, NamedWorkgroup};
+use crate::config::{Config, NamedCluster, NamedWorkgroup, OrganizationSource, Source};
 use crate::error::AwsError;
 use crate::event::Scope;
-use crate::ports::{DbAuth, WarehouseDirectory};
+use crate::ports::{AccountSession, DbAuth, OrganizationDirectory, Platform, WarehouseDirectory};
 
 /// One account to visit, with the role to assume there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,13 +18,15 @@ pub struct AccountPlan {
     pub regions: Vec<RegionPlan>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegionPlan {
     pub region: String,
     pub selection: Selection,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum Selection {
     /// Every cluster DescribeClusters lists and every workgroup ListWorkgroups lists (narrowed
     /// to `only` when the request names some).
@@ -38,12 +43,117 @@ pub struct ScopeError {
     pub known: String,
 }
 
-/// Builds the visit plan, narrowed to `scope`. Names in the scope that the config lacks are
-/// errors, so that a typo in a manual run is not mistaken for "nothing there".
-pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeError> {
-    let known_accounts: Vec<&str> = config.sources.iter().map(|s| s.account_id.as_str()).collect();
-    if let Some(a) = scope.accounts.iter().find(|a| !known_accounts.contains(&a.as_str())) {
-        return Err(ScopeError { what: "account", name: a.clone(), known: known_accounts.join(", ") });
+/// The accounts an organization source lists, or why they could not be listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationAccounts {
+    /// The organization source's index in `config.sources`.
+    pub source: usize,
+    /// Its ACTIVE accounts less `excludeAccounts`, sorted.
+    pub accounts: Result<Vec<String>, AwsError>,
+}
+
+/// Lists the accounts of every organization source, each through its own role. One at a time:
+/// Organizations allows few requests per second, and several sources usually share one
+/// organization.
+pub async fn list_organizations<P: Platform>(
+    platform: &P,
+    config: &Config,
+    session_name: &str,
+) -> Vec<OrganizationAccounts> {
+    let mut listed = Vec::new();
+    for (source, org) in config.organizations() {
+        let accounts = members(platform, config.external_id.as_deref(), org, session_name).await;
+        listed.push(OrganizationAccounts { source, accounts });
+    }
+    listed
+}
+
+async fn members<P: Platform>(
+    platform: &P,
+    external_id: Option<&str>,
+    org: &OrganizationSource,
+    session_name: &str,
+) -> Result<Vec<String>, AwsError> {
+    let session = platform.assume_role(&org.role_arn, external_id, session_name).await?;
+    let mut accounts = session.organization().active_accounts(&org.organizational_units).await?;
+    accounts.retain(|a| !org.exclude_accounts.contains(a));
+    accounts.sort_unstable();
+    Ok(accounts)
+}
+
+/// Builds the visit plan, narrowed to `scope`: the account sources in the config's order, then
+/// the organizations' accounts that no account source has, by account id. An account source's
+/// settings win over an organization's, an earlier organization source's over a later one's; an
+/// organization that could not be listed adds no account. Names in the scope that the config
+/// lacks are errors, so that a typo in a manual run is not mistaken for "nothing there".
+pub fn plan(
+    config: &Config,
+    scope: &Scope,
+    organizations: &[OrganizationAccounts],
+) -> Result<Vec<AccountPlan>, ScopeError> {
+    let members = joined_members(config, organizations);
+    check_scope(config, scope, organizations, &members)?;
+    let only: Vec<String> = scope.clusters.iter().cloned().collect();
+    let explicit = config
+        .sources
+        .iter()
+        .filter_map(|s| Some((s.account_id.as_deref()?, s)))
+        .filter(|(account, _)| scope.has_account(account))
+        .map(|(account, source)| AccountPlan {
+            account_id: account.to_string(),
+            role_arn: config.role_arn(source),
+            regions: source_regions(source, scope, &only),
+        });
+    let joined = members.iter().filter(|(account, _)| scope.has_account(account)).map(|(account, org)| AccountPlan {
+        account_id: account.to_string(),
+        role_arn: config.member_role_arn(org, account),
+        regions: discover_regions(&org.regions, scope, &only),
+    });
+    Ok(explicit.chain(joined).filter(|a| !a.regions.is_empty()).collect())
+}
+
+/// Each listed organization account that no account source has, with the first organization
+/// source that lists it, sorted by account id.
+fn joined_members<'a>(
+    config: &'a Config,
+    organizations: &'a [OrganizationAccounts],
+) -> Vec<(&'a str, &'a OrganizationSource)> {
+    let mut planned: BTreeSet<&str> = account_sources(config).collect();
+    let mut listings: Vec<&OrganizationAccounts> = organizations.iter().collect();
+    listings.sort_by_key(|o| o.source);
+    let mut members = Vec::new();
+    for listing in listings {
+        let org = config.sources.get(listing.source).and_then(|s| s.organization.as_ref());
+        let (Some(org), Ok(accounts)) = (org, &listing.accounts) else {
+            continue;
+        };
+        members.extend(accounts.iter().filter(|a| planned.insert(a.as_str())).map(|a| (a.as_str(), org)));
+    }
+    members.sort_unstable_by_key(|(account, _)| *account);
+    members
+}
+
+/// The accounts of the sources with `accountId`.
+fn account_sources(config: &Config) -> impl Iterator<Item = &str> {
+    config.sources.iter().filter_map(|s| s.account_id.as_deref())
+}
+
+/// Every account and region the scope names must be the config's. Accounts are checked only
+/// when every organization was listed: otherwise a named account may be a member not seen.
+fn check_scope(
+    config: &Config,
+    scope: &Scope,
+    organizations: &[OrganizationAccounts],
+    members: &[(&str, &OrganizationSource)],
+) -> Result<(), ScopeError> {
+    let every_listed =
+        config.organizations().all(|(i, _)| organizations.iter().any(|o| o.source == i && o.accounts.is_ok()));
+    let mut known_accounts: Vec<&str> = account_sources(config).collect();
+    known_accounts.extend(members.iter().map(|(account, _)| *account));
+    if every_listed {
+        if let Some(a) = scope.accounts.iter().find(|a| !known_accounts.contains(&a.as_str())) {
+            return Err(ScopeError { what: "account", name: a.clone(), known: known_accounts.join(", ") });
+        }
     }
     let mut known_regions: Vec<&str> = config
         .sources
@@ -51,7 +161,8 @@ pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeErr
         .flat_map(|s| {
             let clusters = s.clusters.iter().flatten().map(|c| c.region.as_str());
             let workgroups = s.workgroups.iter().flatten().map(|w| w.region.as_str());
-            s.regions.iter().flatten().map(String::as_str).chain(clusters).chain(workgroups)
+            let organization = s.organization.iter().flat_map(|o| &o.regions).map(String::as_str);
+            s.regions.iter().flatten().map(String::as_str).chain(clusters).chain(workgroups).chain(organization)
         })
         .collect();
     known_regions.sort_unstable();
@@ -59,39 +170,38 @@ pub fn plan(config: &Config, scope: &Scope) -> Result<Vec<AccountPlan>, ScopeErr
     if let Some(r) = scope.regions.iter().find(|r| !known_regions.contains(&r.as_str())) {
         return Err(ScopeError { what: "region", name: r.clone(), known: known_regions.join(", ") });
     }
+    Ok(())
+}
 
-    let only: Vec<String> = scope.clusters.iter().cloned().collect();
-    let plans = config
-        .sources
+/// Option 1: every warehouse of each region the scope keeps.
+fn discover_regions(regions: &[String], scope: &Scope, only: &[String]) -> Vec<RegionPlan> {
+    regions
         .iter()
-        .filter(|s| scope.has_account(&s.account_id))
-        .map(|source| {
-            let mut regions: Vec<RegionPlan> = Vec::new();
-            for region in source.regions.iter().flatten().filter(|r| scope.has_region(r)) {
-                regions
-                    .push(RegionPlan { region: region.clone(), selection: Selection::Discover { only: only.clone() } });
-            }
-            // Option 2: group the named warehouses by region, keeping the config's order.
-            let mut named: Vec<NamedInRegion> = Vec::new();
-            for c in source.clusters.iter().flatten() {
-                if scope.has_region(&c.region) && scope.has_cluster(&c.cluster_identifier) {
-                    region_slot(&mut named, &c.region).1.push(c.clone());
-                }
-            }
-            for w in source.workgroups.iter().flatten() {
-                if scope.has_region(&w.region) && scope.has_cluster(&w.workgroup_name) {
-                    region_slot(&mut named, &w.region).2.push(w.clone());
-                }
-            }
-            regions.extend(named.into_iter().map(|(region, clusters, workgroups)| RegionPlan {
-                region,
-                selection: Selection::Named { clusters, workgroups },
-            }));
-            AccountPlan { account_id: source.account_id.clone(), role_arn: config.role_arn(source), regions }
-        })
-        .filter(|a| !a.regions.is_empty())
-        .collect();
-    Ok(plans)
+        .filter(|r| scope.has_region(r))
+        .map(|region| RegionPlan { region: region.clone(), selection: Selection::Discover { only: only.to_vec() } })
+        .collect()
+}
+
+/// An account source's regions: option 1's, then option 2's named warehouses grouped by region
+/// in the config's order.
+fn source_regions(source: &Source, scope: &Scope, only: &[String]) -> Vec<RegionPlan> {
+    let mut regions = discover_regions(source.regions.as_deref().unwrap_or_default(), scope, only);
+    let mut named: Vec<NamedInRegion> = Vec::new();
+    for c in source.clusters.iter().flatten() {
+        if scope.has_region(&c.region) && scope.has_cluster(&c.cluster_identifier) {
+            region_slot(&mut named, &c.region).1.push(c.clone());
+        }
+    }
+    for w in source.workgroups.iter().flatten() {
+        if scope.has_region(&w.region) && scope.has_cluster(&w.workgroup_name) {
+            region_slot(&mut named, &w.region).2.push(w.clone());
+        }
+    }
+    regions.extend(named.into_iter().map(|(region, clusters, workgroups)| RegionPlan {
+        region,
+        selection: Selection::Named { clusters, workgroups },
+    }));
+    regions
 }
 
 type NamedInRegion = (String, Vec<NamedCluster>, Vec<NamedWorkgroup>);

@@ -24,8 +24,22 @@ pub trait Platform: Send + Sync {
 pub trait AccountSession: Send + Sync {
     type Directory: WarehouseDirectory;
     type Data: DataApi;
+    type Organization: OrganizationDirectory;
     fn directory(&self, region: &str) -> Self::Directory;
     fn data_api(&self, region: &str) -> Self::Data;
+    /// The organization this role may list: AWS Organizations, a global service with one
+    /// endpoint per partition.
+    fn organization(&self) -> Self::Organization;
+}
+
+/// Port: the accounts of an AWS organization, as its management or a delegated-administrator
+/// account sees them.
+pub trait OrganizationDirectory: Send + Sync {
+    /// ACTIVE accounts of the organization, or of these OUs and every OU below them; all pages.
+    fn active_accounts(
+        &self,
+        organizational_units: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
 }
 
 /// Port: the object store the config may come from and everything goes to.
@@ -53,6 +67,12 @@ pub trait WarehouseDirectory: Send + Sync {
     fn list_workgroups(&self) -> impl Future<Output = Result<Vec<Workgroup>, AwsError>> + Send;
     /// One workgroup by name; `None` when it does not exist.
     fn find_workgroup(&self, name: &str) -> impl Future<Output = Result<Option<Workgroup>, AwsError>> + Send;
+}
+
+/// Port: the queue a fanned-out run's shards travel on.
+pub trait ShardQueue: Send + Sync {
+    /// Sends every body as one message; fails if any could not be sent.
+    fn send(&self, queue_url: &str, bodies: Vec<String>) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 /// Port: one format the registry is published in (manifests, Backstage entities...). It gets

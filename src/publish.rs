@@ -208,7 +208,8 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     pub async fn warehouse(&self, catalog: &WarehouseCatalog) -> PublishReport {
         let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
         let index_key = index_key(self.format.index_root(), account, region, warehouse);
-        let mut report = PublishReport { output: F::NAME, index_key: index_key.clone(), ..PublishReport::default() };
+        let mut report =
+            PublishReport { output: F::NAME.to_string(), index_key: index_key.clone(), ..PublishReport::default() };
         let previous = match self.previous(&index_key).await {
             Ok(p) => p,
             Err(e) => {
@@ -218,6 +219,10 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             }
         };
         let old_entries: &[IndexEntry] = match &previous {
+            Previous::Read(index) if self.newer(index) => {
+                report.superseded_by = Some(index.run_id.clone());
+                return report;
+            }
             Previous::Read(index) => &index.datasets,
             _ => &[],
         };
@@ -246,6 +251,14 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             committed_at: self.committed_at.to_string(),
             datasets: entries,
         };
+        if let Ok(Previous::Read(now)) = self.previous(&index_key).await {
+            if self.newer(&now) {
+                // A newer run committed while this one wrote: its index stands; the files this
+                // run wrote may be older than that index says until the next run.
+                report.superseded_by = Some(now.run_id);
+                return report;
+            }
+        }
         let body = serde_json::to_vec_pretty(&index).expect("an index serialises");
         if let Err(e) = self.store.put(self.bucket, &index_key, body, "application/json").await {
             report.error = Some(format!("the index could not be committed ({e}); nothing was removed"));
@@ -255,6 +268,12 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         info!(output = F::NAME, written = report.written, unchanged = report.unchanged, "warehouse committed");
         self.clean(catalog, &previous, &index, &mut report).await;
         report
+    }
+
+    /// Whether `index` was committed by a newer run. Run ids sort by time, so an old run's shard
+    /// delivered late (a retry after the next run) yields instead of rolling a warehouse back.
+    fn newer(&self, index: &WarehouseIndex) -> bool {
+        index.run_id.as_str() > self.run_id
     }
 
     /// The new index's entries and the files to write: those whose content changed, then the

@@ -10,7 +10,7 @@ use crate::event::{Scope, Trigger};
 /// The name of the manifest output, whose counts are the run's dataset counts.
 pub const MANIFESTS: &str = "manifests";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// Every planned account, region, warehouse and database was read; skipped (paused)
@@ -22,7 +22,7 @@ pub enum RunStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub run_id: String,
@@ -31,11 +31,11 @@ pub struct Report {
     pub status: RunStatus,
     pub trigger: Trigger,
     pub dry_run: bool,
-    #[serde(skip_serializing_if = "Scope::is_full")]
+    #[serde(default, skip_serializing_if = "Scope::is_full")]
     pub scope: Scope,
     pub counts: Counts,
     /// Warehouses the request named that no planned region has.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters_not_found: Vec<String>,
     pub accounts: Vec<AccountReport>,
     /// Where this report was written; absent in dry runs.
@@ -44,9 +44,46 @@ pub struct Report {
     /// Why the report could not be written, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_error: Option<String>,
+    /// A fanned-out run's summary: every planned shard and how far it got.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardStatus>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// One shard of a fanned-out run, as its summary shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    pub shard_id: String,
+    pub account_id: String,
+    pub region: String,
+    pub state: ShardState,
+    /// The delivery its latest report came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ShardState {
+    Succeeded,
+    /// Completed, with scopes it could not read (a denied account...): not retried.
+    Partial,
+    Failed,
+    /// Its latest attempt failed in a way a retry can fix; SQS delivers it again.
+    Retrying,
+    /// Its last allowed attempt failed: the message is in the dead-letter queue.
+    DeadLettered,
+    /// No report: still queued, running, or lost (a crash before it could write one).
+    NotFinished,
+}
+
+impl ShardState {
+    pub fn finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Partial)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counts {
     pub accounts: usize,
@@ -72,9 +109,15 @@ pub struct Counts {
     pub named_workgroups_unread: usize,
     /// Warehouses whose snapshot could not be committed or cleaned.
     pub publish_failed: usize,
+    /// Shards of a fanned-out run, and those not finished (retrying, dead-lettered, failed or
+    /// never reported).
+    #[serde(default)]
+    pub shards: usize,
+    #[serde(default)]
+    pub shards_unfinished: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountReport {
     pub account_id: String,
@@ -84,12 +127,12 @@ pub struct AccountReport {
     pub regions: Vec<RegionReport>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegionReport {
     pub region: String,
     /// `discover` (option 1) or `named` (option 2).
-    pub mode: &'static str,
+    pub mode: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
     /// Why Serverless workgroups could not be listed; the clusters were read, and no workgroup's
@@ -98,13 +141,13 @@ pub struct RegionReport {
     pub workgroups_error: Option<Failure>,
     pub warehouses: Vec<WarehouseReport>,
     /// Warehouses this region's discovery no longer finds, removed from the registry.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed_warehouses: Vec<RemovedWarehouse>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removal_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WarehouseState {
     Available,
@@ -114,7 +157,7 @@ pub enum WarehouseState {
 
 /// Why a warehouse was skipped: not available (paused, resizing...), or busy (intermittently
 /// available, tried, and a read failed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SkipCause {
     Unavailable,
@@ -122,7 +165,7 @@ pub enum SkipCause {
 }
 
 /// A cluster (`clusterIdentifier`) or workgroup (`workgroupName`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WarehouseReport {
     #[serde(flatten)]
@@ -139,16 +182,16 @@ pub struct WarehouseReport {
     pub error: Option<Failure>,
     pub databases: Vec<DatabaseReport>,
     /// What each output wrote to S3 (or would, in a dry run).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<PublishReport>,
 }
 
 /// What publishing one warehouse did (or, in a dry run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishReport {
     /// Which output: `manifests` or `backstage`.
-    pub output: &'static str,
+    pub output: String,
     pub index_key: String,
     pub committed: bool,
     pub written: usize,
@@ -161,20 +204,23 @@ pub struct PublishReport {
     /// belong to (an external schema), could not be read.
     pub kept: usize,
     /// Dataset names written and removed, listed in dry runs.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub would_write: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub would_remove: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The newer run whose commit this one yielded to: nothing was committed or removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     /// What the output made of the catalog that a reader should know (an owner tag that is not
     /// an entity ref...).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
 /// A warehouse that discovery no longer finds, and how many of its objects went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RemovedWarehouse {
     #[serde(flatten)]
@@ -182,7 +228,7 @@ pub struct RemovedWarehouse {
     pub objects: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseReport {
     pub name: String,
@@ -191,7 +237,7 @@ pub struct DatabaseReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
     /// What could not be seen and the GRANT that fixes it.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
@@ -296,9 +342,16 @@ impl Report {
                 }
             }
         }
-        self.status = if c.accounts > 0 && c.accounts_failed == c.accounts || c.regions > 0 && regions_ok == 0 {
+        c.shards = self.shards.len();
+        c.shards_unfinished = self.shards.iter().filter(|s| !s.state.finished()).count();
+        let no_shard_finished = c.shards > 0 && c.shards_unfinished == c.shards;
+        self.status = if c.accounts > 0 && c.accounts_failed == c.accounts
+            || c.regions > 0 && regions_ok == 0
+            || no_shard_finished
+        {
             RunStatus::Failed
-        } else if c.accounts_failed
+        } else if c.shards_unfinished
+            + c.accounts_failed
             + c.regions_failed
             + c.warehouses_missing
             + c.warehouses_failed

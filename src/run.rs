@@ -7,13 +7,12 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
-use serde_json::Value;
 use tracing::{info, warn, Instrument};
 
 use crate::catalog::{Warehouse, WarehouseCatalog, WarehouseId};
-use crate::config::{Config, ConfigError, ConfigSource, DeploymentDefaults};
+use crate::config::Config;
 use crate::error::Failure;
-use crate::event::{self, EventError, RunRequest};
+use crate::event::RunRequest;
 use crate::manifest::Layout;
 use crate::outputs::{Outputs, RunContext};
 use crate::plan::{self, AccountPlan, RegionPlan, ScopeError, Selection};
@@ -23,69 +22,6 @@ use crate::report::{
     self, AccountReport, Counts, DatabaseReport, RegionReport, Report, RunStatus, WarehouseReport, WarehouseState,
 };
 
-/// Why an invocation could not run at all. Everything else ends up in the report.
-#[derive(Debug, thiserror::Error)]
-pub enum InvocationError {
-    #[error(transparent)]
-    Event(#[from] EventError),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("could not read the config from {uri}: {error}")]
-    ConfigUnreadable { uri: String, error: String },
-    #[error(transparent)]
-    Scope(#[from] ScopeError),
-}
-
-impl InvocationError {
-    /// The Lambda `errorType` for this failure.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::Event(_) => "InvalidEvent",
-            Self::Config(_) | Self::ConfigUnreadable { .. } => "InvalidConfig",
-            Self::Scope(_) => "InvalidScope",
-        }
-    }
-}
-
-/// Reads the config from where the environment says.
-pub async fn load_config<S: ObjectStore>(
-    store: &S,
-    source: &ConfigSource,
-    defaults: &DeploymentDefaults,
-) -> Result<Config, InvocationError> {
-    let text = match source {
-        ConfigSource::Inline(text) => text.clone(),
-        ConfigSource::File(path) => tokio::fs::read_to_string(path)
-            .await
-            .map_err(|e| InvocationError::ConfigUnreadable { uri: path.clone(), error: e.to_string() })?,
-        ConfigSource::S3 { bucket, key } => {
-            let bytes = store.get(bucket, key).await.map_err(|e| InvocationError::ConfigUnreadable {
-                uri: format!("s3://{bucket}/{key}"),
-                error: e.to_string(),
-            })?;
-            String::from_utf8(bytes).map_err(|_| InvocationError::ConfigUnreadable {
-                uri: format!("s3://{bucket}/{key}"),
-                error: "not UTF-8 text".into(),
-            })?
-        }
-    };
-    Ok(Config::parse(&text, defaults)?)
-}
-
-/// Handles one invocation payload end to end, publishing to the outputs the config turns on.
-pub async fn invoke<P: Platform, S: ObjectStore>(
-    platform: &P,
-    store: &S,
-    payload: &Value,
-    config_source: Result<ConfigSource, ConfigError>,
-    defaults: &DeploymentDefaults,
-    deadline: Option<Instant>,
-) -> Result<Report, InvocationError> {
-    let request = RunRequest { deadline, ..event::parse(payload)? };
-    let config = load_config(store, &config_source?, defaults).await?;
-    run(platform, store, &config, &request, new_run_id()).await
-}
-
 /// Runs a validated request with the config's outputs, and writes the report.
 pub async fn run<P: Platform, S: ObjectStore>(
     platform: &P,
@@ -93,7 +29,25 @@ pub async fn run<P: Platform, S: ObjectStore>(
     config: &Config,
     request: &RunRequest,
     run_id: String,
-) -> Result<Report, InvocationError> {
+) -> Result<Report, ScopeError> {
+    let plans = plan::plan(config, &request.scope, &[])?;
+    let mut report = publish_plans(platform, store, config, request, run_id, plans).await;
+    if !request.dry_run {
+        write_report(store, config, &mut report).await;
+    }
+    info!(status = ?report.status, counts = ?report.counts, "run finished");
+    Ok(report)
+}
+
+/// Sends each warehouse of `plans` on its trip to the outputs the config turns on.
+pub async fn publish_plans<P: Platform, S: ObjectStore>(
+    platform: &P,
+    store: &S,
+    config: &Config,
+    request: &RunRequest,
+    run_id: String,
+    plans: Vec<AccountPlan>,
+) -> Report {
     let committed_at = now_rfc3339();
     let context = RunContext {
         bucket: &config.output.bucket,
@@ -103,12 +57,7 @@ pub async fn run<P: Platform, S: ObjectStore>(
         writes_in_parallel: config.limits.s3_writes_in_parallel,
     };
     let outputs = Outputs::new(store, config, context);
-    let mut report = execute(platform, &outputs, config, request, run_id.clone()).await?;
-    if !request.dry_run {
-        write_report(store, config, &mut report).await;
-    }
-    info!(status = ?report.status, counts = ?report.counts, "run finished");
-    Ok(report)
+    execute_plans(platform, &outputs, config, request, run_id.clone(), plans).await
 }
 
 /// Writes the report to `{prefix}runs/{runId}.json`; a run whose report cannot be written is
@@ -136,9 +85,21 @@ pub async fn execute<P: Platform, O: Output>(
     config: &Config,
     request: &RunRequest,
     run_id: String,
-) -> Result<Report, InvocationError> {
+) -> Result<Report, ScopeError> {
+    let plans = plan::plan(config, &request.scope, &[])?;
+    Ok(execute_plans(platform, outputs, config, request, run_id, plans).await)
+}
+
+/// Sends each warehouse of `plans` on its trip to `outputs`; returns the summarised report.
+pub async fn execute_plans<P: Platform, O: Output>(
+    platform: &P,
+    outputs: &O,
+    config: &Config,
+    request: &RunRequest,
+    run_id: String,
+    plans: Vec<AccountPlan>,
+) -> Report {
     let started_at = now_rfc3339();
-    let plans = plan::plan(config, &request.scope)?;
     info!(run_id, accounts = plans.len(), dry_run = request.dry_run, "run started");
     // New work stops `deadlineReserveSeconds` before the deadline (at most a quarter of the time
     // left, for short timeouts), leaving time to commit what was read and to write the report.
@@ -184,10 +145,11 @@ pub async fn execute<P: Platform, O: Output>(
         accounts,
         report_key: None,
         report_error: None,
+        shards: Vec::new(),
     };
     report.summarise();
     report.ended_at = now_rfc3339();
-    Ok(report)
+    report
 }
 
 /// What every account visit shares.
@@ -240,7 +202,8 @@ impl<O: Output> Visit<'_, O> {
             mode: match region.selection {
                 Selection::Discover { .. } => "discover",
                 Selection::Named { .. } => "named",
-            },
+            }
+            .to_string(),
             error: None,
             workgroups_error: None,
             warehouses: Vec::new(),
@@ -353,7 +316,7 @@ impl<O: Output> Visit<'_, O> {
 }
 
 /// Sortable and unique: `20261126T171502Z-1a2b3c4d`.
-fn new_run_id() -> String {
+pub fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     let stamp = now
         .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
@@ -361,7 +324,7 @@ fn new_run_id() -> String {
     format!("{stamp}-{:08x}", fastrand::u32(..))
 }
 
-fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("RFC 3339 formats every UTC time")

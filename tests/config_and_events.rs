@@ -137,11 +137,85 @@ fn bad_configs_name_the_json_path() {
         ),
         (with(valid(), "/limits", json!({"databasesPerWarehouse": 0})), "$.limits.databasesPerWarehouse: must be 1-50"),
         (with(valid(), "/limits", json!({"statementTimeout": 5})), "$.limits.statementTimeout: unknown field `statementTimeout`"),
+        (with(valid(), "/sources/0/organization", organization()), "$.sources[0]: has both accountId and organization"),
+        (
+            with(valid(), "/sources/0", json!({"regions": ["us-east-1"]})),
+            "$.sources[0]: has neither accountId (one account) nor organization",
+        ),
+        (
+            with_organization(with(organization(), "/organizationalUnits", json!(["ou-ab12-cd34ef56", "r-ab12"]))),
+            "$.sources[2].organization.organizationalUnits[1]: \"r-ab12\" is not an organizational unit id",
+        ),
+        (
+            with_organization(with(organization(), "/excludeAccounts", json!(["1234"]))),
+            "$.sources[2].organization.excludeAccounts[0]: \"1234\" is not a 12-digit AWS account id",
+        ),
+        (
+            with_organization(with(organization(), "/roleArn", json!("arn:aws:iam::999999999999:user/Org"))),
+            "$.sources[2].organization.roleArn: \"arn:aws:iam::999999999999:user/Org\" is not an IAM role ARN",
+        ),
+        (
+            with_organization(with(organization(), "/roleArn", json!("arn:aws-cn:iam::999999999999:role/Org"))),
+            "$.sources[2].organization.roleArn: partition aws-cn, but the function runs in partition aws",
+        ),
+        (with_organization(with(organization(), "/regions", json!([]))), "$.sources[2].organization.regions: empty"),
+        (
+            with_organization(with(organization(), "/regions", json!(["us-east-1", "us-east-1"]))),
+            "$.sources[2].organization.regions[1]: region us-east-1 is listed twice",
+        ),
+        (
+            with_organization(with(organization(), "/regions", json!(["cn-north-1"]))),
+            "$.sources[2].organization.regions[0]: region cn-north-1 is in partition aws-cn",
+        ),
+        (
+            with_organization(json!({"roleArn": "arn:aws:iam::999999999999:role/Org"})),
+            "$.sources[2].organization: missing field `regions`",
+        ),
+        (with_organization(with(organization(), "/ous", json!([]))), "$.sources[2].organization.ous: unknown field `ous`"),
+        (
+            with_organization(with(organization(), "/roleName", json!("bad role"))),
+            "$.sources[2].organization.roleName: \"bad role\" is not a valid IAM role name",
+        ),
+        (
+            with(with_organization(organization()), "/sources/2/regions", json!(["us-east-1"])),
+            "$.sources[2].regions: not beside organization",
+        ),
     ];
     for (config, expected) in cases {
         let message = refused(config);
         assert!(message.contains(expected), "expected {expected:?} in {message:?}");
     }
+}
+
+/// An organization source, valid beside the sources of `valid()`.
+fn organization() -> Value {
+    json!({"roleArn": "arn:aws:iam::999999999999:role/OrganizationReader", "organizationalUnits": ["ou-ab12-cd34ef56"],
+           "excludeAccounts": ["111111111111"], "regions": ["us-east-1"]})
+}
+
+/// `valid()` with `{"organization": org}` as its third source.
+fn with_organization(org: Value) -> Value {
+    let mut c = valid();
+    c["sources"].as_array_mut().unwrap().push(json!({"organization": org}));
+    c
+}
+
+#[test]
+fn organization_sources_resolve_member_roles_and_need_a_reader_role() {
+    let c = Config::parse(&with_organization(organization()).to_string(), &DeploymentDefaults::default()).unwrap();
+    assert_eq!(c.organizations().map(|(i, _)| i).collect::<Vec<_>>(), [2]);
+    let org = c.sources[2].organization.as_ref().unwrap();
+    assert_eq!(c.member_role_arn(org, "333333333333"), "arn:aws:iam::333333333333:role/DataRegistryRedshiftReader");
+    let own = with(organization(), "/roleName", json!("MemberReader"));
+    let c = Config::parse(&with_organization(own).to_string(), &DeploymentDefaults::default()).unwrap();
+    let org = c.sources[2].organization.as_ref().unwrap();
+    assert_eq!(c.member_role_arn(org, "333333333333"), "arn:aws:iam::333333333333:role/MemberReader");
+
+    let message = refused(json!({"output": {"bucket": "my-registry"}, "sources": [{"organization": organization()}]}));
+    assert!(
+        message.contains("$.sources[0].organization.roleName: no reader role for the member accounts"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -200,7 +274,7 @@ fn deployment_values_fill_gaps_and_must_agree() {
         bucket: Some("deployed-bucket".into()),
         prefix: Some("reg".into()),
         role_name: Some("DeployedRole".into()),
-        region: None,
+        ..DeploymentDefaults::default()
     };
     let minimal = json!({"sources": [{"accountId": "111111111111", "regions": ["us-east-1"]}]});
     let c = Config::parse(&minimal.to_string(), &defaults).unwrap();

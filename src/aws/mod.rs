@@ -3,15 +3,19 @@
 //! `SdkConfig`, so nothing here knows whether it talks to AWS or to a local stack.
 
 mod data_api;
+mod organizations;
 mod redshift;
 mod s3;
+mod sqs;
 mod sts;
 
 use aws_sdk_redshift::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 pub use data_api::RedshiftData;
+pub use organizations::OrganizationsDirectory;
 pub use redshift::RedshiftDirectory;
 pub use s3::S3Objects;
+pub use sqs::SqsQueue;
 pub use sts::{AssumedAccount, StsPlatform};
 
 use crate::error::AwsError;

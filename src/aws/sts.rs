@@ -5,7 +5,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_types::region::Region;
 
-use super::{aws_error, RedshiftData, RedshiftDirectory};
+use super::{aws_error, OrganizationsDirectory, RedshiftData, RedshiftDirectory};
 use crate::error::AwsError;
 use crate::ports::{AccountSession, Platform};
 
@@ -78,6 +78,7 @@ fn session_name_for_sts(name: &str) -> String {
 impl AccountSession for AssumedAccount {
     type Directory = RedshiftDirectory;
     type Data = RedshiftData;
+    type Organization = OrganizationsDirectory;
 
     fn directory(&self, region: &str) -> RedshiftDirectory {
         RedshiftDirectory::new(&self.config_for(region))
@@ -85,5 +86,9 @@ impl AccountSession for AssumedAccount {
 
     fn data_api(&self, region: &str) -> RedshiftData {
         RedshiftData::new(&self.config_for(region))
+    }
+
+    fn organization(&self) -> OrganizationsDirectory {
+        OrganizationsDirectory::new(&self.config)
     }
 }

@@ -2,6 +2,7 @@
 //! fault-injecting front for what moto cannot do (deny a role, refuse a region).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod esm;
 pub mod fault_front;
 pub mod org;
 
@@ -244,7 +245,7 @@ pub async fn run_against(endpoint: &str, config: &Config, request: &RunRequest) 
     let base = function_config(endpoint).await;
     let platform = StsPlatform::new(base.clone());
     let store = S3Objects::new(&base, true);
-    run::run(&platform, &store, config, request, format!("test-{}", std::process::id())).await.expect("the run starts")
+    run::run(&platform, &store, config, request, run::new_run_id()).await.expect("the run starts")
 }
 
 /// An output that keeps every catalog it is given: the in-memory adapter of the output port.

@@ -59,13 +59,18 @@ impl Org {
     }
 
     pub fn config(&self, extra: Value) -> redshift_registry::config::Config {
+        config(self.config_json(extra))
+    }
+
+    /// The config as the function reads it: this organisation's account and bucket, plus `extra`.
+    pub fn config_json(&self, extra: Value) -> Value {
         let mut c = json!({
             "output": {"bucket": self.bucket, "prefix": "registry/"},
             "roleName": "Reader",
             "sources": [{"accountId": self.account, "regions": ["us-east-1"]}]
         });
         c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        config(c)
+        c
     }
 
     pub async fn run(&self, endpoint: &str, request: &RunRequest) -> Report {

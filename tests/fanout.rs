@@ -1,0 +1,201 @@
+//! Fan-out over moto's SQS, with a stand-in for Lambda's event source mapping
+//! (tests/support/esm.rs): a run planned into one shard per (account, region), each run by an
+//! invocation of its own, retried alone when a retry can fix it, idempotent when delivered twice
+//! or late, and summarised once, unfinished shards included.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use redshift_registry::invoke::Response;
+use redshift_registry::report::{Report, RunStatus, ShardState};
+use serde_json::{json, Value};
+use support::esm::{invoke_function, queue, Queue};
+use support::fault_front::{FaultFront, Rule};
+use support::org::*;
+use support::*;
+
+/// Three accounts, two regions each, a warehouse in each account's us-east-1.
+struct Fleet {
+    org: Org,
+    accounts: Vec<String>,
+}
+
+async fn fleet(test: &str) -> Fleet {
+    let org = org(test).await;
+    let accounts: Vec<String> = (1..=3).map(|n| account_id(test, n + 10)).collect();
+    for (n, account) in accounts.iter().enumerate() {
+        let id = unique(&format!("{test}-{n}"));
+        let seed = ClusterSeed { id: &id, node_type: "ra3.xlplus", db_name: "dev", tags: &[("team", "data")] };
+        create_cluster(&org.moto, account, "us-east-1", seed).await;
+        create_warehouse(account, &id, &[("dev", &fixture(&["orders", "customers"]))]).await;
+    }
+    Fleet { org, accounts }
+}
+
+impl Fleet {
+    fn config(&self, prefix: &str, execution: Value) -> Value {
+        let sources: Vec<Value> =
+            self.accounts.iter().map(|a| json!({"accountId": a, "regions": ["us-east-1", "eu-west-1"]})).collect();
+        self.org.config_json(json!({"output": {"bucket": self.org.bucket, "prefix": prefix}, "sources": sources, "execution": execution}))
+    }
+
+    async fn fanout(&self, name: &str) -> (Queue, Value) {
+        let q = queue(&self.org.moto, &format!("{name}-{}", self.org.account), 3).await;
+        let config = self.config("fan/", json!({"mode": "fanout", "queueUrl": q.url}));
+        (q, config)
+    }
+
+    /// Plans a run: the planner's receipt.
+    async fn dispatch(&self, config: &Value) -> (String, usize) {
+        match invoke_function(
+            &self.org.moto,
+            config,
+            &json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}),
+        )
+        .await
+        {
+            Response::Dispatched(d) => (d.run_id, d.shards),
+            other => panic!("the planner dispatches: {other:?}"),
+        }
+    }
+
+    async fn summary(&self, config: &Value, run_id: &str) -> Report {
+        match invoke_function(&self.org.moto, config, &json!({"summaryOf": run_id})).await {
+            Response::Report(r) => *r,
+            other => panic!("a summary: {other:?}"),
+        }
+    }
+
+    /// The manifests under `prefix`, keyed relative to it.
+    async fn manifests(&self, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+        let all = self.org.objects(&format!("{prefix}datasets/")).await;
+        all.into_iter().map(|(k, v)| (k[prefix.len()..].to_string(), v)).collect()
+    }
+}
+
+/// The same fleet read in one invocation and fanned out gives byte-identical manifests; the
+/// summary has every shard, counts summed, and is where the run report always was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fanned_out_run_gives_the_manifests_of_a_single_one() {
+    let fleet = fleet("fan_same").await;
+    let single = run_against(&fleet.org.moto, &config(fleet.config("one/", json!({}))), &Default::default()).await;
+    assert_eq!(single.status, RunStatus::Succeeded, "{single:#?}");
+
+    let (q, config) = fleet.fanout("same").await;
+    let (run_id, shards) = fleet.dispatch(&config).await;
+    assert_eq!(shards, 6, "3 accounts x 2 regions");
+    let deliveries = q.drain(&fleet.org.moto, &config).await;
+    assert_eq!(deliveries.len(), 6);
+    assert!(deliveries.iter().all(|d| !d.failed));
+
+    assert_eq!(fleet.manifests("fan/").await, fleet.manifests("one/").await);
+    let key = format!("fan/runs/{run_id}.json");
+    let summary: Value = serde_json::from_slice(&get_object(&fleet.org.moto, &fleet.org.bucket, &key).await).unwrap();
+    assert_eq!(summary["status"], "succeeded", "{summary:#}");
+    assert_eq!(summary["shards"].as_array().unwrap().len(), 6);
+    assert_eq!(summary["counts"]["datasetsWritten"], json!(single.counts.datasets_written));
+    assert_eq!(summary["counts"]["accounts"], json!(3));
+    assert_eq!(summary["counts"]["regions"], json!(6));
+}
+
+/// A shard whose commit fails twice is handed back twice and succeeds at its third delivery,
+/// alone: the other shards are delivered once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_that_fails_twice_then_succeeds() {
+    let fleet = fleet("fan_retry").await;
+    let (q, config) = fleet.fanout("retry").await;
+    let (run_id, _) = fleet.dispatch(&config).await;
+    // The first account's index commit is refused twice; its shard is handed back twice.
+    let first = &fleet.accounts[0];
+    let index_put = Rule {
+        service: "s3",
+        action: Some("PUT"),
+        region: None,
+        body_contains: Some(format!("\"kind\": \"WarehouseIndex\",\n  \"accountId\": \"{first}\"")),
+        times: Some(2),
+        status: 403,
+        code: "AccessDenied",
+        message: "injected",
+    };
+    let front = FaultFront::start(&fleet.org.moto, vec![index_put]).await;
+    let deliveries = q.drain(&front.url, &config).await;
+    let failed: Vec<u32> = deliveries.iter().filter(|d| d.failed).map(|d| d.receive_count).collect();
+    assert_eq!(failed, vec![1, 2], "{deliveries:#?}");
+    assert!(deliveries.iter().filter(|d| d.failed).all(|d| d.body.contains(first.as_str())));
+    assert_eq!(deliveries.len(), 6 + 2, "the others once");
+    let summary = fleet.summary(&config, &run_id).await;
+    assert_eq!(summary.status, RunStatus::Succeeded, "{summary:#?}");
+    let shard = summary.shards.iter().find(|s| s.shard_id == format!("{first}-us-east-1")).unwrap();
+    assert_eq!((shard.state, shard.attempt), (ShardState::Succeeded, Some(3)));
+    assert!(summary.shards.iter().all(|s| s.state == ShardState::Succeeded));
+}
+
+/// A message delivered twice writes nothing new the second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_delivered_twice_writes_nothing_new() {
+    let fleet = fleet("fan_twice").await;
+    let (q, config) = fleet.fanout("twice").await;
+    fleet.dispatch(&config).await;
+    let first = q.drain(&fleet.org.moto, &config).await;
+    let before = fleet.org.objects("fan/datasets/").await;
+    let body = &first[0].body;
+    q.client.send_message().queue_url(&q.url).message_body(body).send().await.expect("SendMessage");
+    let again = q.drain(&fleet.org.moto, &config).await;
+    assert_eq!(again.len(), 1);
+    assert!(!again[0].failed);
+    assert_eq!(fleet.org.objects("fan/datasets/").await, before, "no manifest changed");
+}
+
+/// A shard of an old run delivered after a newer run committed its warehouse yields: the
+/// newer index stands, nothing rolls back.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_runs_shard_arriving_late_yields_to_the_newer_run() {
+    let fleet = fleet("fan_late").await;
+    let (q, config) = fleet.fanout("late").await;
+    let (old_run, _) = fleet.dispatch(&config).await;
+    let old = q.drain(&fleet.org.moto, &config).await;
+    let late = old.iter().find(|d| d.body.contains("us-east-1")).unwrap().body.clone();
+    let shard_id = serde_json::from_str::<Value>(&late).unwrap()["shardId"].as_str().unwrap().to_string();
+
+    // Run ids sort by the second they start in.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (newer, _) = fleet.dispatch(&config).await;
+    q.drain(&fleet.org.moto, &config).await;
+    let before = fleet.org.objects("fan/").await;
+    q.client.send_message().queue_url(&q.url).message_body(&late).send().await.expect("SendMessage");
+    q.drain(&fleet.org.moto, &config).await;
+    let after = fleet.org.objects("fan/index/").await;
+    for (key, bytes) in &after {
+        let index: Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(index["runId"], json!(newer), "{key} rolled back");
+    }
+    let key = format!("fan/runs/{old_run}/shards/{shard_id}.json");
+    let report: Value = serde_json::from_slice(&get_object(&fleet.org.moto, &fleet.org.bucket, &key).await).unwrap();
+    let publish = &report["report"]["accounts"][0]["regions"][0]["warehouses"][0]["publish"];
+    assert!(publish.as_array().unwrap().iter().all(|p| p["supersededBy"] == json!(newer)), "{publish:#}");
+    let datasets = |o: &BTreeMap<String, Vec<u8>>| {
+        o.iter().filter(|(k, _)| k.contains("/datasets/")).map(|(k, v)| (k.clone(), v.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(datasets(&fleet.org.objects("fan/").await), datasets(&before));
+}
+
+/// A shard that never reports is in the summary as not finished, and the run is partial.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_that_never_finishes_shows_in_the_summary() {
+    let fleet = fleet("fan_lost").await;
+    let (q, config) = fleet.fanout("lost").await;
+    let (run_id, shards) = fleet.dispatch(&config).await;
+    // One message lost before any invocation ran it.
+    let lost = q.client.receive_message().queue_url(&q.url).max_number_of_messages(1).send().await.unwrap();
+    let handle = lost.messages()[0].receipt_handle().unwrap();
+    q.client.delete_message().queue_url(&q.url).receipt_handle(handle).send().await.unwrap();
+    q.drain(&fleet.org.moto, &config).await;
+
+    let summary = fleet.summary(&config, &run_id).await;
+    assert_eq!(summary.status, RunStatus::Partial);
+    assert_eq!((summary.counts.shards, summary.counts.shards_unfinished), (shards, 1));
+    let unfinished: Vec<_> = summary.shards.iter().filter(|s| s.state == ShardState::NotFinished).collect();
+    assert_eq!(unfinished.len(), 1, "{:?}", summary.shards);
+    assert_eq!(unfinished[0].attempt, None);
+}
