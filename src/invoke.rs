@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::config::{Config, ConfigError, ConfigSource, DeploymentDefaults, ExecutionMode};
 use crate::error::AwsError;
 use crate::event::{self, EventError, Invocation, RunRequest};
-use crate::plan::{self, ScopeError};
+use crate::plan::ScopeError;
 use crate::ports::{ObjectStore, Platform, ShardQueue};
 use crate::report::Report;
 use crate::run;
@@ -130,7 +130,7 @@ async fn start<P: Platform, S: ObjectStore, Q: ShardQueue>(
     if config.execution.mode == ExecutionMode::Single {
         return Ok(Response::Report(Box::new(run::run(platform, store, config, request, run_id).await?)));
     }
-    let plans = plan::plan(config, &request.scope, &[])?;
-    let dispatched = shard::dispatch(store, queue, config, request, run_id, &plans).await;
+    let (plans, organizations) = run::plan_run(platform, config, &request.scope, &run_id).await?;
+    let dispatched = shard::dispatch(store, queue, config, request, run_id, &plans, organizations).await;
     dispatched.map(Response::Dispatched).map_err(InvocationError::Dispatch)
 }

@@ -44,9 +44,38 @@ pub struct Report {
     /// Why the report could not be written, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_error: Option<String>,
+    /// Organization sources, with the accounts they listed or why they could not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<OrganizationReport>,
     /// A fanned-out run's summary: every planned shard and how far it got.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardStatus>,
+}
+
+/// An organization source: the role it was listed through and the accounts it gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationReport {
+    pub role_arn: String,
+    pub accounts: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+}
+
+/// What to do about an organization that could not be listed.
+pub fn organization_hint(error: &AwsError, role_arn: &str) -> String {
+    match error.kind {
+        ErrorKind::AccessDenied => format!(
+            "the function may not list the organization through {role_arn}: it must be assumable by the function's \
+             role and allow organizations:ListAccounts, ListAccountsForParent and \
+             ListOrganizationalUnitsForParent, in the management or a delegated-administrator account \
+             (README: AWS Organizations as a source); the explicit sources were read"
+        ),
+        _ => format!(
+            "{}; the explicit sources were read, the organization's accounts are read next run",
+            region_or_account_hint(error)
+        ),
+    }
 }
 
 /// One shard of a fanned-out run, as its summary shows it.
@@ -60,6 +89,8 @@ pub struct ShardStatus {
     /// The delivery its latest report came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -115,6 +146,9 @@ pub struct Counts {
     pub shards: usize,
     #[serde(default)]
     pub shards_unfinished: usize,
+    /// Organization sources whose accounts could not be listed.
+    #[serde(default)]
+    pub organizations_failed: usize,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -302,6 +336,17 @@ impl WarehouseReport {
 }
 
 impl Report {
+    /// Every failure of the run, at every scope: account, region, warehouse, database.
+    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
+        self.accounts.iter().flat_map(|a| {
+            a.error.iter().chain(a.regions.iter().flat_map(|r| {
+                r.error.iter().chain(
+                    r.warehouses.iter().flat_map(|w| w.error.iter().chain(w.databases.iter().flat_map(|d| d.error.iter()))),
+                )
+            }))
+        })
+    }
+
     /// Derives the counts and the status from the per-account results.
     pub fn summarise(&mut self) {
         let mut c = Counts { accounts: self.accounts.len(), ..Counts::default() };
@@ -342,6 +387,7 @@ impl Report {
                 }
             }
         }
+        c.organizations_failed = self.organizations.iter().filter(|o| o.error.is_some()).count();
         c.shards = self.shards.len();
         c.shards_unfinished = self.shards.iter().filter(|s| !s.state.finished()).count();
         let no_shard_finished = c.shards > 0 && c.shards_unfinished == c.shards;
@@ -351,6 +397,7 @@ impl Report {
         {
             RunStatus::Failed
         } else if c.shards_unfinished
+            + c.organizations_failed
             + c.accounts_failed
             + c.regions_failed
             + c.warehouses_missing

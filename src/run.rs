@@ -12,14 +12,15 @@ use tracing::{info, warn, Instrument};
 use crate::catalog::{Warehouse, WarehouseCatalog, WarehouseId};
 use crate::config::Config;
 use crate::error::Failure;
-use crate::event::RunRequest;
+use crate::event::{RunRequest, Scope};
 use crate::manifest::Layout;
 use crate::outputs::{Outputs, RunContext};
 use crate::plan::{self, AccountPlan, RegionPlan, ScopeError, Selection};
 use crate::ports::{AccountSession, DataApi, DbAuth, ObjectStore, Output, Platform, Target};
 use crate::read::{self, DatabaseOutcome, ReadOptions};
 use crate::report::{
-    self, AccountReport, Counts, DatabaseReport, RegionReport, Report, RunStatus, WarehouseReport, WarehouseState,
+    self, AccountReport, Counts, DatabaseReport, OrganizationReport, RegionReport, Report, RunStatus, WarehouseReport,
+    WarehouseState,
 };
 
 /// Runs a validated request with the config's outputs, and writes the report.
@@ -30,8 +31,10 @@ pub async fn run<P: Platform, S: ObjectStore>(
     request: &RunRequest,
     run_id: String,
 ) -> Result<Report, ScopeError> {
-    let plans = plan::plan(config, &request.scope, &[])?;
+    let (plans, organizations) = plan_run(platform, config, &request.scope, &run_id).await?;
     let mut report = publish_plans(platform, store, config, request, run_id, plans).await;
+    report.organizations = organizations;
+    report.summarise();
     if !request.dry_run {
         write_report(store, config, &mut report).await;
     }
@@ -86,8 +89,41 @@ pub async fn execute<P: Platform, O: Output>(
     request: &RunRequest,
     run_id: String,
 ) -> Result<Report, ScopeError> {
-    let plans = plan::plan(config, &request.scope, &[])?;
-    Ok(execute_plans(platform, outputs, config, request, run_id, plans).await)
+    let (plans, organizations) = plan_run(platform, config, &request.scope, &run_id).await?;
+    let mut report = execute_plans(platform, outputs, config, request, run_id, plans).await;
+    report.organizations = organizations;
+    report.summarise();
+    Ok(report)
+}
+
+/// What a run visits: the explicit sources, and the accounts each organization source lists
+/// now (so accounts joining or leaving are picked up by the next run), with how each listing went.
+pub async fn plan_run<P: Platform>(
+    platform: &P,
+    config: &Config,
+    scope: &Scope,
+    run_id: &str,
+) -> Result<(Vec<AccountPlan>, Vec<OrganizationReport>), ScopeError> {
+    let listed = plan::list_organizations(platform, config, &session_name(run_id)).await;
+    let plans = plan::plan(config, scope, &listed)?;
+    let organizations = listed
+        .iter()
+        .filter_map(|o| Some((o, config.sources.get(o.source)?.organization.as_ref()?)))
+        .map(|(o, source)| OrganizationReport {
+            role_arn: source.role_arn.clone(),
+            accounts: o.accounts.as_ref().map_or(0, Vec::len),
+            error: o.accounts.as_ref().err().map(|e| {
+                warn!(error = %e, role = source.role_arn, "organization not listed");
+                Failure::new(e, report::organization_hint(e, &source.role_arn))
+            }),
+        })
+        .collect();
+    Ok((plans, organizations))
+}
+
+/// The STS session name of a run's roles, so CloudTrail in each account shows which run it was.
+fn session_name(run_id: &str) -> String {
+    format!("redshift-registry-{run_id}")
 }
 
 /// Sends each warehouse of `plans` on its trip to `outputs`; returns the summarised report.
@@ -108,7 +144,7 @@ pub async fn execute_plans<P: Platform, O: Output>(
         deadline - Duration::from_secs(config.limits.deadline_reserve_seconds).min(left / 4)
     });
     let visit = Visit {
-        session_name: format!("redshift-registry-{run_id}"),
+        session_name: session_name(&run_id),
         external_id: config.external_id.clone(),
         options: ReadOptions { cutoff, ..ReadOptions::from_config(config) },
         warehouses_per_region: config.limits.warehouses_per_region,
@@ -145,6 +181,7 @@ pub async fn execute_plans<P: Platform, O: Output>(
         accounts,
         report_key: None,
         report_error: None,
+        organizations: Vec::new(),
         shards: Vec::new(),
     };
     report.summarise();

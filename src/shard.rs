@@ -26,7 +26,7 @@ use crate::manifest::Layout;
 use crate::plan::{AccountPlan, RegionPlan};
 use crate::ports::{ObjectStore, Platform, ShardQueue};
 use crate::publish::API_VERSION;
-use crate::report::{AccountReport, Report, RunStatus, ShardState, ShardStatus};
+use crate::report::{AccountReport, OrganizationReport, Report, RunStatus, ShardState, ShardStatus};
 use crate::run;
 
 /// Shard reports read at once when a summary is built.
@@ -63,6 +63,9 @@ pub struct RunPlan {
     pub trigger: Trigger,
     pub dry_run: bool,
     pub shards: Vec<PlannedShard>,
+    /// How each organization source's listing went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<OrganizationReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +84,9 @@ pub struct ShardReport {
     pub attempt: u32,
     /// The attempt failed in a way a retry can fix, and was handed back to the queue.
     pub retrying: bool,
+    /// What to do when retries alone will not do (a shard too large for one invocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     pub report: Report,
 }
 
@@ -93,6 +99,8 @@ pub struct Dispatched {
     pub shards: usize,
     pub plan_key: String,
     pub summary_key: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<OrganizationReport>,
 }
 
 fn plan_key(layout: &Layout, run_id: &str) -> String {
@@ -129,6 +137,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
     request: &RunRequest,
     run_id: String,
     plans: &[AccountPlan],
+    organizations: Vec<OrganizationReport>,
 ) -> Result<Dispatched, AwsError> {
     let layout = Layout { prefix: config.output.prefix.clone() };
     let messages = shards(plans, &run_id, request.dry_run);
@@ -147,6 +156,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
                 region: m.region.region.clone(),
             })
             .collect(),
+        organizations,
     };
     let key = plan_key(&layout, &run_id);
     store
@@ -167,6 +177,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
         status: "dispatched",
         shards: messages.len(),
         plan_key: key,
+        organizations: plan.organizations,
     })
 }
 
@@ -185,7 +196,7 @@ pub async fn handle<P: Platform, S: ObjectStore>(
         let id = record.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("shard", message_id = %id);
         if !shard(platform, store, config, record, deadline).instrument(span).await {
-            response.batch_item_failures.push(BatchItemFailure { item_identifier: id, ..Default::default() });
+            response.batch_item_failures.push(BatchItemFailure { item_identifier: id });
         }
     }
     response
@@ -210,8 +221,9 @@ async fn shard<P: Platform, S: ObjectStore>(
     let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
     let report = run_shard(platform, store, config, &message, deadline).await;
     let retrying = retryable(&report);
+    let hint = out_of_time(&report).then(|| too_large_hint(&message));
     let layout = Layout { prefix: config.output.prefix.clone() };
-    let written = ShardReport { shard_id: message.shard_id.clone(), attempt, retrying, report };
+    let written = ShardReport { shard_id: message.shard_id.clone(), attempt, retrying, hint, report };
     let body = serde_json::to_vec_pretty(&written).expect("a shard report serialises");
     let key = shard_key(&layout, &message.run_id, &message.shard_id);
     if let Err(e) = store.put(&config.output.bucket, &key, body, "application/json").await {
@@ -244,23 +256,29 @@ pub async fn run_shard<P: Platform, S: ObjectStore>(
     run::publish_plans(platform, store, config, &request, message.run_id.clone(), vec![plan]).await
 }
 
+/// Whether the invocation's deadline cut the shard short.
+fn out_of_time(report: &Report) -> bool {
+    report.failures().any(|f| f.kind == ErrorKind::Deadline)
+}
+
+fn too_large_hint(message: &ShardMessage) -> String {
+    format!(
+        "shard {} did not finish within one invocation: a retry reads what it did not reach, but the warehouses \
+         of account {} in {} may be more than 15 minutes can read; split it by warehouse: list them as named \
+         clusters and workgroups (option 2) in sources of their own, or narrow the databases with filters",
+        message.shard_id, message.account.account_id, message.region.region
+    )
+}
+
 /// What a retry can fix: the deadline, an endpoint that did not answer, throttling past the
 /// SDK's retries, a commit that failed. A refusal (a denied role, a missing grant) is not: the
 /// shard is acknowledged and its report says what could not be read.
 pub fn retryable(report: &Report) -> bool {
     let transient = |f: &Failure| matches!(f.kind, ErrorKind::Deadline | ErrorKind::Unreachable | ErrorKind::Throttled);
-    report.accounts.iter().any(|a| {
-        a.error.as_ref().is_some_and(transient)
-            || a.regions.iter().any(|r| {
-                r.error.as_ref().is_some_and(transient)
-                    || r.removal_error.is_some()
-                    || r.warehouses.iter().any(|w| {
-                        w.error.as_ref().is_some_and(transient)
-                            || w.databases.iter().any(|d| d.error.as_ref().is_some_and(transient))
-                            || w.publish.iter().any(|p| p.error.is_some())
-                    })
-            })
-    })
+    let regions = || report.accounts.iter().flat_map(|a| &a.regions);
+    report.failures().any(transient)
+        || regions().any(|r| r.removal_error.is_some())
+        || regions().flat_map(|r| &r.warehouses).flat_map(|w| &w.publish).any(|p| p.error.is_some())
 }
 
 async fn summarise_if_complete<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> Result<(), AwsError> {
@@ -327,6 +345,7 @@ fn merge(plan: &RunPlan, reads: Vec<(PlannedShard, Option<ShardReport>)>, max_re
             region: planned.region,
             state,
             attempt: read.as_ref().map(|r| r.attempt),
+            hint: read.as_ref().and_then(|r| r.hint.clone()),
         });
         for account in read.into_iter().flat_map(|r| {
             ended_at = ended_at.clone().max(r.report.ended_at.clone());
@@ -351,6 +370,7 @@ fn merge(plan: &RunPlan, reads: Vec<(PlannedShard, Option<ShardReport>)>, max_re
         accounts: accounts.into_values().collect(),
         report_key: None,
         report_error: None,
+        organizations: plan.organizations.clone(),
         shards,
     };
     report.summarise();

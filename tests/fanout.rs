@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use support::esm::{invoke_function, queue, Queue};
 use support::fault_front::{FaultFront, Rule};
 use support::org::*;
+use support::organization::Organization;
 use support::*;
 
 /// Three accounts, two regions each, a warehouse in each account's us-east-1.
@@ -198,4 +199,49 @@ async fn a_shard_that_never_finishes_shows_in_the_summary() {
     let unfinished: Vec<_> = summary.shards.iter().filter(|s| s.state == ShardState::NotFinished).collect();
     assert_eq!(unfinished.len(), 1, "{:?}", summary.shards);
     assert_eq!(unfinished[0].attempt, None);
+}
+
+/// A three-account organization, one OU left out, covered end to end with fan-out: the same
+/// manifests as one invocation, none of the left-out OU's account.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_organization_fans_out_to_the_manifests_of_a_single_run() {
+    let org = org("fan_org").await;
+    let organization = Organization::new("fan_org").await;
+    let data = organization.unit(&organization.root, "data").await;
+    let sandbox = organization.unit(&organization.root, "sandbox").await;
+    let mut members = Vec::new();
+    for (n, unit) in [(0, &data), (1, &data), (2, &data), (3, &sandbox)] {
+        let account = organization.account(&format!("member{n}"), unit).await;
+        let id = unique(&format!("fan-org-{n}"));
+        let seed = ClusterSeed { id: &id, node_type: "ra3.xlplus", db_name: "dev", tags: &[] };
+        create_cluster(&org.moto, &account, "us-east-1", seed).await;
+        create_warehouse(&account, &id, &[("dev", &fixture(&["orders"]))]).await;
+        members.push(account);
+    }
+    let source = organization.source(json!({"organizationalUnits": [data]}));
+    let q = queue(&org.moto, &format!("org-{}", org.account), 3).await;
+    let config_for = |prefix: &str, execution: Value| {
+        org.config_json(
+            json!({"output": {"bucket": org.bucket, "prefix": prefix}, "sources": [source], "execution": execution}),
+        )
+    };
+    let single = run_against(&org.moto, &config(config_for("one/", json!({}))), &Default::default()).await;
+    assert_eq!(single.status, RunStatus::Succeeded, "{single:#?}");
+    assert_eq!(single.organizations[0].accounts, 3);
+
+    let fan = config_for("fan/", json!({"mode": "fanout", "queueUrl": q.url}));
+    let scheduled = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+    let Response::Dispatched(dispatched) = invoke_function(&org.moto, &fan, &scheduled).await else {
+        panic!("dispatched")
+    };
+    assert_eq!(dispatched.shards, 3 * 2, "three accounts, two regions");
+    assert!(q.drain(&org.moto, &fan).await.iter().all(|d| !d.failed));
+
+    let relative = |prefix: &'static str, all: BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        all.into_iter().map(|(k, v)| (k[prefix.len()..].to_string(), v)).collect()
+    };
+    let fanned = relative("fan/", org.objects("fan/datasets/").await);
+    assert_eq!(fanned, relative("one/", org.objects("one/datasets/").await));
+    assert_eq!(fanned.len(), 3 * 2, "orders and v in each of the three");
+    assert!(fanned.keys().all(|k| !k.contains(&members[3])), "the sandbox OU is left out");
 }

@@ -170,6 +170,37 @@ async fn aws_lambda_invoke_against_cargo_lambda_watch() {
     assert_eq!(record["RunsNotSucceeded"], json!(0), "{record}");
     assert_eq!(record["Databases"], json!(1), "{record}");
 
+    // events/sqs.json, its shard pointed at this account: a batch response, no item failed, and
+    // the shard's report where the summary will look for it.
+    let mut event: Value =
+        serde_json::from_slice(&std::fs::read(repo_root().join("events/sqs.json")).unwrap()).unwrap();
+    let body = event["Records"][0]["body"].as_str().unwrap().replace("111111111111", &account);
+    event["Records"][0]["body"] = json!(body);
+    let sqs_event = tempdir_file("sqs-event.json");
+    std::fs::write(&sqs_event, event.to_string()).unwrap();
+    let out = tempdir_file("lambda-sqs-out.json");
+    let status = Command::new("aws")
+        .env("PATH", path_with_venv())
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .args(["lambda", "invoke", "--endpoint-url", &format!("http://127.0.0.1:{port}"), "--no-sign-request"])
+        .args(["--cli-read-timeout", "300", "--function-name", "redshift-registry"])
+        .args(["--payload", &format!("fileb://{}", sqs_event.display())])
+        .arg(&out)
+        .status()
+        .expect("aws cli");
+    assert!(status.success(), "aws lambda invoke failed");
+    let batch: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(batch, json!({"batchItemFailures": []}));
+    let shard: Value = serde_json::from_str(&body).unwrap();
+    let key = format!("runs/{}/shards/{}.json", shard["runId"].as_str().unwrap(), shard["shardId"].as_str().unwrap());
+    let keys = list_keys(&moto, bucket, "").await;
+    let written = keys.iter().find(|k| k.ends_with(&key)).unwrap_or_else(|| panic!("{key} not in {keys:?}"));
+    let shard_report: Value = serde_json::from_slice(&get_object(&moto, bucket, written).await).unwrap();
+    assert_eq!(shard_report["report"]["status"], "succeeded", "{shard_report:#}");
+    assert_eq!(cluster_ids(&shard_report["report"]), vec!["invoke-lambda".to_string()]);
+
     // A malformed payload is a function error with its type and message.
     let (status, error) = post(port, r#"{"dryRun": "yes"}"#).await;
     assert_ne!(status, 200);

@@ -5,6 +5,7 @@
 pub mod esm;
 pub mod fault_front;
 pub mod org;
+pub mod organization;
 
 use std::path::PathBuf;
 
