@@ -1,8 +1,9 @@
 //! redshift-registry: keeps a data registry in step with every Amazon Redshift warehouse of an
 //! organisation. The modules follow the data's path:
 //!
-//! - [`event`], [`config`]: what to do, from the invocation payload and the configuration;
-//! - [`plan`]: accounts → regions → clusters, with discovery over the control plane;
+//! - [`invoke`], [`event`], [`config`]: what to do, from the invocation payload and the configuration;
+//! - [`plan`]: accounts → regions → clusters, with discovery over the control plane; [`shard`]: the
+//!   same plan split into one shard per account and region, over a queue;
 //! - [`read`]: every dataset's metadata through the Data API, into the [`catalog`] model;
 //! - [`manifest`], [`backstage`]: the output formats; [`publish`]: the commit protocol they share
 //!   (one atomic snapshot per warehouse in S3); [`outputs`]: which of them a run publishes to;

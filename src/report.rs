@@ -341,7 +341,9 @@ impl Report {
         self.accounts.iter().flat_map(|a| {
             a.error.iter().chain(a.regions.iter().flat_map(|r| {
                 r.error.iter().chain(
-                    r.warehouses.iter().flat_map(|w| w.error.iter().chain(w.databases.iter().flat_map(|d| d.error.iter()))),
+                    r.warehouses
+                        .iter()
+                        .flat_map(|w| w.error.iter().chain(w.databases.iter().flat_map(|d| d.error.iter()))),
                 )
             }))
         })
