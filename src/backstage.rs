@@ -97,13 +97,6 @@ pub fn entity_name(readable: &str, identity: &[&str]) -> String {
     }
 }
 
-fn kind_segment(warehouse: &WarehouseId) -> &'static str {
-    match warehouse {
-        WarehouseId::ClusterIdentifier(_) => "cluster",
-        WarehouseId::WorkgroupName(_) => "workgroup",
-    }
-}
-
 /// The annotations every entity of a warehouse carries: where it is, and the AWS tags as one
 /// JSON value (tags are neither valid labels nor always valid annotation keys).
 fn place_annotations(catalog: &WarehouseCatalog) -> Map<String, Value> {
@@ -137,7 +130,7 @@ fn description(d: &Dataset) -> String {
 
 impl BackstageFormat {
     fn warehouse_entity(&self, catalog: &WarehouseCatalog, owner: &str) -> Value {
-        let kind = kind_segment(&catalog.warehouse);
+        let kind = catalog.warehouse.kind();
         let name = catalog.warehouse.name();
         json!({
             "apiVersion": "backstage.io/v1alpha1",
@@ -163,8 +156,7 @@ impl BackstageFormat {
     ) -> Value {
         let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
         let full = manifest::dataset_name(&db.name, &d.schema, &d.name);
-        let identity =
-            [account.as_str(), region, kind_segment(warehouse), warehouse.name(), &db.name, &d.schema, &d.name];
+        let identity = [account.as_str(), region, warehouse.kind(), warehouse.name(), &db.name, &d.schema, &d.name];
         let mut annotations = place_annotations(catalog);
         for (key, value) in [("database", &db.name), ("schema", &d.schema), ("table", &d.name), ("dataset", &full)] {
             annotations.insert(format!("{ANNOTATION}/{key}"), json!(value));
@@ -188,6 +180,14 @@ impl BackstageFormat {
     }
 }
 
+impl BackstageFormat {
+    /// A database's files are `{base}.yaml`, `{base}-2.yaml`...
+    fn database_file_base(&self, catalog: &WarehouseCatalog, database: &str) -> String {
+        let w = &catalog.warehouse;
+        entity_name(database, &[&catalog.account_id, &catalog.region, w.kind(), w.name(), database])
+    }
+}
+
 impl Format for BackstageFormat {
     const NAME: &'static str = "backstage";
     const CONTENT_TYPE: &'static str = "application/yaml";
@@ -197,8 +197,8 @@ impl Format for BackstageFormat {
     }
 
     fn warehouse_prefix(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String {
-        let name = entity_name(warehouse.name(), &[account, region, kind_segment(warehouse), warehouse.name()]);
-        format!("{}{account}/{region}/{}/{name}/", self.root, kind_segment(warehouse))
+        let name = entity_name(warehouse.name(), &[account, region, warehouse.kind(), warehouse.name()]);
+        format!("{}{account}/{region}/{}/{name}/", self.root, warehouse.kind())
     }
 
     fn files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>) -> Vec<File> {
@@ -217,7 +217,7 @@ impl Format for BackstageFormat {
         )];
         // A database with parts not confirmed keeps its previous files whole.
         for db in catalog.databases.iter().filter(|db| db.unconfirmed.is_nothing()) {
-            let base = entity_name(&db.name, &[account, region, kind_segment(warehouse), warehouse.name(), &db.name]);
+            let base = self.database_file_base(catalog, &db.name);
             for (i, chunk) in db.datasets.chunks(ENTITIES_PER_FILE).enumerate() {
                 let file = if i == 0 { format!("{base}.yaml") } else { format!("{base}-{}.yaml", i + 1) };
                 let text: String = chunk
@@ -232,6 +232,22 @@ impl Format for BackstageFormat {
 
     fn keeps(&self, database: &DatabaseCatalog, _entry: &IndexEntry) -> bool {
         !database.unconfirmed.is_nothing()
+    }
+
+    fn unseen_entry(&self, catalog: &WarehouseCatalog, relative: &str, key: &str) -> Option<IndexEntry> {
+        let partly = catalog.databases.iter().filter(|d| !d.unconfirmed.is_nothing()).map(|d| &d.name);
+        let db = catalog.unread_databases.iter().chain(partly).find(|db| {
+            let base = self.database_file_base(catalog, db);
+            relative.strip_prefix(&base).is_some_and(|rest| rest.starts_with(['.', '-']))
+        })?;
+        Some(IndexEntry {
+            database: db.clone(),
+            schema: None,
+            table: None,
+            name: relative.to_string(),
+            key: key.to_string(),
+            sha256: String::new(),
+        })
     }
 }
 

@@ -15,6 +15,14 @@ pub enum WarehouseId {
 }
 
 impl WarehouseId {
+    /// `cluster` or `workgroup`, as keys and messages name them.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ClusterIdentifier(_) => "cluster",
+            Self::WorkgroupName(_) => "workgroup",
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Self::ClusterIdentifier(n) | Self::WorkgroupName(n) => n,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::catalog::{DatabaseCatalog, Dataset, DatasetKind, WarehouseCatalog, WarehouseId};
 use crate::publish::{
-    encode_segment, sha256_hex, warehouse_path, File, Format, IndexEntry, API_VERSION, MAX_KEY_BYTES,
+    decode_segment, encode_segment, sha256_hex, warehouse_path, File, Format, IndexEntry, API_VERSION, MAX_KEY_BYTES,
 };
 use crate::report::MANIFESTS;
 use serde::Serialize;
@@ -166,15 +166,6 @@ impl Layout {
         }
     }
 
-    pub fn index_key(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String {
-        format!("{}index/{}.json", self.prefix, warehouse_path(account, region, warehouse))
-    }
-
-    /// Every warehouse index of one account and region.
-    pub fn region_index_prefix(&self, account: &str, region: &str) -> String {
-        format!("{}index/{account}/{region}/", self.prefix)
-    }
-
     pub fn run_key(&self, run_id: &str) -> String {
         format!("{}runs/{run_id}.json", self.prefix)
     }
@@ -221,6 +212,24 @@ impl Format for ManifestFormat {
 
     fn keeps(&self, database: &DatabaseCatalog, entry: &IndexEntry) -> bool {
         entry.schema.as_deref().is_some_and(|s| database.unconfirmed.covers(s))
+    }
+
+    /// `{database}/{schema}/{table}.json`, or the content-hashed layout's
+    /// `{database}/{schema}/{table}/{sha256}.json`; `~hashed/` keys cannot be told apart.
+    fn unseen_entry(&self, catalog: &WarehouseCatalog, relative: &str, key: &str) -> Option<IndexEntry> {
+        let segments: Vec<&str> = relative.strip_suffix(".json")?.split('/').collect();
+        let [db, schema, table, ..] = segments[..] else { return None };
+        let (db, schema, table) = (decode_segment(db)?, decode_segment(schema)?, decode_segment(table)?);
+        let unseen = catalog.unread_databases.contains(&db)
+            || catalog.databases.iter().any(|d| d.name == db && d.unconfirmed.covers(&schema));
+        unseen.then(|| IndexEntry {
+            name: dataset_name(&db, &schema, &table),
+            database: db,
+            schema: Some(schema),
+            table: Some(table),
+            key: key.to_string(),
+            sha256: String::new(),
+        })
     }
 }
 

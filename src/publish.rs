@@ -77,11 +77,7 @@ pub fn decode_segment(segment: &str) -> Option<String> {
 }
 
 pub fn warehouse_path(account: &str, region: &str, warehouse: &WarehouseId) -> String {
-    let kind = match warehouse {
-        WarehouseId::ClusterIdentifier(_) => "cluster",
-        WarehouseId::WorkgroupName(_) => "workgroup",
-    };
-    format!("{account}/{region}/{kind}/{}", encode_segment(warehouse.name()))
+    format!("{account}/{region}/{}/{}", warehouse.kind(), encode_segment(warehouse.name()))
 }
 
 /// The commit point of one warehouse in one format: every file with its key and hash.
@@ -153,6 +149,9 @@ pub trait Format: Send + Sync {
     /// Whether a previous entry of a database that was read, and that this read did not
     /// produce, is kept: the read could not confirm it gone.
     fn keeps(&self, database: &DatabaseCatalog, entry: &IndexEntry) -> bool;
+    /// The entry of a listed file (`relative` to the warehouse prefix) that belongs to what the
+    /// read could not see: a database not read, or a part of one it could not confirm.
+    fn unseen_entry(&self, catalog: &WarehouseCatalog, relative: &str, key: &str) -> Option<IndexEntry>;
     const CONTENT_TYPE: &'static str;
 }
 
@@ -218,13 +217,23 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
                 return report;
             }
         };
+        let recovered;
         let old_entries: &[IndexEntry] = match &previous {
             Previous::Read(index) if self.newer(index) => {
                 report.superseded_by = Some(index.run_id.clone());
                 return report;
             }
             Previous::Read(index) => &index.datasets,
-            _ => &[],
+            _ => match self.recover(catalog).await {
+                Ok(entries) => {
+                    recovered = entries;
+                    &recovered
+                }
+                Err(e) => {
+                    report.error = Some(format!("could not list {index_key}'s files: {e}; nothing written or removed"));
+                    return report;
+                }
+            },
         };
         let (entries, writes) = self.plan(catalog, old_entries, &mut report);
         let new_names: BTreeSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -270,6 +279,12 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         report
     }
 
+    /// Whether the index at `key` was committed by a newer run, which saw the warehouse after
+    /// this run's discovery did: it is not this run's to remove.
+    async fn committed_by_newer(&self, key: &str) -> bool {
+        matches!(self.previous(key).await, Ok(Previous::Read(index)) if self.newer(&index))
+    }
+
     /// Whether `index` was committed by a newer run. Run ids sort by time, so an old run's shard
     /// delivered late (a retry after the next run) yields instead of rolling a warehouse back.
     fn newer(&self, index: &WarehouseIndex) -> bool {
@@ -296,11 +311,11 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
                 writes.push(file);
             }
         }
-        let produced: BTreeSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+        let produced: BTreeSet<String> = entries.iter().map(|e| e.key.clone()).collect();
         let unread: BTreeSet<&str> = catalog.unread_databases.iter().map(String::as_str).collect();
         let keeps = |e: &IndexEntry| {
             unread.contains(e.database.as_str())
-                || !produced.contains(&e.name)
+                || !produced.contains(&e.key)
                     && catalog.databases.iter().any(|db| db.name == e.database && self.format.keeps(db, e))
         };
         for e in old_entries.iter().filter(|e| keeps(e)) {
@@ -309,6 +324,18 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         }
         entries.sort();
         (entries, writes)
+    }
+
+    /// Without a readable previous index, the files of what this read could not see (databases
+    /// not read, parts not confirmed) are found by listing the warehouse, so that the new index
+    /// still lists them and no later run takes them for garbage. Their sha256 is unknown ("").
+    async fn recover(&self, catalog: &WarehouseCatalog) -> Result<Vec<IndexEntry>, AwsError> {
+        if complete(catalog) {
+            return Ok(Vec::new());
+        }
+        let prefix = self.format.warehouse_prefix(&catalog.account_id, &catalog.region, &catalog.warehouse);
+        let keys = self.store.list(self.bucket, &prefix).await?;
+        Ok(keys.into_iter().filter_map(|key| self.format.unseen_entry(catalog, &key[prefix.len()..], &key)).collect())
     }
 
     async fn write_all(&self, writes: Vec<File>) -> Result<(), String> {
@@ -338,8 +365,6 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         index: &WarehouseIndex,
         report: &mut PublishReport,
     ) {
-        let complete =
-            catalog.unread_databases.is_empty() && catalog.databases.iter().all(|d| d.unconfirmed.is_nothing());
         match previous {
             Previous::Unreadable(why) => {
                 warn!(why, "the previous index was unreadable; nothing removed this run");
@@ -349,7 +374,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
                 ));
                 return;
             }
-            Previous::None if !complete => return,
+            Previous::None if !complete(catalog) => return,
             _ => {}
         }
         let referenced: BTreeSet<&str> = index.datasets.iter().map(|e| e.key.as_str()).collect();
@@ -387,7 +412,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         for key in self.store.list(self.bucket, &prefix).await? {
             let Some(warehouse) = warehouse_of_index_key(&key[prefix.len()..]) else { continue };
             let unconfirmed = matches!(warehouse, WarehouseId::WorkgroupName(_)) && !workgroups_listed;
-            if present.contains(&warehouse) || unconfirmed {
+            if present.contains(&warehouse) || unconfirmed || self.committed_by_newer(&key).await {
                 continue;
             }
             let objects =
@@ -403,6 +428,11 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         }
         Ok(removed)
     }
+}
+
+/// Whether the read saw every database and every part of each.
+fn complete(catalog: &WarehouseCatalog) -> bool {
+    catalog.unread_databases.is_empty() && catalog.databases.iter().all(|d| d.unconfirmed.is_nothing())
 }
 
 /// `cluster/<name>.json` or `workgroup/<name>.json`, relative to a region's index prefix.
@@ -526,6 +556,27 @@ mod tests {
         let report = snapshots(&store).warehouse(&catalog(vec![], unread_lake)).await;
         assert_eq!((report.kept, report.removed), (1, 1), "lake.clicks kept, s.a dropped");
         assert_eq!(names(&store), vec!["p/datasets/111111111111/us-east-1/cluster/c/dev/lake/clicks.json"]);
+    }
+
+    /// Without a readable index, what a database not read has in S3 is found by listing, carried
+    /// into the new index, and so survives the runs after it.
+    #[tokio::test]
+    async fn an_unreadable_index_does_not_cost_a_database_not_read() {
+        let store = MemoryStore::default();
+        let mut both = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
+        let mart = DatabaseCatalog { name: "mart".into(), ..both.databases[0].clone() };
+        both.databases.push(mart);
+        snapshots(&store).warehouse(&both).await;
+        let index = "p/index/111111111111/us-east-1/cluster/c.json".to_string();
+        store.objects.lock().unwrap().insert(index, b"not json".to_vec());
+
+        let mut dev_only = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
+        dev_only.unread_databases.push("mart".into());
+        for _ in 0..2 {
+            let report = snapshots(&store).warehouse(&dev_only).await;
+            assert!(report.committed && report.kept == 1, "{report:?}");
+        }
+        assert_eq!(names(&store).len(), 2, "mart's manifest is still there: {:?}", names(&store));
     }
 
     #[tokio::test]

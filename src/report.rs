@@ -291,10 +291,7 @@ impl WarehouseReport {
     }
 
     pub fn missing(id: WarehouseId, account_id: &str, region: &str) -> Self {
-        let what = match id {
-            WarehouseId::ClusterIdentifier(_) => "cluster",
-            WarehouseId::WorkgroupName(_) => "workgroup",
-        };
+        let what = id.kind();
         Self {
             reason: Some(format!(
                 "named in the config but account {account_id} has no {what} {:?} in {region}; \
@@ -418,6 +415,17 @@ impl Report {
     }
 }
 
+/// The warehouses a narrowed run named that none of its regions has.
+pub fn not_found(accounts: &[AccountReport], scope: &Scope) -> Vec<String> {
+    let found: std::collections::BTreeSet<&str> = accounts
+        .iter()
+        .flat_map(|a| a.regions.iter().flat_map(|r| r.warehouses.iter()))
+        .filter(|w| w.state != WarehouseState::Missing)
+        .map(|w| w.id.name())
+        .collect();
+    scope.clusters.iter().filter(|c| !found.contains(c.as_str())).cloned().collect()
+}
+
 /// What to do about an account whose role could not be assumed.
 pub fn account_hint(error: &AwsError, account_id: &str, role_arn: &str) -> String {
     match error.kind {
@@ -523,10 +531,7 @@ pub fn human_summary(report: &Report) -> String {
                 failures.push((format!("{here}, removing absent warehouses: {e}"), String::new()));
             }
             for w in &r.warehouses {
-                let kind = match w.id {
-                    WarehouseId::ClusterIdentifier(_) => "cluster",
-                    WarehouseId::WorkgroupName(_) => "workgroup",
-                };
+                let kind = w.id.kind();
                 let there = format!("{here} {kind} {}", w.id.name());
                 let skipped = w.state == WarehouseState::Skipped;
                 if w.state == WarehouseState::Missing {

@@ -161,13 +161,7 @@ pub async fn execute_plans<P: Platform, O: Output>(
         .collect()
         .await;
 
-    let found: BTreeSet<&str> = accounts
-        .iter()
-        .flat_map(|a| a.regions.iter().flat_map(|r| r.warehouses.iter()))
-        .filter(|w| w.state != WarehouseState::Missing)
-        .map(|w| w.id.name())
-        .collect();
-    let clusters_not_found = request.scope.clusters.iter().filter(|c| !found.contains(c.as_str())).cloned().collect();
+    let clusters_not_found = report::not_found(&accounts, &request.scope);
     let mut report = Report {
         run_id,
         started_at,

@@ -21,12 +21,12 @@ use tracing::{info, warn, Instrument};
 
 use crate::config::Config;
 use crate::error::{AwsError, ErrorKind, Failure};
-use crate::event::{RunRequest, Scope, Trigger};
+use crate::event::{is_run_id, RunRequest, Scope, Trigger};
 use crate::manifest::Layout;
 use crate::plan::{AccountPlan, RegionPlan};
 use crate::ports::{ObjectStore, Platform, ShardQueue};
 use crate::publish::API_VERSION;
-use crate::report::{AccountReport, OrganizationReport, Report, RunStatus, ShardState, ShardStatus};
+use crate::report::{self, AccountReport, OrganizationReport, Report, RunStatus, ShardState, ShardStatus};
 use crate::run;
 
 /// Shard reports read at once when a summary is built.
@@ -43,6 +43,9 @@ pub struct ShardMessage {
     pub dry_run: bool,
     pub account: ShardAccount,
     pub region: RegionPlan,
+    /// The warehouses a narrowed run named: such a shard sees only those, so it removes nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +65,8 @@ pub struct RunPlan {
     pub started_at: String,
     pub trigger: Trigger,
     pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Scope::is_full")]
+    pub scope: Scope,
     pub shards: Vec<PlannedShard>,
     /// How each organization source's listing went.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -112,7 +117,7 @@ fn shard_key(layout: &Layout, run_id: &str, shard_id: &str) -> String {
 }
 
 /// One message per (account, region), in plan order.
-pub fn shards(plans: &[AccountPlan], run_id: &str, dry_run: bool) -> Vec<ShardMessage> {
+pub fn shards(plans: &[AccountPlan], run_id: &str, request: &RunRequest) -> Vec<ShardMessage> {
     plans
         .iter()
         .flat_map(|a| {
@@ -121,9 +126,10 @@ pub fn shards(plans: &[AccountPlan], run_id: &str, dry_run: bool) -> Vec<ShardMe
                 kind: "Shard".into(),
                 run_id: run_id.into(),
                 shard_id: format!("{}-{}", a.account_id, r.region),
-                dry_run,
+                dry_run: request.dry_run,
                 account: ShardAccount { account_id: a.account_id.clone(), role_arn: a.role_arn.clone() },
                 region: r.clone(),
+                clusters: request.scope.clusters.iter().cloned().collect(),
             })
         })
         .collect()
@@ -140,7 +146,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
     organizations: Vec<OrganizationReport>,
 ) -> Result<Dispatched, AwsError> {
     let layout = Layout { prefix: config.output.prefix.clone() };
-    let messages = shards(plans, &run_id, request.dry_run);
+    let messages = shards(plans, &run_id, request);
     let plan = RunPlan {
         api_version: API_VERSION.into(),
         kind: "RunPlan".into(),
@@ -148,6 +154,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
         started_at: run::now_rfc3339(),
         trigger: request.trigger,
         dry_run: request.dry_run,
+        scope: request.scope.clone(),
         shards: messages
             .iter()
             .map(|m| PlannedShard {
@@ -211,10 +218,10 @@ async fn shard<P: Platform, S: ObjectStore>(
     deadline: Option<Instant>,
 ) -> bool {
     let message: ShardMessage = match serde_json::from_str(record.body.as_deref().unwrap_or_default()) {
-        Ok(m) => m,
-        Err(e) => {
+        Ok(m) if is_shard(&m) => m,
+        other => {
             // Not a shard of ours: no retry can fix it; it is dropped, and said so.
-            warn!(error = %e, "message is not a shard; dropped");
+            warn!(error = ?other.err(), "message is not a shard; dropped");
             return true;
         }
     };
@@ -231,7 +238,8 @@ async fn shard<P: Platform, S: ObjectStore>(
         return false;
     }
     info!(shard = message.shard_id, attempt, retrying, status = ?written.report.status, "shard done");
-    if !retrying {
+    // A last attempt that fails goes to the dead-letter queue: the summary must still come.
+    if !retrying || attempt >= config.execution.max_receive_count {
         if let Err(e) = summarise_if_complete(store, config, &message.run_id).await {
             warn!(error = %e, "the run summary could not be written");
         }
@@ -247,13 +255,23 @@ pub async fn run_shard<P: Platform, S: ObjectStore>(
     message: &ShardMessage,
     deadline: Option<Instant>,
 ) -> Report {
-    let request = RunRequest { trigger: Trigger::Shard, dry_run: message.dry_run, scope: Scope::default(), deadline };
+    let scope = Scope { clusters: message.clusters.iter().cloned().collect(), ..Scope::default() };
+    let request = RunRequest { trigger: Trigger::Shard, dry_run: message.dry_run, scope, deadline };
     let plan = AccountPlan {
         account_id: message.account.account_id.clone(),
         role_arn: message.account.role_arn.clone(),
         regions: vec![message.region.clone()],
     };
-    run::publish_plans(platform, store, config, &request, message.run_id.clone(), vec![plan]).await
+    let mut report = run::publish_plans(platform, store, config, &request, message.run_id.clone(), vec![plan]).await;
+    // A named warehouse may be in another shard's region: the summary says which were found.
+    report.clusters_not_found.clear();
+    report.summarise();
+    report
+}
+
+/// A shard of this format, whose run id cannot leave the `runs/` folder of a key.
+fn is_shard(m: &ShardMessage) -> bool {
+    m.kind == "Shard" && m.api_version == API_VERSION && is_run_id(&m.run_id) && is_run_id(&m.shard_id)
 }
 
 /// Whether the invocation's deadline cut the shard short.
@@ -357,6 +375,7 @@ fn merge(plan: &RunPlan, reads: Vec<(PlannedShard, Option<ShardReport>)>, max_re
             }
         }
     }
+    let accounts: Vec<AccountReport> = accounts.into_values().collect();
     let mut report = Report {
         run_id: plan.run_id.clone(),
         started_at: plan.started_at.clone(),
@@ -364,10 +383,10 @@ fn merge(plan: &RunPlan, reads: Vec<(PlannedShard, Option<ShardReport>)>, max_re
         status: RunStatus::Succeeded,
         trigger: plan.trigger,
         dry_run: plan.dry_run,
-        scope: Scope::default(),
+        scope: plan.scope.clone(),
         counts: Default::default(),
-        clusters_not_found: Vec::new(),
-        accounts: accounts.into_values().collect(),
+        clusters_not_found: report::not_found(&accounts, &plan.scope),
+        accounts,
         report_key: None,
         report_error: None,
         organizations: plan.organizations.clone(),

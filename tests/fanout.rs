@@ -26,7 +26,7 @@ async fn fleet(test: &str) -> Fleet {
     let org = org(test).await;
     let accounts: Vec<String> = (1..=3).map(|n| account_id(test, n + 10)).collect();
     for (n, account) in accounts.iter().enumerate() {
-        let id = unique(&format!("{test}-{n}"));
+        let id = unique(&format!("{}-{n}", test.replace('_', "-")));
         let seed = ClusterSeed { id: &id, node_type: "ra3.xlplus", db_name: "dev", tags: &[("team", "data")] };
         create_cluster(&org.moto, account, "us-east-1", seed).await;
         create_warehouse(account, &id, &[("dev", &fixture(&["orders", "customers"]))]).await;
@@ -244,4 +244,28 @@ async fn an_organization_fans_out_to_the_manifests_of_a_single_run() {
     assert_eq!(fanned, relative("one/", org.objects("one/datasets/").await));
     assert_eq!(fanned.len(), 3 * 2, "orders and v in each of the three");
     assert!(fanned.keys().all(|k| !k.contains(&members[3])), "the sandbox OU is left out");
+}
+
+/// A fan-out run narrowed to one warehouse reads only it and removes nothing of the others;
+/// a named warehouse is "not found" only if no shard found it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_narrowed_fanned_out_run_removes_nothing_else() {
+    let fleet = fleet("fan_narrow").await;
+    let (q, config) = fleet.fanout("narrow").await;
+    fleet.dispatch(&config).await;
+    q.drain(&fleet.org.moto, &config).await;
+    let before = fleet.org.objects("fan/").await.into_keys().filter(|k| !k.contains("/runs/")).collect::<Vec<_>>();
+
+    let one = unique("fan-narrow-0");
+    let manual = json!({"clusters": [one, "nowhere"]});
+    let Response::Dispatched(d) = invoke_function(&fleet.org.moto, &config, &manual).await else {
+        panic!("dispatched")
+    };
+    q.drain(&fleet.org.moto, &config).await;
+    let after = fleet.org.objects("fan/").await.into_keys().filter(|k| !k.contains("/runs/")).collect::<Vec<_>>();
+    assert_eq!(after, before, "the other warehouses are untouched");
+    let summary = fleet.summary(&config, &d.run_id).await;
+    assert_eq!(summary.clusters_not_found, vec!["nowhere".to_string()]);
+    assert_eq!(summary.status, RunStatus::Partial, "a named warehouse was not found");
+    assert!(summary.shards.iter().all(|s| s.state == ShardState::Succeeded), "{:?}", summary.shards);
 }
