@@ -112,8 +112,21 @@ fn place_annotations(catalog: &WarehouseCatalog) -> Map<String, Value> {
     a
 }
 
+/// One YAML document. JSON is YAML 1.2, except that YAML does not allow DEL and the C1 controls
+/// (U+007F-U+009F) raw, which JSON leaves as they are: they are escaped (they can only stand
+/// inside strings, where `\u` means the same in both).
 fn document(entity: &Value) -> String {
-    format!("---\n{}\n", serde_json::to_string_pretty(entity).expect("an entity serialises"))
+    let json = serde_json::to_string_pretty(entity).expect("an entity serialises");
+    let mut out = String::with_capacity(json.len() + 5);
+    out.push_str("---\n");
+    for c in json.chars() {
+        match c {
+            '\u{7f}'..='\u{9f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\n');
+    out
 }
 
 /// A Markdown table of the columns, which Backstage's About card renders.
@@ -254,6 +267,15 @@ impl Format for BackstageFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn c1_controls_are_escaped_and_mean_the_same() {
+        let entity = json!({"metadata": {"description": "a\u{85}b\u{7f}c é"}});
+        let doc = document(&entity);
+        assert!(doc.contains("a\\u0085b\\u007fc é"), "{doc}");
+        let back: Value = serde_json::from_str(doc.trim_start_matches("---\n")).unwrap();
+        assert_eq!(back, entity);
+    }
 
     /// Property: for names Redshift allows (unicode, quotes, case, 127 bytes), entity names
     /// follow Backstage's rule, stay within 63 characters and never meet case-insensitively.

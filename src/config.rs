@@ -452,8 +452,18 @@ fn check_named<T: Named>(bad: &mut impl FnMut(String, String), at: &str, items: 
     }
 }
 
-fn check_backstage(bad: &mut impl FnMut(String, String), b: &BackstageOutput) {
+fn check_backstage(bad: &mut impl FnMut(String, String), b: &BackstageOutput, output_prefix: &str) {
     let at = "$.outputs.backstage";
+    // Backstage's S3 URL reader reads keys back from URLs: these never come back whole.
+    let unreadable = |p: &str| p.chars().any(|c| !c.is_ascii() || " #?%*".contains(c));
+    for (path, prefix) in [("$.output.prefix", output_prefix), ("$.outputs.backstage.prefix", &b.prefix)] {
+        if unreadable(prefix) {
+            bad(
+                path.into(),
+                format!("{prefix:?}: with Backstage output, use ASCII without space, #, ?, % or * (Backstage cannot read such keys back)"),
+            );
+        }
+    }
     if b.prefix.is_empty() {
         bad(format!("{at}.prefix"), "empty: name a folder under output.prefix, like \"backstage/\"".into());
     } else if let Some(r) = RESERVED_FOLDERS.iter().find(|r| b.prefix.starts_with(**r) || r.starts_with(&b.prefix)) {
@@ -633,7 +643,7 @@ impl Config {
             }
         }
         if let Some(b) = &self.outputs.backstage {
-            check_backstage(&mut bad, b);
+            check_backstage(&mut bad, b, &self.output.prefix);
         }
         let queue = self.execution.queue_url.as_deref();
         if self.execution.mode == ExecutionMode::Fanout && !queue.is_some_and(|q| q.starts_with("http")) {

@@ -229,6 +229,14 @@ async fn a_statement_cut_by_the_deadline_is_not_a_timeout() {
         DatabaseOutcome::Failed { error, .. } => assert_eq!(error, ReadError::Deadline),
         DatabaseOutcome::Read(db) => panic!("read past the deadline: {db:?}"),
     }
+
+    // An optional part cut by the deadline too: no degraded database is published, it waits.
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"slowSql": "information_schema.views", "slowSqlMs": 20000})).await;
+    let options = ReadOptions { cutoff: Some(Instant::now() + Duration::from_secs(3)), ..options };
+    match read(&cluster, &options).await.into_iter().next().expect("one database") {
+        DatabaseOutcome::Failed { error, .. } => assert_eq!(error, ReadError::Deadline),
+        DatabaseOutcome::Read(db) => panic!("published without its view definitions: {:?}", db.notes),
+    }
 }
 
 fn only_warehouse(report: &Report) -> &redshift_registry::report::WarehouseReport {

@@ -230,9 +230,16 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Dat
         }
         datasets.push(d);
     }
-    let kinds = external_schema_kinds(result(visibility::EXTERNAL_SCHEMAS));
-    datasets.extend(external_tables(name, &r.external, &kinds, options));
-    let unconfirmed = external_notes(&r.external, visibility.map(|v| external_schema_names(v)), &mut notes);
+    // External objects are typed by their schema's kind, which the visibility batch reads:
+    // without it they are not guessed at but kept as published.
+    let unconfirmed = match visibility {
+        Some(v) => {
+            let kinds = external_schema_kinds(result(visibility::EXTERNAL_SCHEMAS));
+            datasets.extend(external_tables(name, &r.external, &kinds, options));
+            external_notes(&r.external, Some(external_schema_names(v)), &mut notes)
+        }
+        None => untyped_external(&r.external, &mut notes),
+    };
 
     if r.definitions.is_ok() {
         notes.extend(definition_notes(&datasets, cut, &user));
@@ -330,6 +337,23 @@ fn external_notes(external: &ExternalRead, schemas: Option<Vec<String>>, notes: 
     } else {
         Unconfirmed::Schemas(unconfirmed)
     }
+}
+
+/// External objects read while their schemas' kinds were not: what they leave unconfirmed.
+fn untyped_external(external: &ExternalRead, notes: &mut Vec<String>) -> Unconfirmed {
+    let schemas: BTreeSet<String> = external.tables.iter().filter_map(|r| text(r, 0)).collect();
+    if !external.failed.is_empty() {
+        return external_notes(external, None, notes);
+    }
+    if !schemas.is_empty() {
+        notes.push(format!(
+            "{} external schemas not typed (their kinds are read with the visibility statements); \
+             their previously published tables are kept",
+            schemas.len()
+        ));
+        return Unconfirmed::Schemas(schemas);
+    }
+    Unconfirmed::Nothing
 }
 
 /// What an external object is, by its schema's eskind and its tabletype

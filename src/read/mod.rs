@@ -138,35 +138,31 @@ impl ReadOptions {
         }
     }
 
-    /// The time a statement may run: the configured timeout, or less near the cutoff.
+    /// The bounds of a statement about to start; none once the cutoff has passed.
     fn budget(&self) -> Result<Budget, ReadError> {
-        let timeout = Budget { time: self.statement_timeout, by_deadline: false };
         match self.cutoff {
-            None => Ok(timeout),
-            Some(cutoff) => match cutoff.checked_duration_since(Instant::now()) {
-                Some(left) if left.is_zero() => Err(ReadError::Deadline),
-                Some(left) if left < self.statement_timeout => Ok(Budget { time: left, by_deadline: true }),
-                Some(_) => Ok(timeout),
-                None => Err(ReadError::Deadline),
-            },
+            Some(cutoff) if Instant::now() >= cutoff => Err(ReadError::Deadline),
+            cutoff => Ok(Budget { timeout: self.statement_timeout, cutoff }),
         }
     }
 }
 
-/// How long a statement may run, and whether the Lambda deadline (not the statement timeout)
-/// set that bound: a statement cut by the deadline is reported as such, not as slow.
+/// How long a statement may run once started, and the cutoff no statement runs past, however
+/// long it waited to start (a busy warehouse's backoff included).
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
-    pub time: Duration,
-    pub by_deadline: bool,
+    pub timeout: Duration,
+    pub cutoff: Option<Instant>,
 }
 
 impl Budget {
-    fn exceeded(&self) -> ReadError {
-        if self.by_deadline {
-            ReadError::Deadline
-        } else {
-            ReadError::TimedOut(self.time.as_secs())
+    /// When a statement started at `started` must end, and the error if it does not: a
+    /// statement cut by the deadline is reported as such, not as slow.
+    fn end(&self, started: Instant) -> (Instant, ReadError) {
+        let by_timeout = started + self.timeout;
+        match self.cutoff {
+            Some(cutoff) if cutoff < by_timeout => (cutoff, ReadError::Deadline),
+            _ => (by_timeout, ReadError::TimedOut(self.timeout.as_secs())),
         }
     }
 }
@@ -276,12 +272,28 @@ async fn read_local<A: DataApi>(
         one(sql::TABLE_STATS.to_string()),
     );
     let (tables, columns) = (tables?, columns?);
+    // A part cut by the deadline would publish a degraded database (views without definitions,
+    // kinds guessed) that no retry fixes: the whole database waits for the next run instead.
+    let parts = [
+        visibility.as_ref().err(),
+        external.as_ref().err(),
+        late_binding.as_ref().err(),
+        materialized_views.as_ref().err(),
+        definitions.as_ref().err(),
+        stats.as_ref().err(),
+    ];
+    if parts.into_iter().any(|e| matches!(e, Some(ReadError::Deadline))) {
+        return Err(ReadError::Deadline);
+    }
     let external = match external {
-        Ok(mut results) => ExternalRead {
-            tables: std::mem::take(&mut results[sql::external::TABLES]),
-            columns: std::mem::take(&mut results[sql::external::COLUMNS]),
-            failed: Vec::new(),
-        },
+        Ok(mut results) => {
+            let mut take = |i: usize| results.get_mut(i).map(std::mem::take).unwrap_or_default();
+            ExternalRead {
+                tables: take(sql::external::TABLES),
+                columns: take(sql::external::COLUMNS),
+                failed: Vec::new(),
+            }
+        }
         Err(error) => external_by_schema(api, target, database, visibility.as_ref().ok(), error, options).await,
     };
     let results =
@@ -417,8 +429,7 @@ fn is_busy(e: &AwsError) -> bool {
 
 /// Polls until the statement ends; cancels it past its budget.
 async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget) -> Result<StatementState, ReadError> {
-    let timeout = budget.time;
-    let started = Instant::now();
+    let (ends, exceeded) = budget.end(Instant::now());
     let mut delay = Duration::from_millis(50);
     loop {
         let state = api.describe(id).await?;
@@ -426,15 +437,15 @@ async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget) -> Result<Statement
             Phase::Finished => return Ok(state),
             Phase::Failed(message) => return Err(ReadError::Failed(message.clone())),
             Phase::Aborted => return Err(ReadError::Aborted),
-            Phase::Running if started.elapsed() >= timeout => {
+            Phase::Running if Instant::now() >= ends => {
                 if let Err(e) = api.cancel(id).await {
                     warn!(error = %e, "could not cancel a timed-out statement");
                 }
-                return Err(budget.exceeded());
+                return Err(exceeded);
             }
             Phase::Running => {}
         }
-        tokio::time::sleep(delay.min(timeout.saturating_sub(started.elapsed()))).await;
+        tokio::time::sleep(delay.min(ends.saturating_duration_since(Instant::now()))).await;
         delay = (delay * 3 / 2).min(Duration::from_secs(1));
     }
 }
