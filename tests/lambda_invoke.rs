@@ -131,20 +131,7 @@ async fn aws_lambda_invoke_against_cargo_lambda_watch() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let out = tempdir_file("lambda-out.json");
-    let status = Command::new("aws")
-        .env("PATH", path_with_venv())
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .args(["lambda", "invoke", "--endpoint-url", &format!("http://127.0.0.1:{port}"), "--no-sign-request"])
-        .args(["--cli-read-timeout", "300", "--function-name", "redshift-registry"])
-        .args(["--payload", &format!("fileb://{}", manual_event_for(&account).display())])
-        .arg(&out)
-        .status()
-        .expect("aws cli (scripts/install.sh installs it)");
-    assert!(status.success(), "aws lambda invoke failed");
-    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let report = aws_lambda_invoke(port, &manual_event_for(&account), "lambda-out.json");
     assert_eq!(report["trigger"], "manual");
     assert_eq!(report["status"], "succeeded", "{report:#}");
     assert_eq!(report["scope"]["accounts"], json!([account]));
@@ -178,20 +165,7 @@ async fn aws_lambda_invoke_against_cargo_lambda_watch() {
     event["Records"][0]["body"] = json!(body);
     let sqs_event = tempdir_file("sqs-event.json");
     std::fs::write(&sqs_event, event.to_string()).unwrap();
-    let out = tempdir_file("lambda-sqs-out.json");
-    let status = Command::new("aws")
-        .env("PATH", path_with_venv())
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .args(["lambda", "invoke", "--endpoint-url", &format!("http://127.0.0.1:{port}"), "--no-sign-request"])
-        .args(["--cli-read-timeout", "300", "--function-name", "redshift-registry"])
-        .args(["--payload", &format!("fileb://{}", sqs_event.display())])
-        .arg(&out)
-        .status()
-        .expect("aws cli");
-    assert!(status.success(), "aws lambda invoke failed");
-    let batch: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let batch = aws_lambda_invoke(port, &sqs_event, "lambda-sqs-out.json");
     assert_eq!(batch, json!({"batchItemFailures": []}));
     let shard: Value = serde_json::from_str(&body).unwrap();
     let key = format!("runs/{}/shards/{}.json", shard["runId"].as_str().unwrap(), shard["shardId"].as_str().unwrap());
@@ -206,6 +180,24 @@ async fn aws_lambda_invoke_against_cargo_lambda_watch() {
     assert_ne!(status, 200);
     assert_eq!(error["errorType"], "InvalidEvent");
     assert!(error["errorMessage"].as_str().unwrap().contains("expected a boolean"), "{error}");
+}
+
+/// `aws lambda invoke` of the function under `cargo lambda watch` on `port`: its response.
+fn aws_lambda_invoke(port: u16, payload: &std::path::Path, out_name: &str) -> Value {
+    let out = tempdir_file(out_name);
+    let status = Command::new("aws")
+        .env("PATH", path_with_venv())
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .args(["lambda", "invoke", "--endpoint-url", &format!("http://127.0.0.1:{port}"), "--no-sign-request"])
+        .args(["--cli-read-timeout", "300", "--function-name", "redshift-registry"])
+        .args(["--payload", &format!("fileb://{}", payload.display())])
+        .arg(&out)
+        .status()
+        .expect("aws cli (scripts/install.sh installs it)");
+    assert!(status.success(), "aws lambda invoke failed");
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
 }
 
 fn tempdir_file(name: &str) -> std::path::PathBuf {
