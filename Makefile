@@ -4,7 +4,7 @@ VENV := $(CURDIR)/.venv
 PG_CTL = $$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/pg_ctl
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: install services lint test demo deploy-check bench stop
+.PHONY: install services lint test demo deploy-check bench bench-org stop
 
 install:
 	bash scripts/install.sh
@@ -30,6 +30,12 @@ deploy-check: services
 
 bench: services
 	. .run/services.env && cargo bench --bench read_warehouse
+
+# Fan-out at organisation scale (README: Fan-out at 1,000 accounts): the release binary as planner
+# and as N local workers. Knobs: ORG_BENCH_ACCOUNTS, ORG_BENCH_REGIONS, ORG_BENCH_WORKERS, ...
+bench-org: services
+	cargo build --release --bin redshift-registry
+	. .run/services.env && cargo bench --bench org
 
 stop:
 	@-for p in .run/*.pid; do [ -f "$$p" ] && kill "$$(cat $$p)" 2>/dev/null; rm -f "$$p"; done
