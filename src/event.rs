@@ -117,7 +117,7 @@ pub fn invocation(payload: &Value) -> Result<Invocation, EventError> {
     parse(payload).map(Invocation::Run)
 }
 
-/// Run ids are `20261126T171502Z-1a2b3c4d`; any id of letters, digits and `-` is accepted (tests
+/// Run ids are `20261126T171502123Z-1a2b3c4d`; any id of letters, digits and `-` is accepted (tests
 /// name theirs), nothing that could leave the `runs/` folder of a key.
 pub fn is_run_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')

@@ -346,11 +346,13 @@ impl<O: Output> Visit<'_, O> {
     }
 }
 
-/// Sortable and unique: `20261126T171502Z-1a2b3c4d`.
+/// Sortable to the millisecond and unique: `20261126T171502123Z-1a2b3c4d`. Commits are ordered
+/// by run id (a run never overwrites a newer run's index), so two runs in one second must
+/// still sort in the order they started.
 pub fn new_run_id() -> String {
     let now = time::OffsetDateTime::now_utc();
     let stamp = now
-        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second][subsecond digits:3]Z"))
         .expect("a fixed format");
     format!("{stamp}-{:08x}", fastrand::u32(..))
 }
