@@ -5,12 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-. .run/services.env
+. scripts/demo-env.sh
 export PATH="$root/.venv/bin:$PATH"
-# The function's own identity in the local stack; moto accepts any keys.
-export AWS_ACCESS_KEY_ID=AKIADEMOFUNCTION0001 AWS_SECRET_ACCESS_KEY=demo-secret AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL="$MOTO_URL" REGISTRY_S3_FORCE_PATH_STYLE=true
-export AWS_ENDPOINT_URL_REDSHIFT_DATA="$EMULATOR_URL" AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS="$EMULATOR_URL"
 
 bucket=demo-registry
 aws s3api create-bucket --bucket "$bucket" >/dev/null 2>&1 || true
@@ -73,16 +69,6 @@ warehouse 111111111111 analytics warehouse
 curl -sf -X POST "$EMULATOR_URL/_emulator/workgroups" \
   -d '{"region": "ap-southeast-2", "workgroupName": "analytics", "namespaceName": "analytics-ns", "dbName": "warehouse", "accountId": "111111111111"}' >/dev/null
 
-export REGISTRY_CONFIG='{
-  "output": {"bucket": "demo-registry", "prefix": "redshift/"},
-  "roleName": "DataRegistryRedshiftReader",
-  "sources": [
-    {"accountId": "111111111111", "regions": ["us-east-1", "eu-west-1", "ap-southeast-2"]},
-    {"accountId": "222222222222", "roleArn": "arn:aws:iam::222222222222:role/Custom",
-     "clusters": [{"region": "us-east-1", "clusterIdentifier": "sales"},
-                  {"region": "us-east-1", "clusterIdentifier": "archive"}]}
-  ]
-}'
 cargo build --quiet --bin redshift-registry
 echo "== redshift-registry --event events/scheduled.json (the report on stdout, then a summary on stderr)" >&2
 ./target/debug/redshift-registry --event events/scheduled.json | tee .run/demo-report.json

@@ -56,22 +56,9 @@ if ! bash scripts/demo.sh >"$run/deploy-check-demo.log" 2>&1; then
   fail "scripts/demo.sh failed; see .run/deploy-check-demo.log"
 fi
 
-# 4. The bootstrap under qemu, with the environment scripts/demo.sh gives its own run (keep the
-# two in step: the counts check below fails when they drift apart), on a manual dry-run event.
-. "$run/services.env"
-export AWS_ACCESS_KEY_ID=AKIADEMOFUNCTION0001 AWS_SECRET_ACCESS_KEY=demo-secret AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL="$MOTO_URL" REGISTRY_S3_FORCE_PATH_STYLE=true
-export AWS_ENDPOINT_URL_REDSHIFT_DATA="$EMULATOR_URL" AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS="$EMULATOR_URL"
-export REGISTRY_CONFIG='{
-  "output": {"bucket": "demo-registry", "prefix": "redshift/"},
-  "roleName": "DataRegistryRedshiftReader",
-  "sources": [
-    {"accountId": "111111111111", "regions": ["us-east-1", "eu-west-1", "ap-southeast-2"]},
-    {"accountId": "222222222222", "roleArn": "arn:aws:iam::222222222222:role/Custom",
-     "clusters": [{"region": "us-east-1", "clusterIdentifier": "sales"},
-                  {"region": "us-east-1", "clusterIdentifier": "archive"}]}
-  ]
-}'
+# 4. The bootstrap under qemu, with the environment scripts/demo.sh gives its own run, on a
+# manual dry-run event.
+. "$root/scripts/demo-env.sh"
 echo '{"dryRun": true}' >"$run/deploy-check-event.json"
 echo "== qemu-aarch64 -L $sysroot $bootstrap --event .run/deploy-check-event.json (log in .run/deploy-check.log)" >&2
 start=$(date +%s)
