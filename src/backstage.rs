@@ -13,9 +13,12 @@
 //! identity (account, region, warehouse, database, schema, table), so they are valid, at most
 //! 63 characters, and unique across the whole output case-insensitively for any Redshift name.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
-use crate::catalog::{DatabaseCatalog, Dataset, WarehouseCatalog, WarehouseId};
+use crate::catalog::{DatabaseCatalog, Dataset, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::config::{is_entity_ref, BackstageOutput};
 use crate::manifest::{self, Layout};
 use crate::publish::{sha256_hex, File, Format, IndexEntry};
@@ -23,6 +26,15 @@ use crate::publish::{sha256_hex, File, Format, IndexEntry};
 /// Entities per file: a 100,000-table database is 100 files of bounded size, not one.
 pub const ENTITIES_PER_FILE: usize = 1000;
 const ANNOTATION: &str = "redshift-registry.io";
+
+/// What Backstage keeps of a warehouse while it is read: the owner and parent entity of its
+/// datasets, and the datasets of each database whose read has not ended.
+#[derive(Default)]
+pub struct Held {
+    owner: String,
+    parent: String,
+    databases: HashMap<Arc<str>, Vec<Dataset>>,
+}
 
 pub struct BackstageFormat {
     layout: Layout,
@@ -159,22 +171,15 @@ impl BackstageFormat {
         })
     }
 
-    fn dataset_entity(
-        &self,
-        catalog: &WarehouseCatalog,
-        db: &DatabaseCatalog,
-        d: &Dataset,
-        owner: &str,
-        parent: &str,
-    ) -> Value {
+    fn dataset_entity(&self, catalog: &WarehouseCatalog, database: &str, d: &Dataset, held: &Held) -> Value {
         let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
-        let full = manifest::dataset_name(&db.name, &d.schema, &d.name);
-        let identity = [account.as_str(), region, warehouse.kind(), warehouse.name(), &db.name, &d.schema, &d.name];
+        let full = manifest::dataset_name(database, &d.schema, &d.name);
+        let identity = [account.as_str(), region, warehouse.kind(), warehouse.name(), database, &d.schema, &d.name];
         let mut annotations = place_annotations(catalog);
-        for (key, value) in [("database", &db.name), ("schema", &d.schema), ("table", &d.name), ("dataset", &full)] {
+        for (key, value) in [("database", database), ("schema", &d.schema), ("table", &d.name), ("dataset", &full)] {
             annotations.insert(format!("{ANNOTATION}/{key}"), json!(value));
         }
-        let manifest_key = self.layout.dataset_key(account, region, warehouse, &db.name, &d.schema, &d.name);
+        let manifest_key = self.layout.dataset_key(account, region, warehouse, database, &d.schema, &d.name);
         annotations.insert(format!("{ANNOTATION}/manifest-key"), json!(manifest_key));
         let kind = serde_json::to_value(d.kind).expect("a kind serialises");
         let kind = kind.as_str().expect("a kind is a string").replace('_', "-");
@@ -188,7 +193,7 @@ impl BackstageFormat {
                 "annotations": annotations,
                 "tags": ["redshift", kind],
             },
-            "spec": self.spec(&format!("redshift-{kind}"), owner, Some(format!("resource:default/{parent}"))),
+            "spec": self.spec(&format!("redshift-{kind}"), &held.owner, Some(format!("resource:default/{}", held.parent))),
         })
     }
 }
@@ -214,31 +219,44 @@ impl Format for BackstageFormat {
         format!("{}{account}/{region}/{}/{name}/", self.root, warehouse.kind())
     }
 
-    fn files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>) -> Vec<File> {
-        let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
-        let prefix = self.warehouse_prefix(account, region, warehouse);
-        let owner = self.owner(catalog, notes);
-        let parent = self.warehouse_entity(catalog, &owner);
-        let parent_name = parent["metadata"]["name"].as_str().expect("a name").to_string();
-        let mut files = vec![File::new(
-            "",
-            None,
-            None,
-            "warehouse".into(),
-            format!("{prefix}warehouse.yaml"),
-            document(&parent).into_bytes(),
-        )];
-        // A database with parts not confirmed keeps its previous files whole.
-        for db in catalog.databases.iter().filter(|db| db.unconfirmed.is_nothing()) {
-            let base = self.database_file_base(catalog, &db.name);
-            for (i, chunk) in db.datasets.chunks(ENTITIES_PER_FILE).enumerate() {
-                let file = if i == 0 { format!("{base}.yaml") } else { format!("{base}-{}.yaml", i + 1) };
-                let text: String = chunk
-                    .iter()
-                    .map(|d| document(&self.dataset_entity(catalog, db, d, &owner, &parent_name)))
-                    .collect();
-                files.push(File::new(&db.name, None, None, file.clone(), format!("{prefix}{file}"), text.into_bytes()));
+    type Held = Held;
+
+    fn warehouse_files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>, held: &mut Held) -> Vec<File> {
+        let prefix = self.warehouse_prefix(&catalog.account_id, &catalog.region, &catalog.warehouse);
+        held.owner = self.owner(catalog, notes);
+        let parent = self.warehouse_entity(catalog, &held.owner);
+        held.parent = parent["metadata"]["name"].as_str().expect("a name").to_string();
+        let key = format!("{prefix}warehouse.yaml");
+        vec![File::new("", None, None, "warehouse".into(), key, document(&parent).into_bytes())]
+    }
+
+    /// A database's datasets wait until its read ends: its files group them, sorted. A database
+    /// with parts not confirmed keeps its previous files whole; a failed one writes nothing.
+    fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, held: &mut Held) -> Vec<File> {
+        let db = match event {
+            ReadEvent::Dataset { database, dataset } => {
+                held.databases.entry(database.clone()).or_default().push(dataset.clone());
+                return Vec::new();
             }
+            ReadEvent::DatabaseFailed(name) => {
+                held.databases.remove(name.as_str());
+                return Vec::new();
+            }
+            ReadEvent::DatabaseRead(db) => db,
+        };
+        let mut datasets = held.databases.remove(db.name.as_str()).unwrap_or_default();
+        if !db.unconfirmed.is_nothing() {
+            return Vec::new();
+        }
+        datasets.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        let prefix = self.warehouse_prefix(&catalog.account_id, &catalog.region, &catalog.warehouse);
+        let base = self.database_file_base(catalog, &db.name);
+        let mut files = Vec::new();
+        for (i, chunk) in datasets.chunks(ENTITIES_PER_FILE).enumerate() {
+            let file = if i == 0 { format!("{base}.yaml") } else { format!("{base}-{}.yaml", i + 1) };
+            let text: String =
+                chunk.iter().map(|d| document(&self.dataset_entity(catalog, &db.name, d, held))).collect();
+            files.push(File::new(&db.name, None, None, file.clone(), format!("{prefix}{file}"), text.into_bytes()));
         }
         files
     }

@@ -39,12 +39,15 @@ pub enum DatabaseKind {
     Shared,
 }
 
+/// A database whose read ended: what the report and the commit need. Its datasets are not
+/// here: each left for the outputs ([`ReadEvent::Dataset`]) as soon as it was read.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseCatalog {
     pub name: String,
     pub kind: DatabaseKind,
-    pub datasets: Vec<Dataset>,
+    /// How many datasets were read.
+    pub datasets: usize,
     /// What could not be seen, each with the fix (GRANTs), and optional parts not read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -271,7 +274,19 @@ impl Warehouse {
     }
 }
 
-/// Everything read from one warehouse, with where it lives: what manifests are built from.
+/// What the reader sends the outputs while it reads a warehouse, in the order it reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadEvent {
+    /// One complete dataset (its columns sorted by position), as soon as it is read.
+    Dataset { database: std::sync::Arc<str>, dataset: Dataset },
+    /// A database was read whole: every dataset of it was sent before this.
+    DatabaseRead(DatabaseCatalog),
+    /// A database's read failed: datasets of it sent before are not the whole database.
+    DatabaseFailed(String),
+}
+
+/// One warehouse, with where it lives and, once read, what became of its databases: what
+/// manifests are built from and commits are decided on.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WarehouseCatalog {
@@ -280,7 +295,7 @@ pub struct WarehouseCatalog {
     pub warehouse: WarehouseId,
     /// The cluster's tags.
     pub labels: std::collections::BTreeMap<String, String>,
-    /// Databases read completely.
+    /// Databases read completely (empty while the warehouse is being read).
     pub databases: Vec<DatabaseCatalog>,
     /// Databases whose read failed: nothing of theirs may be removed.
     pub unread_databases: Vec<String>,

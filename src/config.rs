@@ -35,6 +35,9 @@ pub struct Config {
     pub filters: Filters,
     #[serde(default)]
     pub limits: Limits,
+    /// How statements are waited for and their results fetched.
+    #[serde(default)]
+    pub data_api: DataApiConfig,
     pub sources: Vec<Source>,
     /// The partition the function runs in, from its own region; not a config key.
     #[serde(skip)]
@@ -133,6 +136,29 @@ impl Default for Limits {
             statement_timeout_seconds: 300,
             deadline_reserve_seconds: 60,
         }
+    }
+}
+
+/// `dataApi`: long polls and the result format (README: Data API calls).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DataApiConfig {
+    /// `WaitTimeSeconds` of each call that waits for a statement (0-30): one long poll instead
+    /// of repeated DescribeStatement calls. 0 polls with backoff instead.
+    pub wait_time_seconds: u8,
+    /// `JSON` (typed records, GetStatementResult) or `CSV` (GetStatementResultV2).
+    pub result_format: crate::ports::ResultFormat,
+}
+
+impl Default for DataApiConfig {
+    fn default() -> Self {
+        Self { wait_time_seconds: 20, result_format: crate::ports::ResultFormat::Json }
+    }
+}
+
+impl DataApiConfig {
+    pub fn fetch(&self) -> crate::ports::Fetch {
+        crate::ports::Fetch { wait_seconds: self.wait_time_seconds, format: self.result_format }
     }
 }
 
@@ -669,6 +695,12 @@ impl Config {
             if !(1..=max).contains(&value) {
                 bad(format!("$.limits.{name}"), format!("must be 1-{max}"));
             }
+        }
+        if self.data_api.wait_time_seconds > 30 {
+            bad(
+                "$.dataApi.waitTimeSeconds".into(),
+                "must be 0-30 (the Data API waits at most 30 s; 0 turns long polls off)".into(),
+            );
         }
         if p.is_empty() {
             Ok(())

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::catalog::{DatabaseCatalog, Dataset, DatasetKind, WarehouseCatalog, WarehouseId};
+use crate::catalog::{DatabaseCatalog, Dataset, DatasetKind, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::publish::{
     decode_segment, encode_segment, sha256_hex, warehouse_path, File, Format, IndexEntry, API_VERSION, MAX_KEY_BYTES,
 };
@@ -68,7 +68,7 @@ pub struct ManifestColumn<'a> {
 }
 
 /// The manifest of one dataset.
-pub fn build<'a>(warehouse: &'a WarehouseCatalog, database: &'a DatabaseCatalog, d: &'a Dataset) -> Manifest<'a> {
+pub fn build<'a>(warehouse: &'a WarehouseCatalog, database: &'a str, d: &'a Dataset) -> Manifest<'a> {
     let mut columns: Vec<ManifestColumn> = d
         .columns
         .iter()
@@ -89,13 +89,13 @@ pub fn build<'a>(warehouse: &'a WarehouseCatalog, database: &'a DatabaseCatalog,
     Manifest {
         api_version: API_VERSION,
         kind: "Dataset",
-        name: dataset_name(&database.name, &d.schema, &d.name),
+        name: dataset_name(database, &d.schema, &d.name),
         platform: "redshift",
         location: Location {
             account_id: &warehouse.account_id,
             region: &warehouse.region,
             warehouse: &warehouse.warehouse,
-            database: &database.name,
+            database,
             schema: &d.schema,
             table: &d.name,
         },
@@ -196,18 +196,20 @@ impl Format for ManifestFormat {
         self.layout.datasets_prefix(account, region, warehouse)
     }
 
-    fn files(&self, catalog: &WarehouseCatalog, _notes: &mut Vec<String>) -> Vec<File> {
+    type Held = ();
+
+    fn warehouse_files(&self, _: &WarehouseCatalog, _: &mut Vec<String>, _: &mut ()) -> Vec<File> {
+        Vec::new()
+    }
+
+    /// One manifest per dataset, built as soon as the dataset is read.
+    fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, _: &mut ()) -> Vec<File> {
+        let ReadEvent::Dataset { database, dataset: d } = event else { return Vec::new() };
         let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
-        let mut files = Vec::new();
-        for db in &catalog.databases {
-            for d in &db.datasets {
-                let key = self.layout.dataset_key(account, region, warehouse, &db.name, &d.schema, &d.name);
-                let name = dataset_name(&db.name, &d.schema, &d.name);
-                let bytes = build(catalog, db, d).to_bytes();
-                files.push(File::new(&db.name, Some(&d.schema), Some(&d.name), name, key, bytes));
-            }
-        }
-        files
+        let key = self.layout.dataset_key(account, region, warehouse, database, &d.schema, &d.name);
+        let name = dataset_name(database, &d.schema, &d.name);
+        let bytes = build(catalog, database, d).to_bytes();
+        vec![File::new(database, Some(&d.schema), Some(&d.name), name, key, bytes)]
     }
 
     fn keeps(&self, database: &DatabaseCatalog, entry: &IndexEntry) -> bool {
@@ -326,13 +328,6 @@ mod tests {
             size_mb: None,
             columns: vec![column],
         };
-        let db = DatabaseCatalog {
-            name: "dev".into(),
-            kind: crate::catalog::DatabaseKind::Local,
-            datasets: vec![],
-            notes: vec![],
-            unconfirmed: crate::catalog::Unconfirmed::Nothing,
-        };
         let wh = WarehouseCatalog {
             account_id: "111111111111".into(),
             region: "us-east-1".into(),
@@ -341,11 +336,11 @@ mod tests {
             databases: vec![],
             unread_databases: vec![],
         };
-        let bytes = build(&wh, &db, &dataset).to_bytes();
+        let bytes = build(&wh, "dev", &dataset).to_bytes();
         let parsed: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
         assert_eq!(parsed["name"], "dev..t\"; --");
         assert_eq!(parsed["location"]["schema"], "");
         assert_eq!(parsed["columns"][0]["description"], "*/ DROP TABLE t; -- \u{0} 🦀");
-        assert_eq!(bytes, build(&wh, &db, &dataset).to_bytes(), "deterministic");
+        assert_eq!(bytes, build(&wh, "dev", &dataset).to_bytes(), "deterministic");
     }
 }

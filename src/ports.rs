@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use crate::catalog::{Cluster, WarehouseCatalog, WarehouseId, Workgroup};
+use crate::catalog::{Cluster, ReadEvent, WarehouseCatalog, WarehouseId, Workgroup};
 use crate::error::AwsError;
 use crate::report::{PublishReport, RemovedWarehouse};
 
@@ -75,10 +75,25 @@ pub trait ShardQueue: Send + Sync {
     fn send(&self, queue_url: &str, bodies: Vec<String>) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
-/// Port: one format the registry is published in (manifests, Backstage entities...). It gets
-/// each warehouse's catalog as soon as that warehouse is read, commits it, and forgets it.
+/// Port: the formats the registry is published in (manifests, Backstage entities...). Each
+/// warehouse is published while it is read: `publish` takes its datasets as the reader sends
+/// them and writes each as soon as it is built, so no warehouse is ever held whole; `commit`
+/// then makes what was written the warehouse's snapshot, once its databases' fate is known.
 pub trait Output: Send + Sync {
-    fn publish(&self, catalog: &WarehouseCatalog) -> impl Future<Output = Vec<PublishReport>> + Send;
+    /// What was written of one warehouse, waiting for its commit.
+    type Publishing: Send;
+    /// Consumes the reader's events until the reader closes the channel.
+    fn publish(
+        &self,
+        warehouse: &WarehouseCatalog,
+        read: tokio::sync::mpsc::Receiver<ReadEvent>,
+    ) -> impl Future<Output = Self::Publishing> + Send;
+    /// Commits a warehouse whose `databases` and `unread_databases` are now filled in.
+    fn commit(
+        &self,
+        publishing: Self::Publishing,
+        warehouse: &WarehouseCatalog,
+    ) -> impl Future<Output = Vec<PublishReport>> + Send;
     /// Removes the warehouses of a region that a complete discovery no longer found: every one
     /// not in `present`, workgroups only when `workgroups_listed`.
     fn sweep(
@@ -136,10 +151,36 @@ pub struct StatementState {
     pub has_result_set: bool,
 }
 
+/// A statement just started, and its state when the call waited for it (a long poll) and
+/// could tell it.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: String,
+    pub state: Option<StatementState>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     pub rows: Vec<Row>,
     pub next_token: Option<String>,
+}
+
+/// How results travel: typed JSON records (GetStatementResult) or CSV text
+/// (GetStatementResultV2), the config's `dataApi.resultFormat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ResultFormat {
+    #[default]
+    Json,
+    Csv,
+}
+
+/// How statements are run and waited for, from the config's `dataApi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetch {
+    /// Seconds a call may wait for a statement to end (`WaitTimeSeconds`, at most 30); 0 polls.
+    pub wait_seconds: u8,
+    pub format: ResultFormat,
 }
 
 /// Port: the Data API of one account and region. One implementation keeps one identity for a
@@ -151,18 +192,25 @@ pub trait DataApi: Send + Sync {
         database: &str,
         sql: &str,
         params: &[(&str, &str)],
-    ) -> impl Future<Output = Result<String, AwsError>> + Send;
+        fetch: Fetch,
+    ) -> impl Future<Output = Result<Started, AwsError>> + Send;
     fn batch_execute(
         &self,
         target: &Target,
         database: &str,
         sqls: &[String],
-    ) -> impl Future<Output = Result<String, AwsError>> + Send;
-    fn describe(&self, id: &str) -> impl Future<Output = Result<StatementState, AwsError>> + Send;
-    fn page(&self, id: &str, next_token: Option<String>) -> impl Future<Output = Result<Page, AwsError>> + Send;
+        fetch: Fetch,
+    ) -> impl Future<Output = Result<Started, AwsError>> + Send;
+    /// The statement's state, after waiting up to `wait_seconds` for it to end.
+    fn describe(&self, id: &str, wait_seconds: u8) -> impl Future<Output = Result<StatementState, AwsError>> + Send;
+    fn page(
+        &self,
+        id: &str,
+        next_token: Option<String>,
+        format: ResultFormat,
+    ) -> impl Future<Output = Result<Page, AwsError>> + Send;
     fn cancel(&self, id: &str) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
-
 impl Cell {
     pub fn text(&self) -> Option<&str> {
         match self {

@@ -11,15 +11,14 @@
 //! index, and so are those the format keeps for parts of a database that could not be
 //! confirmed. A failed write stops the warehouse before its commit, and nothing is deleted.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 
-use futures::{stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use sha2::{Digest, Sha256};
 
-use crate::catalog::{DatabaseCatalog, WarehouseCatalog, WarehouseId};
+use crate::catalog::{DatabaseCatalog, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::error::{AwsError, ErrorKind};
 use crate::ports::ObjectStore;
 use crate::report::{PublishReport, RemovedWarehouse};
@@ -137,22 +136,27 @@ impl File {
     }
 }
 
-/// A format: the files one warehouse becomes, and where its indexes live.
+/// A format: the files one warehouse becomes as it is read, and where its indexes live.
 pub trait Format: Send + Sync {
     const NAME: &'static str;
+    const CONTENT_TYPE: &'static str;
+    /// What the format keeps of a warehouse between read events (the datasets of a database
+    /// whose files group them, until the database's read ends).
+    type Held: Default + Send;
     /// Where the format's indexes are: `{root}{account}/{region}/{kind}/{name}.json`.
     fn index_root(&self) -> &str;
     /// Every file of a warehouse is under this prefix.
     fn warehouse_prefix(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String;
-    /// The files of the databases read, with notes for the report.
-    fn files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>) -> Vec<File>;
+    /// The warehouse's own files, before any dataset, with notes for the report.
+    fn warehouse_files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>, held: &mut Self::Held) -> Vec<File>;
+    /// The files a read event completes.
+    fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, held: &mut Self::Held) -> Vec<File>;
     /// Whether a previous entry of a database that was read, and that this read did not
     /// produce, is kept: the read could not confirm it gone.
     fn keeps(&self, database: &DatabaseCatalog, entry: &IndexEntry) -> bool;
     /// The entry of a listed file (`relative` to the warehouse prefix) that belongs to what the
     /// read could not see: a database not read, or a part of one it could not confirm.
     fn unseen_entry(&self, catalog: &WarehouseCatalog, relative: &str, key: &str) -> Option<IndexEntry>;
-    const CONTENT_TYPE: &'static str;
 }
 
 /// One format's snapshots in one bucket, for one run.
@@ -172,6 +176,65 @@ enum Previous {
     None,
     Read(WarehouseIndex),
     Unreadable(String),
+}
+
+/// What every write of one warehouse in one format reads: the committed index (`None`: this
+/// warehouse is not written, see the report), sorted by key.
+pub struct Base {
+    previous: Option<Previous>,
+    dry_run: bool,
+    content_type: &'static str,
+}
+
+impl Base {
+    fn committed_sha(&self, key: &str) -> Option<&str> {
+        let Some(Previous::Read(index)) = &self.previous else { return None };
+        let i = index.datasets.binary_search_by(|e| e.key.as_str().cmp(key)).ok()?;
+        Some(&index.datasets[i].sha256)
+    }
+}
+
+/// What happened to one file.
+pub enum Offered {
+    Unchanged(IndexEntry),
+    /// Written, or listed to be written in a dry run.
+    Written(IndexEntry),
+    Failed(String),
+}
+
+/// What the writes of one warehouse in one format added up to.
+pub struct Tally {
+    report: PublishReport,
+    produced: Vec<IndexEntry>,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    pub fn record(&mut self, offered: Offered, dry_run: bool) {
+        match offered {
+            Offered::Unchanged(entry) => {
+                self.report.unchanged += 1;
+                self.produced.push(entry);
+            }
+            Offered::Written(entry) => {
+                self.report.written += 1;
+                if dry_run {
+                    self.report.would_write.push(entry.name.clone());
+                }
+                self.produced.push(entry);
+            }
+            Offered::Failed(e) => self.failures.push(e),
+        }
+    }
+}
+
+/// One warehouse being written in one format: what the writes read, what the format holds
+/// between events, what they added up to, and the warehouse's own files to offer first.
+pub struct Opened<H> {
+    pub base: Base,
+    pub held: H,
+    pub tally: Tally,
+    pub initial: Vec<File>,
 }
 
 fn index_key(root: &str, account: &str, region: &str, warehouse: &WarehouseId) -> String {
@@ -203,26 +266,70 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         }
     }
 
-    /// Commits one warehouse's snapshot; what it did, or why it stopped, is in the report.
-    pub async fn warehouse(&self, catalog: &WarehouseCatalog) -> PublishReport {
+    /// Opens a warehouse's snapshot for writing: reads its committed index. A warehouse whose
+    /// index a newer run committed, or whose index cannot be read, is not written at all.
+    pub async fn open(&self, catalog: &WarehouseCatalog) -> Opened<F::Held> {
         let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
         let index_key = index_key(self.format.index_root(), account, region, warehouse);
         let mut report =
             PublishReport { output: F::NAME.to_string(), index_key: index_key.clone(), ..PublishReport::default() };
+        let mut held = F::Held::default();
         let previous = match self.previous(&index_key).await {
-            Ok(p) => p,
+            Ok(Previous::Read(index)) if self.newer(&index) => {
+                report.superseded_by = Some(index.run_id.clone());
+                None
+            }
+            Ok(mut previous) => {
+                if let Previous::Read(index) = &mut previous {
+                    index.datasets.sort_by(|a, b| a.key.cmp(&b.key));
+                }
+                Some(previous)
+            }
             Err(e) => {
                 report.error =
                     Some(format!("could not read the committed index {index_key}: {e}; nothing written or removed"));
-                return report;
+                None
             }
         };
+        let mut tally = Tally { report, produced: Vec::new(), failures: Vec::new() };
+        let mut initial = Vec::new();
+        if previous.is_some() {
+            initial = self.format.warehouse_files(catalog, &mut tally.report.notes, &mut held);
+        }
+        Opened { base: Base { previous, dry_run: self.dry_run, content_type: F::CONTENT_TYPE }, held, tally, initial }
+    }
+
+    /// The files one read event completes, for [`Snapshots::offer`]; none once the warehouse is
+    /// not being written.
+    pub fn files(&self, catalog: &WarehouseCatalog, base: &Base, event: &ReadEvent, held: &mut F::Held) -> Vec<File> {
+        if base.previous.is_none() {
+            return Vec::new();
+        }
+        self.format.files(catalog, event, held)
+    }
+
+    /// Writes a file unless the committed index has it with the same content.
+    pub async fn offer(&self, base: &Base, file: File) -> Offered {
+        let unchanged = base.committed_sha(&file.entry.key).is_some_and(|sha| sha == file.entry.sha256);
+        if unchanged {
+            return Offered::Unchanged(file.entry);
+        }
+        if base.dry_run {
+            return Offered::Written(file.entry);
+        }
+        match self.store.put(self.bucket, &file.entry.key, file.bytes, base.content_type).await {
+            Ok(()) => Offered::Written(file.entry),
+            Err(e) => Offered::Failed(e.to_string()),
+        }
+    }
+
+    /// Commits what was written of a warehouse whose read has ended; what it did, or why it
+    /// stopped, is in the report.
+    pub async fn commit(&self, opened: Opened<F::Held>, catalog: &WarehouseCatalog) -> PublishReport {
+        let Opened { base, tally: Tally { mut report, produced, failures }, .. } = opened;
+        let Some(previous) = base.previous else { return report };
         let recovered;
         let old_entries: &[IndexEntry] = match &previous {
-            Previous::Read(index) if self.newer(index) => {
-                report.superseded_by = Some(index.run_id.clone());
-                return report;
-            }
             Previous::Read(index) => &index.datasets,
             _ => match self.recover(catalog).await {
                 Ok(entries) => {
@@ -230,37 +337,39 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
                     &recovered
                 }
                 Err(e) => {
-                    report.error = Some(format!("could not list {index_key}'s files: {e}; nothing written or removed"));
+                    report.error =
+                        Some(format!("could not list {}'s files: {e}; nothing committed or removed", report.index_key));
                     return report;
                 }
             },
         };
-        let (entries, writes) = self.plan(catalog, old_entries, &mut report);
+        let entries = self.entries(catalog, produced, old_entries, &mut report);
         let new_names: BTreeSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         let removed: Vec<String> =
             old_entries.iter().filter(|e| !new_names.contains(e.name.as_str())).map(|e| e.name.clone()).collect();
-        report.written = writes.len();
         report.removed = removed.len();
         if self.dry_run {
-            report.would_write = writes.into_iter().map(|f| f.entry.name).collect();
             report.would_remove = removed;
             return report;
         }
-        if let Err(e) = self.write_all(writes).await {
-            report.error = Some(e);
+        if let Some(first) = failures.first() {
+            report.error = Some(format!(
+                "{} files could not be written ({first}); the index was not committed and nothing was removed",
+                failures.len()
+            ));
             return report;
         }
         let index = WarehouseIndex {
             api_version: API_VERSION.to_string(),
             kind: "WarehouseIndex".to_string(),
-            account_id: account.clone(),
-            region: region.clone(),
-            warehouse: warehouse.clone(),
+            account_id: catalog.account_id.clone(),
+            region: catalog.region.clone(),
+            warehouse: catalog.warehouse.clone(),
             run_id: self.run_id.to_string(),
             committed_at: self.committed_at.to_string(),
             datasets: entries,
         };
-        if let Ok(Previous::Read(now)) = self.previous(&index_key).await {
+        if let Ok(Previous::Read(now)) = self.previous(&report.index_key).await {
             if self.newer(&now) {
                 // A newer run committed while this one wrote: its index stands; the files this
                 // run wrote may be older than that index says until the next run.
@@ -269,7 +378,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             }
         }
         let body = serde_json::to_vec_pretty(&index).expect("an index serialises");
-        if let Err(e) = self.store.put(self.bucket, &index_key, body, "application/json").await {
+        if let Err(e) = self.store.put(self.bucket, &report.index_key, body, "application/json").await {
             report.error = Some(format!("the index could not be committed ({e}); nothing was removed"));
             return report;
         }
@@ -291,39 +400,28 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         index.run_id.as_str() > self.run_id
     }
 
-    /// The new index's entries and the files to write: those whose content changed, then the
-    /// previous entries kept for what could not be read.
-    fn plan(
+    /// The new index's entries: the files this run produced, then the previous entries kept for
+    /// what could not be read.
+    fn entries(
         &self,
         catalog: &WarehouseCatalog,
+        mut entries: Vec<IndexEntry>,
         old_entries: &[IndexEntry],
         report: &mut PublishReport,
-    ) -> (Vec<IndexEntry>, Vec<File>) {
-        let old: HashMap<&str, &IndexEntry> = old_entries.iter().map(|e| (e.key.as_str(), e)).collect();
-        let mut entries = Vec::new();
-        let mut writes = Vec::new();
-        for file in self.format.files(catalog, &mut report.notes) {
-            if old.get(file.entry.key.as_str()).is_some_and(|o| o.sha256 == file.entry.sha256) {
-                report.unchanged += 1;
-                entries.push(file.entry);
-            } else {
-                entries.push(file.entry.clone());
-                writes.push(file);
-            }
-        }
-        let produced: BTreeSet<String> = entries.iter().map(|e| e.key.clone()).collect();
+    ) -> Vec<IndexEntry> {
+        let produced: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
         let unread: BTreeSet<&str> = catalog.unread_databases.iter().map(String::as_str).collect();
         let keeps = |e: &IndexEntry| {
-            unread.contains(e.database.as_str())
-                || !produced.contains(&e.key)
-                    && catalog.databases.iter().any(|db| db.name == e.database && self.format.keeps(db, e))
+            !produced.contains(&e.key)
+                && (unread.contains(e.database.as_str())
+                    || catalog.databases.iter().any(|db| db.name == e.database && self.format.keeps(db, e)))
         };
         for e in old_entries.iter().filter(|e| keeps(e)) {
             entries.push(e.clone());
             report.kept += 1;
         }
         entries.sort();
-        (entries, writes)
+        entries
     }
 
     /// Without a readable previous index, the files of what this read could not see (databases
@@ -336,22 +434,6 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         let prefix = self.format.warehouse_prefix(&catalog.account_id, &catalog.region, &catalog.warehouse);
         let keys = self.store.list(self.bucket, &prefix).await?;
         Ok(keys.into_iter().filter_map(|key| self.format.unseen_entry(catalog, &key[prefix.len()..], &key)).collect())
-    }
-
-    async fn write_all(&self, writes: Vec<File>) -> Result<(), String> {
-        let failures: Vec<String> = stream::iter(writes)
-            .map(|f| async move { self.store.put(self.bucket, &f.entry.key, f.bytes, F::CONTENT_TYPE).await })
-            .buffer_unordered(self.writes_in_parallel)
-            .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
-            .collect()
-            .await;
-        match failures.first() {
-            None => Ok(()),
-            Some(first) => Err(format!(
-                "{} files could not be written ({first}); the index was not committed and nothing was removed",
-                failures.len()
-            )),
-        }
     }
 
     /// After the commit: deletes every object under the warehouse that the new index does not
@@ -501,16 +583,45 @@ mod tests {
         }
     }
 
-    fn catalog(datasets: Vec<Dataset>, unconfirmed: Unconfirmed) -> WarehouseCatalog {
-        let db =
-            DatabaseCatalog { name: "dev".into(), kind: DatabaseKind::Local, datasets, notes: vec![], unconfirmed };
-        WarehouseCatalog {
+    /// A warehouse read whole: the catalog the commit sees, and the events the reader sent.
+    struct Read {
+        catalog: WarehouseCatalog,
+        events: Vec<ReadEvent>,
+    }
+
+    fn catalog(datasets: Vec<Dataset>, unconfirmed: Unconfirmed) -> Read {
+        let db = DatabaseCatalog {
+            name: "dev".into(),
+            kind: DatabaseKind::Local,
+            datasets: datasets.len(),
+            notes: vec![],
+            unconfirmed,
+        };
+        let mut events: Vec<ReadEvent> =
+            datasets.into_iter().map(|dataset| ReadEvent::Dataset { database: "dev".into(), dataset }).collect();
+        events.push(ReadEvent::DatabaseRead(db.clone()));
+        let catalog = WarehouseCatalog {
             account_id: "111111111111".into(),
             region: "us-east-1".into(),
             warehouse: WarehouseId::ClusterIdentifier("c".into()),
             labels: BTreeMap::new(),
             databases: vec![db],
             unread_databases: vec![],
+        };
+        Read { catalog, events }
+    }
+
+    impl Snapshots<'_, MemoryStore, ManifestFormat> {
+        /// The protocol as `Outputs` runs it, one file at a time.
+        async fn warehouse(&self, read: &Read) -> PublishReport {
+            let mut opened = self.open(&read.catalog).await;
+            for event in &read.events {
+                for file in self.files(&read.catalog, &opened.base, event, &mut opened.held) {
+                    let offered = self.offer(&opened.base, file).await;
+                    opened.tally.record(offered, self.dry_run);
+                }
+            }
+            self.commit(opened, &read.catalog).await
         }
     }
 
@@ -564,14 +675,17 @@ mod tests {
     async fn an_unreadable_index_does_not_cost_a_database_not_read() {
         let store = MemoryStore::default();
         let mut both = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
-        let mart = DatabaseCatalog { name: "mart".into(), ..both.databases[0].clone() };
-        both.databases.push(mart);
+        let mart = DatabaseCatalog { name: "mart".into(), ..both.catalog.databases[0].clone() };
+        let dataset = table("s", "a", DatasetKind::Table);
+        both.events.push(ReadEvent::Dataset { database: "mart".into(), dataset });
+        both.events.push(ReadEvent::DatabaseRead(mart.clone()));
+        both.catalog.databases.push(mart);
         snapshots(&store).warehouse(&both).await;
         let index = "p/index/111111111111/us-east-1/cluster/c.json".to_string();
         store.objects.lock().unwrap().insert(index, b"not json".to_vec());
 
         let mut dev_only = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
-        dev_only.unread_databases.push("mart".into());
+        dev_only.catalog.unread_databases.push("mart".into());
         for _ in 0..2 {
             let report = snapshots(&store).warehouse(&dev_only).await;
             assert!(report.committed && report.kept == 1, "{report:?}");

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::catalog::{DatabaseKind, Warehouse, WarehouseId};
+use crate::catalog::{DatabaseCatalog, DatabaseKind, Warehouse, WarehouseId};
 use crate::error::{AwsError, ErrorKind, Failure};
 use crate::event::{Scope, Trigger};
 
@@ -273,6 +273,16 @@ pub struct DatabaseReport {
     /// What could not be seen and the GRANT that fixes it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+impl DatabaseReport {
+    pub fn read(db: &DatabaseCatalog) -> Self {
+        Self { name: db.name.clone(), kind: db.kind, datasets: db.datasets, error: None, notes: db.notes.clone() }
+    }
+
+    pub fn failed(name: &str, kind: DatabaseKind, error: Failure) -> Self {
+        Self { name: name.to_string(), kind, datasets: 0, error: Some(error), notes: Vec::new() }
+    }
 }
 
 impl WarehouseReport {

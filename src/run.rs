@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
+use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
 use crate::catalog::{Warehouse, WarehouseCatalog, WarehouseId};
@@ -298,15 +299,6 @@ impl<O: Output> Visit<'_, O> {
         }
         let id: WarehouseId = warehouse.id();
         let target = Target { warehouse: id.clone(), auth };
-        let outcomes = match read::read_warehouse(api, &target, warehouse.default_database(), &self.options).await {
-            Ok(outcomes) => outcomes,
-            Err(e) => {
-                warn!(error = %e, "databases not listed");
-                out.error = Some(e.failure(&id));
-                out.skip_if_busy(&warehouse);
-                return out;
-            }
-        };
         let mut catalog = WarehouseCatalog {
             account_id: account_id.to_string(),
             region: region.to_string(),
@@ -315,36 +307,45 @@ impl<O: Output> Visit<'_, O> {
             databases: Vec::new(),
             unread_databases: Vec::new(),
         };
+        // The reader sends each dataset as it is read; the outputs write it meanwhile. The
+        // channel's bound is how far reading may run ahead of writing.
+        let (sender, receiver) = mpsc::channel(READ_AHEAD);
+        let reading = async {
+            let sender = sender; // dropped when the read ends, which ends the outputs' stream
+            read::read_warehouse(api, &target, warehouse.default_database(), &self.options, &sender).await
+        };
+        let (outcomes, publishing) = tokio::join!(reading, self.outputs.publish(&catalog, receiver));
+        let outcomes = match outcomes {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                warn!(error = %e, "databases not listed");
+                out.error = Some(e.failure(&id));
+                out.skip_if_busy(&warehouse);
+                return out;
+            }
+        };
         for outcome in outcomes {
             match outcome {
                 DatabaseOutcome::Read(db) => {
-                    out.databases.push(DatabaseReport {
-                        name: db.name.clone(),
-                        kind: db.kind,
-                        datasets: db.datasets.len(),
-                        error: None,
-                        notes: db.notes.clone(),
-                    });
+                    out.databases.push(DatabaseReport::read(&db));
                     catalog.databases.push(db);
                 }
                 DatabaseOutcome::Failed { name, kind, error } => {
-                    out.databases.push(DatabaseReport {
-                        name: name.clone(),
-                        kind,
-                        datasets: 0,
-                        error: Some(error.failure(&id)),
-                        notes: Vec::new(),
-                    });
+                    out.databases.push(DatabaseReport::failed(&name, kind, error.failure(&id)));
                     catalog.unread_databases.push(name);
                 }
             }
         }
         if !out.skip_if_busy(&warehouse) {
-            out.publish = self.outputs.publish(&catalog).await;
+            out.publish = self.outputs.commit(publishing, &catalog).await;
         }
         out
     }
 }
+
+/// Datasets the reader may send ahead of the writes: enough to keep `s3WritesInParallel` busy,
+/// few enough that memory does not grow with the warehouse.
+const READ_AHEAD: usize = 256;
 
 /// Sortable to the millisecond and unique: `20261126T171502123Z-1a2b3c4d`. Commits are ordered
 /// by run id (a run never overwrites a newer run's index), so two runs in one second must

@@ -9,15 +9,16 @@ mod support;
 use std::time::{Duration, Instant};
 
 use redshift_registry::aws::RedshiftData;
-use redshift_registry::catalog::{DatabaseCatalog, DatasetKind, WarehouseId};
+use redshift_registry::catalog::{DatasetKind, WarehouseId};
 use redshift_registry::error::ErrorKind;
 use redshift_registry::event::RunRequest;
 use redshift_registry::ports::{DbAuth, Target};
-use redshift_registry::read::{read_warehouse, DatabaseOutcome, ReadError, ReadOptions};
+use redshift_registry::read::{ReadError, ReadOptions};
 use redshift_registry::report::{Report, RunStatus, SkipCause, WarehouseState, MANIFESTS};
 use serde_json::json;
 use support::fault_front::{FaultFront, Rewrite};
 use support::org::*;
+use support::reading::{read_whole, DatabaseCatalog, Outcome as DatabaseOutcome};
 use support::*;
 
 fn options(extra: serde_json::Value) -> ReadOptions {
@@ -31,7 +32,7 @@ fn options(extra: serde_json::Value) -> ReadOptions {
 async fn read(cluster: &str, options: &ReadOptions) -> Vec<DatabaseOutcome> {
     let api = RedshiftData::new(&function_config(&moto_url()).await);
     let target = Target { warehouse: WarehouseId::ClusterIdentifier(cluster.to_string()), auth: DbAuth::Iam };
-    read_warehouse(&api, &target, "dev", options).await.expect("databases listed")
+    read_whole(&api, &target, "dev", options).await.expect("databases listed")
 }
 
 fn read_one(outcomes: Vec<DatabaseOutcome>) -> DatabaseCatalog {

@@ -5,12 +5,13 @@
 mod support;
 
 use redshift_registry::aws::RedshiftData;
-use redshift_registry::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, WarehouseId};
+use redshift_registry::catalog::{Column, DatabaseKind, Dataset, DatasetKind, WarehouseId};
 use redshift_registry::event::RunRequest;
 use redshift_registry::ports::{DbAuth, Target};
-use redshift_registry::read::{read_warehouse, DatabaseOutcome, ReadOptions};
+use redshift_registry::read::ReadOptions;
 use redshift_registry::report::RunStatus;
 use serde_json::json;
+use support::reading::{read_whole, DatabaseCatalog, Outcome as DatabaseOutcome};
 use support::*;
 
 /// The IAM identity's database user; PostgreSQL roles are shared by every emulated database.
@@ -27,7 +28,7 @@ fn options(extra: serde_json::Value) -> ReadOptions {
 async fn read(warehouse: WarehouseId, default_db: &str, options: &ReadOptions) -> Vec<DatabaseOutcome> {
     let base = function_config(&moto_url()).await;
     let api = RedshiftData::new(&base);
-    read_warehouse(&api, &Target { warehouse, auth: DbAuth::Iam }, default_db, options).await.expect("databases listed")
+    read_whole(&api, &Target { warehouse, auth: DbAuth::Iam }, default_db, options).await.expect("databases listed")
 }
 
 fn read_ok(outcomes: Vec<DatabaseOutcome>) -> Vec<DatabaseCatalog> {
@@ -434,7 +435,7 @@ async fn a_named_db_user_sees_what_that_user_may_see() {
     let api = RedshiftData::new(&base);
     for (auth, expected) in [(DbAuth::Iam, "for_iam"), (DbAuth::DbUser("registry_reader".into()), "for_named")] {
         let target = Target { warehouse: WarehouseId::ClusterIdentifier(cluster.clone()), auth };
-        let dbs = read_ok(read_warehouse(&api, &target, "dev", &options(json!({}))).await.unwrap());
+        let dbs = read_ok(read_whole(&api, &target, "dev", &options(json!({}))).await.unwrap());
         let names: Vec<&str> = dbs[0].datasets.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, vec![expected]);
     }

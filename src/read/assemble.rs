@@ -1,7 +1,11 @@
-//! Rows of the catalog statements → the catalog model, with the visibility notes.
+//! Rows of the catalog statements → the catalog model, with the visibility notes. A database
+//! is assembled in two steps: every statement but the columns one gives a [`Pending`] database
+//! (each dataset built but for its columns, every note written), then the columns statement's
+//! rows stream through it and each dataset leaves, complete, as soon as its last column has come.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 
@@ -48,14 +52,6 @@ fn redshift_column(row: &Row, pull_comments: bool) -> Option<(Key, Column)> {
     ))
 }
 
-fn columns_by_table(rows: &[Row], pull_comments: bool) -> HashMap<Key, Vec<Column>> {
-    let mut by_table: HashMap<Key, Vec<Column>> = HashMap::new();
-    for (k, c) in rows.iter().filter_map(|r| redshift_column(r, pull_comments)) {
-        by_table.entry(k).or_default().push(c);
-    }
-    by_table
-}
-
 /// A row of SVV_REDSHIFT_TABLES: schema, table, type, owner, remarks.
 fn redshift_dataset(row: &Row, pull_comments: bool) -> Option<Dataset> {
     let kind = match text(row, 2)?.as_str() {
@@ -82,18 +78,106 @@ fn keep(options: &ReadOptions, database: &str, schema: &str, table: &str) -> boo
         && options.tables.allows(&format!("{database}.{schema}.{table}"))
 }
 
-fn finish(
-    name: &str,
+/// A database whose datasets wait for the columns statement's rows.
+pub struct Pending {
+    pub name: Arc<str>,
     kind: DatabaseKind,
-    mut datasets: Vec<Dataset>,
+    pull_comments: bool,
+    /// Datasets not yet sent, by schema and name.
+    waiting: HashMap<Key, Dataset>,
+    /// The table whose column rows are arriving: the only rows held.
+    current: Option<(Key, Vec<Column>)>,
+    /// Tables whose column rows have ended, as 64-bit hashes: a table met again means the rows
+    /// were not grouped by table, which would have sent it without some of its columns.
+    done: HashSet<u64, BuildHasherDefault<DefaultHasher>>,
     notes: Vec<String>,
     unconfirmed: Unconfirmed,
-) -> DatabaseCatalog {
-    for d in &mut datasets {
-        d.columns.sort_by(|a, b| a.position.cmp(&b.position).then_with(|| a.name.cmp(&b.name)));
+    sent: usize,
+}
+
+/// The columns statement did not deliver a table's rows together.
+#[derive(Debug)]
+pub struct Scattered(pub Key);
+
+impl Pending {
+    fn new(name: &str, kind: DatabaseKind, options: &ReadOptions, datasets: Vec<Dataset>) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            pull_comments: options.pull_comments,
+            waiting: datasets.into_iter().map(|d| ((d.schema.clone(), d.name.clone()), d)).collect(),
+            current: None,
+            done: HashSet::default(),
+            notes: Vec::new(),
+            unconfirmed: Unconfirmed::Nothing,
+            sent: 0,
+        }
     }
-    datasets.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
-    DatabaseCatalog { name: name.to_string(), kind, datasets, notes, unconfirmed }
+
+    /// Takes one row of the columns statement; returns the dataset it completed, if any. Rows
+    /// of one table are contiguous (the statement orders them), so a new table means the one
+    /// before has all its columns.
+    pub fn column(&mut self, row: &Row) -> Result<Option<Dataset>, Scattered> {
+        let Some((key, column)) = redshift_column(row, self.pull_comments) else { return Ok(None) };
+        if let Some((current, columns)) = &mut self.current {
+            if *current == key {
+                columns.push(column);
+                return Ok(None);
+            }
+        }
+        if !self.done.insert(self.done.hasher().hash_one(&key)) {
+            return Err(Scattered(key));
+        }
+        let finished = self.current.replace((key, vec![column]));
+        Ok(finished.and_then(|(key, columns)| self.complete(&key, columns)))
+    }
+
+    /// The dataset of `key` with these columns, unless it has its own (late-binding views,
+    /// external objects) or is not one of this database's datasets (filtered out, internal).
+    fn complete(&mut self, key: &Key, columns: Vec<Column>) -> Option<Dataset> {
+        let mut d = self.waiting.remove(key)?;
+        let listed = matches!(
+            d.kind,
+            DatasetKind::Table | DatasetKind::View | DatasetKind::MaterializedView | DatasetKind::LateBindingView
+        );
+        if listed && d.columns.is_empty() {
+            d.columns = columns;
+        }
+        Some(self.send(d))
+    }
+
+    fn send(&mut self, mut d: Dataset) -> Dataset {
+        d.columns.sort_by(|a, b| a.position.cmp(&b.position).then_with(|| a.name.cmp(&b.name)));
+        self.sent += 1;
+        d
+    }
+
+    /// Once the columns statement is read: the last table, then the datasets that had no
+    /// column rows, sorted.
+    pub fn rest(&mut self) -> Vec<Dataset> {
+        let last = self.current.take().and_then(|(key, columns)| self.complete(&key, columns));
+        let mut others: Vec<Dataset> = self.waiting.drain().map(|(_, d)| d).collect();
+        others.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        let others: Vec<Dataset> = others.into_iter().map(|d| self.send(d)).collect();
+        last.into_iter().chain(others).collect()
+    }
+
+    /// The database as the report and the commit see it, once every dataset is sent.
+    pub fn catalog(self) -> DatabaseCatalog {
+        DatabaseCatalog {
+            name: self.name.to_string(),
+            kind: self.kind,
+            datasets: self.sent,
+            notes: self.notes,
+            unconfirmed: self.unconfirmed,
+        }
+    }
+
+    /// Rows held now: the columns of the one table being read.
+    #[cfg(test)]
+    pub fn held_rows(&self) -> usize {
+        self.current.as_ref().map_or(0, |(_, c)| c.len())
+    }
 }
 
 /// `char(n)` columns come back space-padded (SVV_MV_INFO's names are char(128),
@@ -162,8 +246,8 @@ fn stats_note(stats: &Result<Vec<Row>, ReadError>, user: &str) -> Option<String>
     }
 }
 
-/// A local database from the results of its statements.
-pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> DatabaseCatalog {
+/// A local database from the results of its statements but the columns one.
+pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Pending {
     let mut notes = Vec::new();
     let empty = Vec::new();
     let visibility = match &r.visibility {
@@ -190,7 +274,6 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Dat
         }
     }
     let mut late_binding = late_binding_columns(optional(&r.late_binding, "columns of late-binding views", &mut notes));
-    let mut columns = columns_by_table(&r.columns, options.pull_comments);
     let (definitions, cut) = view_definitions(optional(&r.definitions, "view definitions", &mut notes));
     let stats_rows = r.stats.as_deref().unwrap_or_default();
     let stats_by_table: HashMap<Key, (Option<i64>, Option<i64>)> = stats_rows
@@ -220,9 +303,6 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Dat
                 d.kind = DatasetKind::LateBindingView;
                 d.columns = cols;
             }
-        }
-        if d.columns.is_empty() {
-            d.columns = columns.remove(&k).unwrap_or_default();
         }
         if let Some((rows, size)) = stats_by_table.get(&k) {
             d.row_count = *rows;
@@ -258,7 +338,9 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Dat
         _ => {}
     }
     notes.extend(stats_note(&r.stats, &user));
-    finish(name, DatabaseKind::Local, datasets, notes, unconfirmed)
+    let mut pending = Pending::new(name, DatabaseKind::Local, options, datasets);
+    (pending.notes, pending.unconfirmed) = (notes, unconfirmed);
+    pending
 }
 
 fn definition_notes(datasets: &[Dataset], cut: usize, user: &str) -> Vec<String> {
@@ -469,17 +551,83 @@ fn visibility_notes(
     notes
 }
 
-/// A datashare consumer database from SVV_REDSHIFT_TABLES and SVV_REDSHIFT_COLUMNS rows.
-pub fn shared_database(name: &str, tables: &[Row], columns: &[Row], options: &ReadOptions) -> DatabaseCatalog {
-    let mut columns = columns_by_table(columns, options.pull_comments);
+/// A datashare consumer database from its SVV_REDSHIFT_TABLES rows; its columns stream in next.
+pub fn shared_database(name: &str, tables: &[Row], options: &ReadOptions) -> Pending {
     let datasets = tables
         .iter()
         .filter_map(|r| redshift_dataset(r, options.pull_comments))
         .filter(|d| !MV_INTERNAL.is_match(&d.name) && keep(options, name, &d.schema, &d.name))
-        .map(|mut d| {
-            d.columns = columns.remove(&(d.schema.clone(), d.name.clone())).unwrap_or_default();
-            d
-        })
         .collect();
-    finish(name, DatabaseKind::Shared, datasets, Vec::new(), Unconfirmed::Nothing)
+    Pending::new(name, DatabaseKind::Shared, options, datasets)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ports::{Cell, Fetch, ResultFormat};
+    use crate::read::NameFilter;
+
+    fn options() -> ReadOptions {
+        ReadOptions {
+            pull_comments: false,
+            include_system_schemas: false,
+            databases: NameFilter::default(),
+            schemas: NameFilter::default(),
+            tables: NameFilter::default(),
+            statement_timeout: Duration::from_secs(1),
+            databases_per_warehouse: 1,
+            cutoff: None,
+            fetch: Fetch { wait_seconds: 0, format: ResultFormat::Json },
+        }
+    }
+
+    fn text(s: &str) -> Cell {
+        Cell::Text(s.into())
+    }
+
+    fn table(name: &str) -> Row {
+        vec![text("s"), text(name), text("TABLE"), text("owner"), Cell::Null]
+    }
+
+    fn column(table: &str, name: &str, position: i64) -> Row {
+        let mut row = vec![text("s"), text(table), text(name), Cell::Long(position), text("integer")];
+        row.extend([Cell::Null, text("YES"), text("az64"), Cell::Bool(false), Cell::Long(0), Cell::Null]);
+        row
+    }
+
+    fn names(d: &Dataset) -> Vec<&str> {
+        d.columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    /// The structure that keeps memory flat: while the columns statement streams in, the rows
+    /// held are those of the one table being read, and a table leaves, whole, when the next
+    /// table's rows begin.
+    #[test]
+    fn a_table_leaves_whole_when_the_next_begins_and_only_its_rows_are_held() {
+        let mut db = shared_database("dev", &[table("a"), table("b"), table("c")], &options());
+        assert!(db.column(&column("a", "a2", 2)).unwrap().is_none());
+        assert!(db.column(&column("a", "a1", 1)).unwrap().is_none());
+        assert_eq!(db.held_rows(), 2);
+
+        let a = db.column(&column("b", "b1", 1)).unwrap().expect("a is complete once b begins");
+        assert_eq!((a.name.as_str(), names(&a)), ("a", vec!["a1", "a2"]), "columns sorted by position");
+        assert_eq!(db.held_rows(), 1, "a's rows are gone");
+
+        let rest = db.rest();
+        assert_eq!(rest.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["b", "c"], "b, then c without columns");
+        assert_eq!(db.held_rows(), 0);
+        assert_eq!(db.catalog().datasets, 3);
+    }
+
+    /// Rows of a table that come back after another table's would send it without them.
+    #[test]
+    fn a_table_met_again_is_an_error_not_a_dataset_missing_columns() {
+        let mut db = shared_database("dev", &[table("a"), table("b")], &options());
+        db.column(&column("a", "a1", 1)).unwrap();
+        db.column(&column("b", "b1", 1)).unwrap();
+        let Err(Scattered(key)) = db.column(&column("a", "a2", 2)) else { panic!("a met again went unnoticed") };
+        assert_eq!(key, ("s".to_string(), "a".to_string()));
+    }
 }

@@ -6,9 +6,15 @@
 //! materialized views, external objects, view definitions, table stats), whose failure or
 //! slowness degrades to a note. A BatchExecuteStatement runs its statements serially in one
 //! transaction and fails whole (Management Guide data-api.html), so only statements that share a
-//! fate ride in one batch. Per datashare database: two statements. Statements are polled with
-//! DescribeStatement (backoff from 50 ms to 1 s), results paged with GetStatementResult, and
-//! statements without a result set are not fetched.
+//! fate ride in one batch. Per datashare database: two statements. Statements are waited for
+//! with long polls (`WaitTimeSeconds` on ExecuteStatement and DescribeStatement; or, with
+//! `dataApi.waitTimeSeconds` 0, DescribeStatement with backoff from 50 ms to 1 s), results paged
+//! with GetStatementResult (GetStatementResultV2 for CSV), and statements without a result set
+//! are not fetched.
+//!
+//! Memory stays flat: the columns statement, the one whose rows grow with tables x columns, is
+//! read last, page by page, and each dataset is sent to the outputs as soon as its columns are
+//! all in; the other statements' rows are kept per database only until it is assembled.
 
 pub mod assemble;
 pub mod sql;
@@ -18,12 +24,13 @@ use std::time::{Duration, Instant};
 
 use futures::{stream, StreamExt};
 use regex::Regex;
+use tokio::sync::mpsc::Sender;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::catalog::{DatabaseCatalog, DatabaseKind, WarehouseId};
+use crate::catalog::{DatabaseCatalog, DatabaseKind, ReadEvent, WarehouseId};
 use crate::config::{Config, NamePattern, Pattern};
 use crate::error::{AwsError, ErrorKind, Failure};
-use crate::ports::{DataApi, Phase, Row, StatementState, Target};
+use crate::ports::{DataApi, Fetch, Phase, Row, Started, StatementState, Target};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReadError {
@@ -37,6 +44,8 @@ pub enum ReadError {
     Aborted,
     #[error("not read before the Lambda deadline")]
     Deadline,
+    #[error("the columns of {schema}.{table} did not arrive together, so the database was not sent whole")]
+    Scattered { schema: String, table: String },
 }
 
 impl ReadError {
@@ -51,6 +60,7 @@ impl ReadError {
             Self::TimedOut(_) => "timedOut",
             Self::Aborted => "aborted",
             Self::Deadline => "deadline",
+            Self::Scattered { .. } => "scattered",
         }
     }
 
@@ -82,6 +92,11 @@ impl ReadError {
             Self::TimedOut(_) => "raise limits.statementTimeoutSeconds, or read at a quieter time".into(),
             Self::Aborted => "the statement was cancelled outside this run".into(),
             Self::Deadline => "nothing of this database was changed; the next run reads it".into(),
+            Self::Scattered { .. } => {
+                "the warehouse did not honour ORDER BY on svv_redshift_columns; previously published datasets \
+                 of this database are kept"
+                    .into()
+            }
         }
     }
 }
@@ -122,6 +137,7 @@ pub struct ReadOptions {
     pub databases_per_warehouse: usize,
     /// No statement starts after this; running ones are cancelled at it.
     pub cutoff: Option<Instant>,
+    pub fetch: Fetch,
 }
 
 impl ReadOptions {
@@ -135,6 +151,7 @@ impl ReadOptions {
             statement_timeout: Duration::from_secs(config.limits.statement_timeout_seconds),
             databases_per_warehouse: config.limits.databases_per_warehouse,
             cutoff: None,
+            fetch: config.data_api.fetch(),
         }
     }
 
@@ -142,7 +159,7 @@ impl ReadOptions {
     fn budget(&self) -> Result<Budget, ReadError> {
         match self.cutoff {
             Some(cutoff) if Instant::now() >= cutoff => Err(ReadError::Deadline),
-            cutoff => Ok(Budget { timeout: self.statement_timeout, cutoff }),
+            cutoff => Ok(Budget { timeout: self.statement_timeout, cutoff, fetch: self.fetch }),
         }
     }
 }
@@ -153,6 +170,8 @@ impl ReadOptions {
 pub struct Budget {
     pub timeout: Duration,
     pub cutoff: Option<Instant>,
+    /// How the statement is waited for and fetched.
+    pub fetch: Fetch,
 }
 
 impl Budget {
@@ -177,13 +196,15 @@ pub enum DatabaseOutcome {
 /// Databases Redshift creates for itself, never datasets of the registry.
 const INTERNAL_DATABASES: [&str; 5] = ["template0", "template1", "padb_harvest", "sys:internal", "awsdatacatalog"];
 
-/// Reads every database of a warehouse. Fails only when the databases cannot be listed; a
+/// Reads every database of a warehouse, sending each dataset to `out` as soon as it is read and
+/// each database's end after its datasets. Fails only when the databases cannot be listed; a
 /// failing database is an outcome of its own and does not stop the others.
 pub async fn read_warehouse<A: DataApi>(
     api: &A,
     target: &Target,
     default_database: &str,
     options: &ReadOptions,
+    out: &Sender<ReadEvent>,
 ) -> Result<Vec<DatabaseOutcome>, ReadError> {
     let rows = query(api, target, default_database, sql::DATABASES, &[], options.budget()?).await?;
     let mut databases: Vec<(String, DatabaseKind)> = rows
@@ -207,19 +228,21 @@ pub async fn read_warehouse<A: DataApi>(
             async move {
                 let read = match kind {
                     _ if options.budget().is_err() => Err(ReadError::Deadline),
-                    DatabaseKind::Local => read_local(api, target, &name, options).await,
-                    DatabaseKind::Shared => read_shared(api, target, default_database, &name, options).await,
+                    DatabaseKind::Local => read_local(api, target, &name, options, out).await,
+                    DatabaseKind::Shared => read_shared(api, target, default_database, &name, options, out).await,
                 };
-                match read {
+                let (event, outcome) = match read {
                     Ok(catalog) => {
-                        info!(datasets = catalog.datasets.len(), "database read");
-                        DatabaseOutcome::Read(catalog)
+                        info!(datasets = catalog.datasets, "database read");
+                        (ReadEvent::DatabaseRead(catalog.clone()), DatabaseOutcome::Read(catalog))
                     }
                     Err(error) => {
                         warn!(%error, "database not read");
-                        DatabaseOutcome::Failed { name, kind, error }
+                        (ReadEvent::DatabaseFailed(name.clone()), DatabaseOutcome::Failed { name, kind, error })
                     }
-                }
+                };
+                send(out, event).await;
+                outcome
             }
             .instrument(span)
         })
@@ -229,11 +252,17 @@ pub async fn read_warehouse<A: DataApi>(
     Ok(outcomes)
 }
 
-/// The results of a local database's statements: the essential ones, and the optional ones
-/// each with its own success or failure.
+/// Sends to the outputs; once they have stopped listening, what is read goes nowhere.
+async fn send(out: &Sender<ReadEvent>, event: ReadEvent) {
+    if out.send(event).await.is_err() {
+        debug!("the outputs stopped listening");
+    }
+}
+
+/// The results of a local database's statements but the columns one: the essential tables,
+/// and the optional ones each with its own success or failure.
 pub struct LocalResults {
     pub tables: Vec<Row>,
-    pub columns: Vec<Row>,
     pub visibility: Result<Vec<Vec<Row>>, ReadError>,
     pub late_binding: Result<Vec<Row>, ReadError>,
     pub materialized_views: Result<Vec<Row>, ReadError>,
@@ -256,14 +285,17 @@ async fn read_local<A: DataApi>(
     target: &Target,
     database: &str,
     options: &ReadOptions,
+    out: &Sender<ReadEvent>,
 ) -> Result<DatabaseCatalog, ReadError> {
     let b = options.budget()?;
     let sys = options.include_system_schemas;
     let one = |sql: String| async move { query(api, target, database, &sql, &[], b).await };
     let batch = |sqls: Vec<String>| async move { run_batch(api, target, database, &sqls, b).await };
+    // The columns statement runs with the others but is fetched last, as it is consumed.
+    let columns = async { run(api, target, database, &sql::columns(sys), &[], b).await };
     let (tables, columns, visibility, late_binding, materialized_views, external, definitions, stats) = tokio::join!(
         one(sql::tables(sys)),
-        one(sql::columns(sys)),
+        columns,
         batch(sql::visibility_batch(sys)),
         one(sql::LATE_BINDING_COLUMNS.to_string()),
         one(sql::MATERIALIZED_VIEWS.to_string()),
@@ -296,9 +328,35 @@ async fn read_local<A: DataApi>(
         }
         Err(error) => external_by_schema(api, target, database, visibility.as_ref().ok(), error, options).await,
     };
-    let results =
-        LocalResults { tables, columns, visibility, late_binding, materialized_views, external, definitions, stats };
-    Ok(assemble::local_database(database, results, options))
+    let results = LocalResults { tables, visibility, late_binding, materialized_views, external, definitions, stats };
+    let pending = assemble::local_database(database, results, options);
+    stream_columns(api, columns, pending, b.fetch, out).await
+}
+
+/// Pages through the columns statement, sending each dataset as soon as its columns are in.
+async fn stream_columns<A: DataApi>(
+    api: &A,
+    (id, state): (String, StatementState),
+    mut pending: assemble::Pending,
+    fetch: Fetch,
+    out: &Sender<ReadEvent>,
+) -> Result<DatabaseCatalog, ReadError> {
+    let dataset = |pending: &assemble::Pending, dataset| ReadEvent::Dataset { database: pending.name.clone(), dataset };
+    let mut pages = Pages::new(api, id, state.has_result_set, fetch);
+    while let Some(rows) = pages.next().await? {
+        for row in rows {
+            let complete = pending
+                .column(&row)
+                .map_err(|assemble::Scattered((schema, table))| ReadError::Scattered { schema, table })?;
+            if let Some(d) = complete {
+                send(out, dataset(&pending, d)).await;
+            }
+        }
+    }
+    for d in pending.rest() {
+        send(out, dataset(&pending, d)).await;
+    }
+    Ok(pending.catalog())
 }
 
 /// After the external batch failed: one schema at a time, so a broken schema costs only itself.
@@ -356,14 +414,16 @@ async fn read_shared<A: DataApi>(
     connected: &str,
     database: &str,
     options: &ReadOptions,
+    out: &Sender<ReadEvent>,
 ) -> Result<DatabaseCatalog, ReadError> {
     let budget = options.budget()?;
     let params = [("database", database)];
     let (tables, columns) = tokio::join!(
         query(api, target, connected, sql::SHARED_TABLES, &params, budget),
-        query(api, target, connected, sql::SHARED_COLUMNS, &params, budget)
+        run(api, target, connected, sql::SHARED_COLUMNS, &params, budget)
     );
-    Ok(assemble::shared_database(database, &tables?, &columns?, options))
+    let pending = assemble::shared_database(database, &tables?, options);
+    stream_columns(api, columns?, pending, budget.fetch, out).await
 }
 
 /// Runs one statement and returns all its rows.
@@ -375,12 +435,27 @@ pub async fn query<A: DataApi>(
     params: &[(&str, &str)],
     budget: Budget,
 ) -> Result<Vec<Row>, ReadError> {
-    let id = start(|| api.execute(target, database, sql, params)).await?;
-    let state = wait(api, &id, budget).await?;
-    if !state.has_result_set {
-        return Ok(Vec::new());
+    let (id, state) = run(api, target, database, sql, params, budget).await?;
+    Pages::new(api, id, state.has_result_set, budget.fetch).all().await
+}
+
+/// Starts one statement and waits for it to end, within its budget.
+async fn run<A: DataApi>(
+    api: &A,
+    target: &Target,
+    database: &str,
+    sql: &str,
+    params: &[(&str, &str)],
+    budget: Budget,
+) -> Result<(String, StatementState), ReadError> {
+    let started_at = Instant::now();
+    let (ends, _) = budget.end(started_at);
+    let fetch = Fetch { wait_seconds: long_poll(budget.fetch.wait_seconds, ends), ..budget.fetch };
+    let started = start(|| api.execute(target, database, sql, params, fetch)).await?;
+    match started.state {
+        Some(state) => Ok((started.id, state)),
+        None => wait(api, &started.id, budget, started_at).await.map(|state| (started.id, state)),
     }
-    all_rows(api, &id).await
 }
 
 /// Runs a batch and returns the rows of each of its statements.
@@ -391,11 +466,12 @@ pub async fn run_batch<A: DataApi>(
     sqls: &[String],
     budget: Budget,
 ) -> Result<Vec<Vec<Row>>, ReadError> {
-    let id = start(|| api.batch_execute(target, database, sqls)).await?;
-    let state = wait(api, &id, budget).await?;
+    let started_at = Instant::now();
+    let Started { id, .. } = start(|| api.batch_execute(target, database, sqls, budget.fetch)).await?;
+    let state = wait(api, &id, budget, started_at).await?;
     let mut results = Vec::with_capacity(state.subs.len());
-    for (sub, has_result_set) in &state.subs {
-        results.push(if *has_result_set { all_rows(api, sub).await? } else { Vec::new() });
+    for (sub, has_result_set) in state.subs {
+        results.push(Pages::new(api, sub, has_result_set, budget.fetch).all().await?);
     }
     Ok(results)
 }
@@ -403,10 +479,10 @@ pub async fn run_batch<A: DataApi>(
 /// Starts a statement, backing off while the warehouse has too many active statements or
 /// sessions (jittered, from 250 ms doubling to 8 s, 8 tries). Other errors are not retried here:
 /// the SDK already retried throttling and 5xx.
-async fn start<F, Fut>(mut call: F) -> Result<String, ReadError>
+async fn start<F, Fut>(mut call: F) -> Result<Started, ReadError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<String, AwsError>>,
+    Fut: Future<Output = Result<Started, AwsError>>,
 {
     let mut delay = Duration::from_millis(250);
     let mut tries = 1;
@@ -427,12 +503,22 @@ fn is_busy(e: &AwsError) -> bool {
     matches!(e.code.as_str(), "ActiveStatementsExceededException" | "ActiveSessionsExceededException")
 }
 
-/// Polls until the statement ends; cancels it past its budget.
-async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget) -> Result<StatementState, ReadError> {
-    let (ends, exceeded) = budget.end(Instant::now());
+/// The `WaitTimeSeconds` of a call made now: the configured wait, never past `ends` (whole
+/// seconds, so 0, a short poll, in the last second).
+fn long_poll(configured: u8, ends: Instant) -> u8 {
+    let left = ends.saturating_duration_since(Instant::now()).as_secs();
+    configured.min(left.min(30) as u8)
+}
+
+/// Waits until the statement ends, with long polls when configured, else polls with backoff;
+/// cancels it past its budget.
+async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget, started_at: Instant) -> Result<StatementState, ReadError> {
+    let (ends, exceeded) = budget.end(started_at);
     let mut delay = Duration::from_millis(50);
     loop {
-        let state = api.describe(id).await?;
+        let wait_seconds = long_poll(budget.fetch.wait_seconds, ends);
+        let asked = Instant::now();
+        let state = api.describe(id, wait_seconds).await?;
         match &state.phase {
             Phase::Finished => return Ok(state),
             Phase::Failed(message) => return Err(ReadError::Failed(message.clone())),
@@ -443,22 +529,46 @@ async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget) -> Result<Statement
                 }
                 return Err(exceeded);
             }
-            Phase::Running => {}
+            // A long poll answers "running" only once its wait is over; one answered at once
+            // was a short poll (an endpoint without WaitTimeSeconds), so it backs off as such.
+            Phase::Running if asked.elapsed() >= Duration::from_secs(wait_seconds.into()) / 2 => {}
+            Phase::Running => {
+                tokio::time::sleep(delay.min(ends.saturating_duration_since(Instant::now()))).await;
+                delay = (delay * 3 / 2).min(Duration::from_secs(1));
+            }
         }
-        tokio::time::sleep(delay.min(ends.saturating_duration_since(Instant::now()))).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(1));
     }
 }
 
-async fn all_rows<A: DataApi>(api: &A, id: &str) -> Result<Vec<Row>, ReadError> {
-    let mut rows = Vec::new();
-    let mut token = None;
-    loop {
-        let page = api.page(id, token).await?;
-        rows.extend(page.rows);
-        match page.next_token {
-            Some(t) => token = Some(t),
-            None => return Ok(rows),
+/// A finished statement's result, one page at a time: no page is kept once consumed.
+struct Pages<'a, A> {
+    api: &'a A,
+    id: String,
+    token: Option<String>,
+    more: bool,
+    fetch: Fetch,
+}
+
+impl<'a, A: DataApi> Pages<'a, A> {
+    fn new(api: &'a A, id: String, has_result_set: bool, fetch: Fetch) -> Self {
+        Self { api, id, token: None, more: has_result_set, fetch }
+    }
+
+    async fn next(&mut self) -> Result<Option<Vec<Row>>, ReadError> {
+        if !self.more {
+            return Ok(None);
         }
+        let page = self.api.page(&self.id, self.token.take(), self.fetch.format).await?;
+        self.token = page.next_token;
+        self.more = self.token.is_some();
+        Ok(Some(page.rows))
+    }
+
+    async fn all(mut self) -> Result<Vec<Row>, ReadError> {
+        let mut rows = Vec::new();
+        while let Some(page) = self.next().await? {
+            rows.extend(page);
+        }
+        Ok(rows)
     }
 }

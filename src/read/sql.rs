@@ -44,12 +44,13 @@ pub fn tables(include_system: bool) -> String {
 }
 
 /// SVV_REDSHIFT_COLUMNS (r_SVV_REDSHIFT_COLUMNS.html): columns with type as Redshift prints it,
-/// default, nullability, encoding, dist key, sort key position, comment. Essential.
+/// default, nullability, encoding, dist key, sort key position, comment. Essential. Ordered by
+/// table, so that a table's columns arrive together and it can leave as soon as they have.
 pub fn columns(include_system: bool) -> String {
     format!(
         "SELECT schema_name, table_name, column_name, ordinal_position, data_type, column_default, \
          is_nullable, encoding, distkey, sortkey, remarks FROM svv_redshift_columns \
-         WHERE database_name = current_database() AND {}",
+         WHERE database_name = current_database() AND {} ORDER BY schema_name, table_name",
         not_system("schema_name", include_system)
     )
 }
@@ -174,7 +175,9 @@ pub const TABLE_STATS: &str = "SELECT \"schema\", \"table\", size, tbl_rows FROM
 pub const SHARED_TABLES: &str = "SELECT schema_name, table_name, table_type, table_owner, remarks \
                                  FROM svv_redshift_tables WHERE database_name = :database";
 
-/// SVV_REDSHIFT_COLUMNS (r_SVV_REDSHIFT_COLUMNS.html) of a datashare consumer database.
+/// SVV_REDSHIFT_COLUMNS (r_SVV_REDSHIFT_COLUMNS.html) of a datashare consumer database, ordered
+/// by table like [`columns`].
 pub const SHARED_COLUMNS: &str = "SELECT schema_name, table_name, column_name, ordinal_position, data_type, \
                                   column_default, is_nullable, encoding, distkey, sortkey, remarks \
-                                  FROM svv_redshift_columns WHERE database_name = :database";
+                                  FROM svv_redshift_columns WHERE database_name = :database \
+                                  ORDER BY schema_name, table_name";

@@ -6,18 +6,17 @@ pub mod esm;
 pub mod fault_front;
 pub mod org;
 pub mod organization;
+pub mod reading;
 
 use std::path::PathBuf;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use reading::{Recorded, Recorder};
 use redshift_registry::aws::{S3Objects, StsPlatform};
-use redshift_registry::catalog::{WarehouseCatalog, WarehouseId};
 use redshift_registry::config::{Config, DeploymentDefaults};
-use redshift_registry::error::AwsError;
 use redshift_registry::event::RunRequest;
-use redshift_registry::ports::Output;
-use redshift_registry::report::{PublishReport, RemovedWarehouse, Report};
+use redshift_registry::report::Report;
 use redshift_registry::run;
 
 pub fn repo_root() -> PathBuf {
@@ -249,31 +248,8 @@ pub async fn run_against(endpoint: &str, config: &Config, request: &RunRequest) 
     run::run(&platform, &store, config, request, run::new_run_id()).await.expect("the run starts")
 }
 
-/// An output that keeps every catalog it is given: the in-memory adapter of the output port.
-#[derive(Default)]
-pub struct Recorder {
-    pub catalogs: std::sync::Mutex<Vec<WarehouseCatalog>>,
-}
-
-impl Output for Recorder {
-    async fn publish(&self, catalog: &WarehouseCatalog) -> Vec<PublishReport> {
-        self.catalogs.lock().unwrap().push(catalog.clone());
-        Vec::new()
-    }
-
-    async fn sweep(
-        &self,
-        _account: &str,
-        _region: &str,
-        _present: &std::collections::BTreeSet<WarehouseId>,
-        _workgroups_listed: bool,
-    ) -> Result<Vec<RemovedWarehouse>, AwsError> {
-        Ok(Vec::new())
-    }
-}
-
 /// Discovery and reading only: the report, and the catalogs the outputs would have been given.
-pub async fn gather_against(endpoint: &str, config: &Config, request: &RunRequest) -> (Report, Vec<WarehouseCatalog>) {
+pub async fn gather_against(endpoint: &str, config: &Config, request: &RunRequest) -> (Report, Vec<Recorded>) {
     let base = function_config(endpoint).await;
     let platform = StsPlatform::new(base);
     let recorder = Recorder::default();
