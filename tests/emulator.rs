@@ -1,12 +1,13 @@
 //! The Data API emulator itself, through the real AWS SDK: account scoping, batch semantics,
-//! the Data API's size limits, char padding, external schemas, ResultRows and metadata security.
+//! the Data API's size limits, char padding, external schemas, ResultRows, metadata security,
+//! long polls (WaitTimeSeconds), CSV results (GetStatementResultV2) and response-bytes counters.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
-use aws_sdk_redshiftdata::types::{ExecutionMode, Field, StatementStatusString, StatusString};
+use aws_sdk_redshiftdata::types::{ExecutionMode, Field, ResultFormatString, StatementStatusString, StatusString};
 use aws_sdk_redshiftdata::Client;
 use serde_json::json;
 use support::*;
@@ -259,4 +260,199 @@ async fn metadata_security_hides_what_a_user_cannot_access_from_pg_class() {
         let all = query(&client, &cluster, Some(SUPERUSER), relations).await;
         assert_eq!(all.len(), 2, "a superuser sees all");
     }
+}
+
+/// Calls a cluster's counters show, by name (0 when absent).
+async fn counter(cluster: &str, name: &str) -> u64 {
+    counters(FUNCTION_ACCOUNT, cluster).await.get(name).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_poll_returns_as_soon_as_the_statement_ends() {
+    let cluster = cluster("longpoll", "").await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 500})).await;
+    let client = function_client().await;
+    let started = Instant::now();
+    let out = client.execute_statement().cluster_identifier(&cluster).database("dev").sql("SELECT 1").send().await;
+    let id = out.expect("ExecuteStatement").id().unwrap().to_string();
+    let out = client.describe_statement().id(&id).wait_time_seconds(20).send().await.expect("DescribeStatement");
+    let took = started.elapsed();
+    assert_eq!(out.status(), Some(&StatusString::Finished), "finished in one call");
+    assert!(took >= Duration::from_millis(500), "it waited for the 500 ms statement: {took:?}");
+    assert!(took < Duration::from_secs(5), "and answered when it ended, not after 20 s: {took:?}");
+    assert_eq!(counter(&cluster, "DescribeStatement").await, 1);
+    assert_eq!(counter(&cluster, "ExecuteStatement").await, 1);
+
+    // Still running when the wait is over: the current status, and GetStatementResult's usual
+    // refusal of an unfinished statement; a longer wait then gets the rows.
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 3000})).await;
+    let started = Instant::now();
+    let out = client.execute_statement().cluster_identifier(&cluster).database("dev").sql("SELECT 2");
+    let out = out.wait_time_seconds(1).send().await.expect("ExecuteStatement");
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited the second: {:?}", started.elapsed());
+    use StatementStatusString::*;
+    assert!(matches!(out.status(), Some(Submitted | Picked | Started)), "{:?}", out.status());
+    assert_eq!(out.has_result_set(), None, "not known before the statement ends");
+    let id = out.id().unwrap();
+    let err = client.get_statement_result().id(id).wait_time_seconds(1).send().await.expect_err("still running");
+    let err = err.into_service_error();
+    assert!(err.is_validation_exception() && err.to_string().contains("Query does not have result"), "{err:?}");
+    let rows = client.get_statement_result().id(id).wait_time_seconds(10).send().await.expect("GetStatementResult");
+    assert_eq!(rows.records(), [vec![Field::LongValue(2)]]);
+    assert!(started.elapsed() < Duration::from_secs(8), "answered when it ended: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn execute_statement_with_wait_time_answers_with_status_and_has_result_set() {
+    let cluster = cluster("execwait", "").await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 200})).await;
+    let client = function_client().await;
+    let execute = |sql: &str| client.execute_statement().cluster_identifier(&cluster).database("dev").sql(sql);
+    let out = execute("SELECT 1").wait_time_seconds(10).send().await.expect("ExecuteStatement");
+    assert_eq!((out.status(), out.has_result_set()), (Some(&StatementStatusString::Finished), Some(true)));
+    let out = execute("SET search_path = public").wait_time_seconds(10).send().await.expect("ExecuteStatement");
+    assert_eq!((out.status(), out.has_result_set()), (Some(&StatementStatusString::Finished), Some(false)));
+    let out = execute("SELECT 1 / 0").wait_time_seconds(10).send().await.expect("ExecuteStatement");
+    assert_eq!(out.status(), Some(&StatementStatusString::Failed));
+
+    // A batch waits for all its SQLs.
+    let started = Instant::now();
+    let out = client.batch_execute_statement().cluster_identifier(&cluster).database("dev");
+    let out = out.sqls("SELECT 1").sqls("SELECT 2").wait_time_seconds(10).send().await.expect("BatchExecuteStatement");
+    assert!(started.elapsed() >= Duration::from_millis(400), "both SQLs ran: {:?}", started.elapsed());
+    assert_eq!((out.status(), out.has_result_set()), (Some(&StatementStatusString::Finished), Some(true)));
+    let described = client.describe_statement().id(out.id().unwrap()).send().await.expect("DescribeStatement");
+    use StatementStatusString::*;
+    assert_eq!(statuses(&described), vec![Finished, Finished]);
+
+    // Without WaitTimeSeconds, the answer of old.
+    let out = execute("SELECT 1").send().await.expect("ExecuteStatement");
+    assert_eq!((out.status(), out.has_result_set(), out.redshift_pid()), (None, None, None));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_time_seconds_outside_1_to_30_is_refused() {
+    let cluster = cluster("waitlimit", "").await;
+    let client = function_client().await;
+    let id = run_as(&client, &cluster, None, "SELECT 1").await.id().to_string();
+    let started = Instant::now();
+    for seconds in [31, 0] {
+        let execute = client.execute_statement().cluster_identifier(&cluster).database("dev").sql("SELECT 1");
+        let batch = client.batch_execute_statement().cluster_identifier(&cluster).database("dev").sqls("SELECT 1");
+        let (describe, result) = (client.describe_statement().id(&id), client.get_statement_result().id(&id));
+        let result_v2 = client.get_statement_result_v2().id(&id);
+        let errors = [
+            execute.wait_time_seconds(seconds).send().await.unwrap_err().into_service_error().to_string(),
+            batch.wait_time_seconds(seconds).send().await.unwrap_err().into_service_error().to_string(),
+            describe.wait_time_seconds(seconds).send().await.unwrap_err().into_service_error().to_string(),
+            result.wait_time_seconds(seconds).send().await.unwrap_err().into_service_error().to_string(),
+            result_v2.wait_time_seconds(seconds).send().await.unwrap_err().into_service_error().to_string(),
+        ];
+        for e in errors {
+            assert!(e.starts_with("ValidationException") && e.contains("waitTimeSeconds"), "{seconds}: {e}");
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "refused at once");
+    let err = client.describe_statement().id(&id).wait_time_seconds(31).send().await.unwrap_err();
+    let err = err.into_service_error();
+    assert!(err.is_validation_exception() && err.to_string().contains("less than or equal to 30"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_csv_result_is_read_with_get_statement_result_v2_only() {
+    let cluster = cluster("csv", "").await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"pageSize": 1})).await;
+    let client = function_client().await;
+    let sql = r#"SELECT n, e, s, i, b FROM (VALUES
+                   (1, NULL::varchar, ''::varchar, 'a,b "c"' || chr(10) || 'd', 42, true),
+                   (2, 'x', 'y', 'z', -7, false)) AS v (o, n, e, s, i, b) ORDER BY o"#;
+    let run_csv = |sql: &'static str| {
+        client
+            .execute_statement()
+            .cluster_identifier(&cluster)
+            .database("dev")
+            .sql(sql)
+            .result_format(ResultFormatString::Csv)
+            .wait_time_seconds(10)
+            .send()
+    };
+    let out = run_csv(sql).await.expect("ExecuteStatement");
+    assert_eq!(out.status(), Some(&StatementStatusString::Finished));
+    let id = out.id().unwrap().to_string();
+    let first = ",\"\",\"a,b \"\"c\"\"\nd\",42,true";
+    let second = "x,y,z,-7,false";
+
+    // One row a page under pageSize 1, NextToken between.
+    let mut pages = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client.get_statement_result_v2().id(&id).set_next_token(token).send().await.expect("V2");
+        assert_eq!((page.total_num_rows(), page.result_format()), (2, Some(&ResultFormatString::Csv)));
+        let names: Vec<_> = page.column_metadata().iter().filter_map(|c| c.name()).collect();
+        assert_eq!(names, ["n", "e", "s", "i", "b"]);
+        pages.extend(page.records().iter().map(|r| r.as_csv_records().unwrap().clone()));
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, [first, second]);
+    let described = client.describe_statement().id(&id).send().await.expect("DescribeStatement");
+    assert_eq!(described.result_format(), Some(&ResultFormatString::Csv));
+
+    // Records separated by "\n" in one page.
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({})).await;
+    let id = run_csv(sql).await.expect("ExecuteStatement").id().unwrap().to_string();
+    let page = client.get_statement_result_v2().id(&id).send().await.expect("V2");
+    assert_eq!(page.records().len(), 1);
+    assert_eq!(page.records()[0].as_csv_records().unwrap(), &format!("{first}\n{second}"));
+    assert_eq!(page.next_token(), None);
+
+    // Each reader refuses the other format.
+    let err = client.get_statement_result().id(&id).send().await.expect_err("a CSV statement").into_service_error();
+    assert!(err.is_validation_exception() && err.to_string().contains("GetStatementResultV2"), "{err:?}");
+    let json_id = run_as(&client, &cluster, None, "SELECT 1").await.id().to_string();
+    let err = client.get_statement_result_v2().id(&json_id).send().await.expect_err("a JSON statement");
+    assert!(err.into_service_error().is_validation_exception());
+    let described = client.describe_statement().id(&json_id).send().await.expect("DescribeStatement");
+    assert_eq!(described.result_format(), None, "no ResultFormat asked, none reported, as before");
+
+    // A CSV batch: each SQL's result by its id.
+    let out = client.batch_execute_statement().cluster_identifier(&cluster).database("dev");
+    let out = out.sqls("SELECT 1").sqls("SELECT 'a,b' AS t").result_format(ResultFormatString::Csv);
+    let out = out.wait_time_seconds(10).send().await.expect("BatchExecuteStatement");
+    let page = client.get_statement_result_v2().id(format!("{}:2", out.id().unwrap())).send().await.expect("V2");
+    assert_eq!(page.records()[0].as_csv_records().unwrap(), "\"a,b\"");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_counters_count_response_bytes_per_operation() {
+    let cluster = cluster("bytes", "").await;
+    let client = function_client().await;
+    let sql = "SELECT repeat('x', 1000) AS t FROM generate_series(1, 10)";
+    let id = run_as(&client, &cluster, None, sql).await.id().to_string();
+    assert!(counter(&cluster, "ExecuteStatementBytes").await > 0);
+    assert!(counter(&cluster, "DescribeStatementBytes").await > 0);
+
+    let before = counter(&cluster, "GetStatementResultBytes").await;
+    assert_eq!(before, 0);
+    client.get_statement_result().id(&id).send().await.expect("GetStatementResult");
+    let once = counter(&cluster, "GetStatementResultBytes").await;
+    assert!(once > 10_000, "ten rows of 1,000 bytes: {once}");
+    client.get_statement_result().id(&id).send().await.expect("GetStatementResult");
+    assert_eq!(counter(&cluster, "GetStatementResultBytes").await, 2 * once, "the same page, the same bytes");
+    assert_eq!(counter(&cluster, "GetStatementResult").await, 2, "calls are still counted as calls");
+
+    // Errors are bytes sent too.
+    let err = client.get_statement_result_v2().id(&id).send().await.expect_err("a JSON statement");
+    assert!(err.into_service_error().is_validation_exception());
+    let refused = counter(&cluster, "GetStatementResultV2Bytes").await;
+    assert!(refused > 0);
+
+    // The same rows as CSV.
+    let out = client.execute_statement().cluster_identifier(&cluster).database("dev").sql(sql);
+    let out = out.result_format(ResultFormatString::Csv).wait_time_seconds(10).send().await.expect("ExecuteStatement");
+    client.get_statement_result_v2().id(out.id().unwrap()).send().await.expect("GetStatementResultV2");
+    let csv = counter(&cluster, "GetStatementResultV2Bytes").await - refused;
+    assert!(csv > 10_000 && csv < once, "CSV {csv} bytes, JSON {once}");
 }

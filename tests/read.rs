@@ -186,6 +186,35 @@ async fn every_object_type_is_read_exactly() {
     );
 }
 
+/// Long polls and CSV change how a catalog travels, never what it says: every object type of the
+/// fixture reads the same through JSON with long polls (the default), CSV, and short polls; each
+/// way makes the calls it should.
+#[tokio::test(flavor = "multi_thread")]
+async fn csv_and_short_polls_read_the_same_catalog_as_the_default() {
+    let sql = format!("{CREATE_READER}{SALES_FIXTURE}");
+    let ways = [json!({}), json!({"dataApi": {"resultFormat": "CSV"}}), json!({"dataApi": {"waitTimeSeconds": 0}})];
+    let mut read_ways = Vec::new();
+    for (i, way) in ways.into_iter().enumerate() {
+        let cluster = unique(&format!("ways{i}"));
+        create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
+        set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 300})).await;
+        let mut extra = json!({"pullRedshiftComments": true});
+        extra.as_object_mut().unwrap().extend(way.as_object().unwrap().clone());
+        let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster.clone()), "dev", &options(extra)).await);
+        read_ways.push((dbs, counters(FUNCTION_ACCOUNT, &cluster).await));
+    }
+    let [(json, long), (csv, csv_calls), (short, short_calls)] = &read_ways[..] else { unreachable!() };
+    assert_eq!(json[0].datasets.len(), 5);
+    assert_eq!((csv, short), (json, json), "the same catalog every way");
+    let count = |c: &std::collections::BTreeMap<String, u64>, op: &str| c.get(op).copied().unwrap_or(0);
+    assert_eq!(count(csv_calls, "GetStatementResult"), 0, "CSV is fetched with V2 only: {csv_calls:?}");
+    assert_eq!(count(csv_calls, "GetStatementResultV2"), count(long, "GetStatementResult"));
+    // A 300 ms statement is seen finished by its waited ExecuteStatement or by one long poll;
+    // short polls ask again and again.
+    assert!(count(long, "DescribeStatement") <= 4, "long polls: {long:?}");
+    assert!(count(short_calls, "DescribeStatement") >= 3 * count(long, "DescribeStatement").max(1), "{short_calls:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn comments_are_left_out_unless_asked_for() {
     let cluster = unique("nocomments");
@@ -363,6 +392,48 @@ async fn two_thousand_tables_cost_no_more_calls_than_two_plus_result_pages() {
     // Statements start the same; only pages grow: 2,000 tables, 4,000 columns, 2,000
     // relations at 1,000 rows a page are at most 2 + 4 + 2 more pages.
     assert!(b["GetStatementResult"] <= s["GetStatementResult"] + 8, "small {s:?}, big {b:?}");
+}
+
+/// What keeps memory flat, seen from outside: datasets leave for the outputs while the columns
+/// statement is still being paged. With 20-row pages, 60 tables x 6 columns are 18 pages of
+/// columns, and the first dataset arrives when at most two of them have been fetched.
+#[tokio::test(flavor = "multi_thread")]
+async fn datasets_leave_before_the_columns_are_all_fetched() {
+    let cluster = unique("streamed");
+    let sql = format!(
+        r#"{CREATE_READER}
+        DO $$ BEGIN FOR i IN 1..60 LOOP
+          EXECUTE format('CREATE TABLE public.t_%s (a int, b int, c int, d int, e int, f int)', i);
+        END LOOP; END $$;
+        GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{READER}";"#
+    );
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"pageSize": 20})).await;
+    let api = RedshiftData::new(&function_config(&moto_url()).await);
+    let target = Target { warehouse: WarehouseId::ClusterIdentifier(cluster.clone()), auth: DbAuth::Iam };
+    let options = options(json!({}));
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+    let reading = async {
+        let sender = sender;
+        redshift_registry::read::read_warehouse(&api, &target, "dev", &options, &sender).await
+    };
+    let consuming = async {
+        let (mut fetched_at_first, mut datasets) = (None, 0);
+        while let Some(event) = receiver.recv().await {
+            if let redshift_registry::catalog::ReadEvent::Dataset { .. } = event {
+                datasets += 1;
+                if fetched_at_first.is_none() {
+                    fetched_at_first = Some(counters(FUNCTION_ACCOUNT, &cluster).await["GetStatementResult"]);
+                }
+            }
+        }
+        (fetched_at_first.expect("a dataset"), datasets)
+    };
+    let (read, (fetched_at_first, datasets)) = tokio::join!(reading, consuming);
+    assert!(matches!(read.unwrap()[..], [redshift_registry::read::DatabaseOutcome::Read(_)]));
+    assert_eq!(datasets, 60);
+    let fetched = counters(FUNCTION_ACCOUNT, &cluster).await["GetStatementResult"];
+    assert!(fetched >= fetched_at_first + 16, "first dataset after {fetched_at_first} of {fetched} pages");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,13 +10,17 @@
 //! - `PUT  /_emulator/accounts/{account}/targets/{target}/knobs` sets the knobs of [`Knobs`] for
 //!   that target; Serverless calls count and take knobs under target `serverless:{region}`;
 //! - `GET  /_emulator/accounts/{account}/targets/{target}/counters` returns calls per operation
-//!   for that target, and `maxRunningStatements`, the most statements it ran at once;
+//!   for that target, `<Operation>Bytes`, the bytes of the response bodies sent for those calls
+//!   (errors included), and `maxRunningStatements`, the most statements it ran at once;
 //! - `POST /_emulator/workgroups` registers a Serverless workgroup of an account (see `serverless.rs`).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use hyper::body::Body;
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -38,7 +42,7 @@ pub struct Knobs {
     /// SQLs matching this regex run `slow_sql_ms` longer (a "hung" statement).
     pub slow_sql: Option<String>,
     pub slow_sql_ms: u64,
-    /// Rows per GetStatementResult page (default 1000).
+    /// Rows per GetStatementResult and GetStatementResultV2 page (default 1000).
     pub page_size: Option<usize>,
     /// Share (0..1) of calls answered with ThrottlingException.
     pub throttle_rate: f64,
@@ -65,6 +69,17 @@ pub struct Knobs {
 
 fn key(account: &str, target: &str) -> (String, String) {
     (account.to_string(), target.to_string())
+}
+
+/// A counted call, what [`Emulator::enter`] counted it as.
+struct Counted {
+    target: (String, String),
+    operation: String,
+}
+
+tokio::task_local! {
+    /// The call the current request was counted as, so its response's bytes count there too.
+    static COUNTED: RefCell<Option<Counted>>;
 }
 
 #[derive(Default)]
@@ -137,6 +152,10 @@ impl Emulator {
             let mut targets = self.targets.lock().unwrap();
             let t = targets.entry(key(account, target)).or_default();
             *t.counters.entry(operation.to_string()).or_default() += 1;
+            // Outside `count_bytes` (no request) there is nothing to remember.
+            let _ = COUNTED.try_with(|c| {
+                *c.borrow_mut() = Some(Counted { target: key(account, target), operation: operation.to_string() })
+            });
             let starts_statement = matches!(operation, "ExecuteStatement" | "BatchExecuteStatement");
             let exceeded = starts_statement && t.knobs.active_statements_exceeded > 0;
             if exceeded {
@@ -165,6 +184,24 @@ impl Emulator {
             });
         }
         Ok(knobs)
+    }
+
+    /// Answers one AWS call, then adds the bytes of its response body to `<Operation>Bytes` of the
+    /// target it was counted against (calls refused before that, such as an unknown statement id,
+    /// count nowhere).
+    pub async fn count_bytes(&self, call: impl Future<Output = Reply>) -> Reply {
+        let (reply, counted) = COUNTED
+            .scope(RefCell::new(None), async {
+                let reply = call.await;
+                (reply, COUNTED.with(|c| c.borrow_mut().take()))
+            })
+            .await;
+        if let Some(Counted { target, operation }) = counted {
+            let bytes = reply.body().size_hint().exact().unwrap_or_default();
+            let mut targets = self.targets.lock().unwrap();
+            *targets.entry(target).or_default().counters.entry(format!("{operation}Bytes")).or_default() += bytes;
+        }
+        reply
     }
 
     pub async fn control(&self, method: &str, path: &str, body: &[u8]) -> Reply {

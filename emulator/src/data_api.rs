@@ -1,12 +1,17 @@
 //! The Redshift Data API operations (`X-Amz-Target: RedshiftData.<Op>`), epoch-second timestamps.
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::control::{Emulator, Knobs};
 use crate::http::AwsError;
-use crate::statements::{NewStatement, Statement, SubStatement};
+use crate::statements::{is_final, wait_until, NewStatement, Statement, SubStatement};
 
 const DEFAULT_IAM_USER: &str = "IAMR:DataRegistryRedshiftReader";
+/// The process id every statement reports.
+const REDSHIFT_PID: i64 = 1073;
 
 fn str_field<'a>(input: &'a Value, key: &str) -> Option<&'a str> {
     input.get(key).and_then(Value::as_str)
@@ -71,6 +76,61 @@ fn execution_mode(input: &Value) -> Result<&'static str, AwsError> {
     }
 }
 
+/// WaitTimeSeconds, a long poll, on ExecuteStatement, BatchExecuteStatement, DescribeStatement,
+/// GetStatementResult and GetStatementResultV2: "The number of seconds to wait for the SQL
+/// statement to complete execution before returning the response. If the SQL statement does not
+/// complete within the specified time, the response returns the current status. The maximum value
+/// is 30 seconds." (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ExecuteStatement.html,
+/// API_BatchExecuteStatement.html, API_DescribeStatement.html, API_GetStatementResult.html,
+/// API_GetStatementResultV2.html). Over 30, under 0 or not an integer is a ValidationException,
+/// worded as AWS words constraint failures; 0 is refused like 31 (the service model's range is
+/// 1-30, see below). Not documented, assumed: a call
+/// waits once, after its latency knob; there is no limit on waiting calls
+/// (ActiveWaitingRequestsExceededException is never raised).
+fn wait_time(input: &Value) -> Result<Option<Duration>, AwsError> {
+    let Some(value) = input.get("WaitTimeSeconds").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let invalid = |constraint: &str| {
+        AwsError::validation(format!(
+            "1 validation error detected: Value '{value}' at 'waitTimeSeconds' failed to satisfy constraint: {constraint}"
+        ))
+    };
+    match value.as_i64() {
+        Some(n) if n > 30 => Err(invalid("Member must have value less than or equal to 30")),
+        // The service model's minimum is 1 (botocore redshift-data/2019-12-20 service-2.json,
+        // WaitTimeSeconds: min 1, max 30): a client that does not want to wait sends nothing.
+        Some(n) if n < 1 => Err(invalid("Member must have value greater than or equal to 1")),
+        Some(n) => Ok(Some(Duration::from_secs(n as u64))),
+        None => Err(invalid("Member must be an integer")),
+    }
+}
+
+/// ResultFormat on ExecuteStatement and BatchExecuteStatement: "The data format of the result of
+/// the SQL statement. If no format is specified, the default is JSON."
+/// (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ExecuteStatement.html,
+/// API_BatchExecuteStatement.html). `None` when the request gives none.
+fn result_format(input: &Value) -> Result<Option<&'static str>, AwsError> {
+    match str_field(input, "ResultFormat") {
+        None => Ok(None),
+        Some("JSON") => Ok(Some("JSON")),
+        Some("CSV") => Ok(Some("CSV")),
+        Some(other) => Err(AwsError::validation(format!(
+            "1 validation error detected: Value '{other}' at 'resultFormat' failed to satisfy constraint: \
+             Member must satisfy enum value set: [JSON, CSV]"
+        ))),
+    }
+}
+
+/// Whether a long poll on a statement (`sub: None`) or on one SQL of a batch (`id:n`) is over.
+fn ended(s: &Statement, sub: Option<usize>) -> bool {
+    match sub {
+        None => s.ended(),
+        // A sub-statement that does not exist: nothing to wait for; the call then says so.
+        Some(n) => s.subs.get(n.wrapping_sub(1)).is_none_or(|x| is_final(x.status)),
+    }
+}
+
 /// ResultRows of a (sub-)statement: its row count, or 0 under the `resultRowsZero` knob.
 fn result_rows(s: &Statement, sub: &SubStatement) -> i64 {
     if s.knobs.result_rows_zero && sub.result.has_result_set {
@@ -89,7 +149,8 @@ impl Emulator {
         match op {
             "ExecuteStatement" | "BatchExecuteStatement" => self.execute(op, account, input).await,
             "DescribeStatement" => self.describe(account, input).await,
-            "GetStatementResult" => self.result(account, input).await,
+            "GetStatementResult" => self.result(account, input, false).await,
+            "GetStatementResultV2" => self.result(account, input, true).await,
             "CancelStatement" => self.cancel(account, input).await,
             "ListDatabases" | "ListSchemas" | "ListTables" | "DescribeTable" => self.catalog(op, account, input).await,
             _ => {
@@ -122,6 +183,8 @@ impl Emulator {
             return Err(AwsError::validation("SQL text is limited to 100 KB"));
         }
         let batch_mode = if op == "BatchExecuteStatement" { Some(execution_mode(input)?) } else { None };
+        let format = result_format(input)?;
+        let wait = wait_time(input)?;
         let user = user_of(input, &knobs)?;
         if !self.pg.target_exists(account, &target) {
             let what = if is_workgroup { "Workgroup" } else { "Cluster" };
@@ -140,13 +203,31 @@ impl Emulator {
                 sqls,
                 params: parameters(input),
                 batch_mode,
+                result_format: format,
             },
         );
-        let created = self.statements.get(&id).unwrap().lock().unwrap().created_at;
+        let statement = self.statements.get(&id).unwrap();
+        let created = statement.lock().unwrap().created_at;
         let mut out = json!({"Id": id, "Database": database, "CreatedAt": created});
         out[if is_workgroup { "WorkgroupName" } else { "ClusterIdentifier" }] = json!(target);
         if str_field(input, "DbUser").is_some() {
             out["DbUser"] = json!(user);
+        }
+        if let Some(wait) = wait {
+            // A batch waits for all its SQLs ("wait for all SQL statements in the batch to
+            // complete execution", API_BatchExecuteStatement.html), then both answer with the
+            // Status, RedshiftPid and HasResultSet their responses carry
+            // (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ExecuteStatement.html).
+            // Not documented, assumed: Status and RedshiftPid come whenever WaitTimeSeconds is
+            // given, HasResultSet only once the statement ended (FINISHED, FAILED or ABORTED), as
+            // DescribeStatement would then give it (true if any SQL of a batch has a result set).
+            wait_until(&statement, wait, |s| s.ended()).await;
+            let s = statement.lock().unwrap();
+            out["Status"] = json!(s.status);
+            out["RedshiftPid"] = json!(REDSHIFT_PID);
+            if s.ended() {
+                out["HasResultSet"] = json!(s.subs.iter().any(|x| x.result.has_result_set));
+            }
         }
         Ok(out)
     }
@@ -157,7 +238,7 @@ impl Emulator {
         op: &str,
         account: &str,
         input: &Value,
-    ) -> Result<(std::sync::Arc<std::sync::Mutex<Statement>>, Option<usize>), AwsError> {
+    ) -> Result<(Arc<Mutex<Statement>>, Option<usize>), AwsError> {
         let raw = required(input, "Id")?;
         let (base, sub) = split_id(raw);
         let statement = self
@@ -171,25 +252,43 @@ impl Emulator {
     }
 
     async fn describe(&self, account: &str, input: &Value) -> Result<Value, AwsError> {
+        let wait = wait_time(input)?;
         let (statement, sub) = self.statement_for("DescribeStatement", account, input).await?;
+        if let Some(wait) = wait {
+            // "The number of seconds to wait for the SQL statement to complete execution before
+            // returning the description" (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_DescribeStatement.html);
+            // for `id:n`, that SQL of the batch.
+            wait_until(&statement, wait, |s| ended(s, sub)).await;
+        }
         let s = statement.lock().unwrap();
         let duration = |updated: f64| ((updated - s.created_at) * 1e9) as i64;
         if let Some(n) = sub {
             let one = s.subs.get(n.wrapping_sub(1)).ok_or_else(|| AwsError::not_found("no such sub-statement"))?;
-            return Ok(json!({
+            let mut out = json!({
                 "Id": format!("{}:{n}", s.id), "Status": one.status, "QueryString": one.sql,
                 "CreatedAt": s.created_at, "UpdatedAt": one.updated_at, "Duration": duration(one.updated_at),
                 "HasResultSet": one.result.has_result_set, "ResultRows": result_rows(&s, one),
                 "ResultSize": one.result.bytes, "Database": s.database, "Error": one.error,
-            }));
+            });
+            if let Some(format) = s.result_format {
+                out["ResultFormat"] = json!(format);
+            }
+            return Ok(out);
         }
         let first = &s.subs[0];
         let mut out = json!({
             "Id": s.id, "Status": s.status, "CreatedAt": s.created_at, "UpdatedAt": s.updated_at,
             "Duration": duration(s.updated_at), "Database": s.database, "DbUser": s.user,
-            "RedshiftPid": 1073, "RedshiftQueryId": 0, "IsBatchStatement": s.batch_mode.is_some(),
+            "RedshiftPid": REDSHIFT_PID, "RedshiftQueryId": 0, "IsBatchStatement": s.batch_mode.is_some(),
         });
         out[if s.is_workgroup { "WorkgroupName" } else { "ClusterIdentifier" }] = json!(s.target);
+        // DescribeStatement's ResultFormat, "The data format of the result of the SQL statement"
+        // (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_DescribeStatement.html).
+        // Not documented, assumed: given only when the statement was run with a ResultFormat, so a
+        // client that never sets one sees the response it always saw.
+        if let Some(format) = s.result_format {
+            out["ResultFormat"] = json!(format);
+        }
         if let Some(e) = &s.error {
             out["Error"] = json!(e);
         }
@@ -225,16 +324,52 @@ impl Emulator {
         Ok(out)
     }
 
-    async fn result(&self, account: &str, input: &Value) -> Result<Value, AwsError> {
-        let (statement, sub) = self.statement_for("GetStatementResult", account, input).await?;
-        let s = statement.lock().unwrap();
-        let index = match (s.batch_mode.is_some(), sub) {
-            (true, None) => {
-                return Err(AwsError::validation("Use the Id of a sub-statement (<id>:<n>) to get a batch's results"))
+    /// GetStatementResult (`csv` false) and GetStatementResultV2 (`csv` true).
+    ///
+    /// GetStatementResult "Fetches the temporarily cached result of an SQL statement in JSON
+    /// format. The ExecuteStatement or BatchExecuteStatement operation that ran the SQL statement
+    /// must have specified ResultFormat as JSON, or let the format default to JSON"
+    /// (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_GetStatementResult.html);
+    /// GetStatementResultV2 fetches it "in CSV format. The ExecuteStatement or
+    /// BatchExecuteStatement operation that ran the SQL statement must have specified ResultFormat
+    /// as CSV" (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_GetStatementResultV2.html).
+    /// What AWS answers otherwise is not documented; assumed: a ValidationException, at once
+    /// (before any WaitTimeSeconds wait). V2 pages as GetStatementResult does (same `pageSize`
+    /// knob, NextToken, TotalNumRows, ColumnMetadata), one `{"CSVRecords": text}` per page holding
+    /// that page's rows (see `csv.rs`; an empty page is `Records: []`, also an assumption), and
+    /// `ResultFormat: "CSV"`. The 64 KB row and result size limits are the JSON ones, measured on
+    /// the same field bytes (whether AWS measures CSV text instead is not documented).
+    async fn result(&self, account: &str, input: &Value, csv: bool) -> Result<Value, AwsError> {
+        let op = if csv { "GetStatementResultV2" } else { "GetStatementResult" };
+        let wait = wait_time(input)?;
+        let (statement, sub) = self.statement_for(op, account, input).await?;
+        {
+            let s = statement.lock().unwrap();
+            if s.batch_mode.is_some() && sub.is_none() {
+                return Err(AwsError::validation("Use the Id of a sub-statement (<id>:<n>) to get a batch's results"));
             }
-            (_, Some(n)) => n.wrapping_sub(1),
-            (false, None) => 0,
-        };
+            match (s.result_format == Some("CSV"), csv) {
+                (true, false) => {
+                    return Err(AwsError::validation(
+                        "The statement was run with ResultFormat CSV: fetch its result with GetStatementResultV2",
+                    ))
+                }
+                (false, true) => {
+                    return Err(AwsError::validation(
+                        "The statement was run with ResultFormat JSON: fetch its result with GetStatementResult",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if let Some(wait) = wait {
+            // "The number of seconds to wait for the SQL statement to complete execution before
+            // returning the result" (API_GetStatementResult.html, API_GetStatementResultV2.html);
+            // still running after it, the answer is the one for an unfinished statement below.
+            wait_until(&statement, wait, |s| ended(s, sub)).await;
+        }
+        let s = statement.lock().unwrap();
+        let index = sub.map_or(0, |n| n.wrapping_sub(1));
         let one = s.subs.get(index).ok_or_else(|| AwsError::not_found("no such sub-statement"))?;
         if one.status != "FINISHED" {
             return Err(AwsError::validation(format!(
@@ -251,11 +386,20 @@ impl Emulator {
         };
         let rows = &one.result.rows;
         let end = (offset + s.knobs.page_size.unwrap_or(1000).max(1)).min(rows.len());
+        let page = rows.get(offset..end).unwrap_or_default();
+        let records = match csv {
+            false => json!(page),
+            true if page.is_empty() => json!([]),
+            true => json!([{"CSVRecords": crate::csv::records(page)}]),
+        };
         let mut out = json!({
-            "Records": rows.get(offset..end).unwrap_or_default(),
+            "Records": records,
             "ColumnMetadata": one.result.columns,
             "TotalNumRows": rows.len(),
         });
+        if csv {
+            out["ResultFormat"] = json!("CSV");
+        }
         if end < rows.len() {
             out["NextToken"] = json!(end.to_string());
         }

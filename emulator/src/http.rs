@@ -67,15 +67,19 @@ async fn handle(state: Arc<Emulator>, req: Request<Incoming>) -> Result<Reply, I
     if let Some(rest) = path.strip_prefix("/_emulator/") {
         return Ok(state.control(parts.method.as_str(), rest, &body).await);
     }
-    let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let region = credential_scope(&parts.headers).and_then(|c| c.split('/').nth(2)).unwrap_or("us-east-1").to_string();
-    let account = match state.accounts.of(&parts.headers).await {
+    Ok(state.count_bytes(aws_call(&state, &parts.headers, &body)).await)
+}
+
+async fn aws_call(state: &Emulator, headers: &hyper::HeaderMap, body: &[u8]) -> Reply {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let region = credential_scope(headers).and_then(|c| c.split('/').nth(2)).unwrap_or("us-east-1").to_string();
+    let account = match state.accounts.of(headers).await {
         Ok(account) => account,
-        Err(e) => return Ok(error_reply(&e)),
+        Err(e) => return error_reply(&e),
     };
-    let input: Value = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body }) {
+    let input: Value = match serde_json::from_slice(if body.is_empty() { b"{}" } else { body }) {
         Ok(v) => v,
-        Err(e) => return Ok(error_reply(&AwsError::validation(format!("body is not JSON: {e}")))),
+        Err(e) => return error_reply(&AwsError::validation(format!("body is not JSON: {e}"))),
     };
     let result = match target.split_once('.') {
         Some(("RedshiftData", op)) => state.data_api(op, &account, &input).await,
@@ -86,10 +90,10 @@ async fn handle(state: Arc<Emulator>, req: Request<Incoming>) -> Result<Reply, I
             message: format!("unknown target {target:?}"),
         }),
     };
-    Ok(match result {
+    match result {
         Ok(body) => json_reply(200, &body),
         Err(e) => error_reply(&e),
-    })
+    }
 }
 
 pub fn text_reply(status: StatusCode, text: String) -> Reply {

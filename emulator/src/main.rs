@@ -11,6 +11,7 @@
 
 mod accounts;
 mod control;
+mod csv;
 mod data_api;
 mod http;
 mod pg;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use regex::Regex;
+use tokio::sync::watch;
 
 use crate::control::{Knobs, Running};
 use crate::pg::{Postgres, ResultSet, Session};
@@ -44,7 +45,22 @@ pub struct Statement {
     pub subs: Vec<SubStatement>,
     /// The target's knobs when the statement was accepted.
     pub knobs: Knobs,
+    /// The ResultFormat the statement was run with, `None` when the request gave none (JSON).
+    pub result_format: Option<&'static str>,
     task: Option<tokio::task::AbortHandle>,
+    /// Ticks on every change of the statement, for long polls (`WaitTimeSeconds`).
+    changes: watch::Sender<()>,
+}
+
+impl Statement {
+    /// FINISHED, FAILED or ABORTED: the statement (every SQL of a batch) ended.
+    pub fn ended(&self) -> bool {
+        is_final(self.status)
+    }
+}
+
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "FINISHED" | "FAILED" | "ABORTED")
 }
 
 #[derive(Default)]
@@ -61,6 +77,7 @@ pub struct NewStatement {
     pub sqls: Vec<String>,
     pub params: Vec<(String, String)>,
     pub batch_mode: Option<&'static str>,
+    pub result_format: Option<&'static str>,
 }
 
 impl Statements {
@@ -103,7 +120,9 @@ impl Statements {
                 })
                 .collect(),
             knobs: knobs.clone(),
+            result_format: new.result_format,
             task: None,
+            changes: watch::Sender::new(()),
         }));
         self.all.lock().unwrap().insert(id.clone(), statement.clone());
         let task = tokio::spawn(execute(pg.clone(), knobs.clone(), running, statement.clone(), new));
@@ -114,7 +133,7 @@ impl Statements {
     /// Cancels a running statement; false when it already ended.
     pub fn cancel(&self, statement: &Arc<Mutex<Statement>>) -> bool {
         let mut s = statement.lock().unwrap();
-        if matches!(s.status, "FINISHED" | "FAILED" | "ABORTED") {
+        if s.ended() {
             return false;
         }
         if let Some(task) = s.task.take() {
@@ -127,7 +146,27 @@ impl Statements {
                 sub.status = "ABORTED";
             }
         }
+        s.changes.send_replace(());
         true
+    }
+}
+
+/// A long poll: waits up to `wait` until `done` holds for the statement, returning as soon as it
+/// does. No spinning: it sleeps on the statement's change signal, which every status change ticks.
+pub async fn wait_until(statement: &Arc<Mutex<Statement>>, wait: Duration, done: impl Fn(&Statement) -> bool) {
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before the first look, so a change between the look and the sleep still wakes it.
+    let mut changes = statement.lock().unwrap().changes.subscribe();
+    loop {
+        let finished = done(&statement.lock().unwrap());
+        if finished {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            // The deadline passed (or the statement is gone): answer with what there is now.
+            _ => return,
+        }
     }
 }
 
@@ -228,6 +267,7 @@ fn update(statement: &Arc<Mutex<Statement>>, change: impl FnOnce(&mut Statement)
     if s.status != "ABORTED" {
         change(&mut s);
         s.updated_at = now();
+        s.changes.send_replace(());
     }
 }
 

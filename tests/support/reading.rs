@@ -12,7 +12,7 @@ use redshift_registry::report::{PublishReport, RemovedWarehouse};
 use tokio::sync::mpsc;
 
 /// One database read whole.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatabaseCatalog {
     pub name: String,
     pub kind: DatabaseKind,
