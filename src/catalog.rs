@@ -1,6 +1,7 @@
 //! The catalog model: what the reader found in one warehouse, plain data for manifests and
-//! reports. Everything is kept sorted (datasets by schema and name, columns by position) so
-//! the same warehouse always gives the same model.
+//! reports. A dataset travels alone, as soon as it is read ([`ReadEvent`]), with its columns
+//! sorted by position; a database's summary follows its datasets. Nothing here depends on the
+//! order datasets arrive in, so the same warehouse always gives the same files.
 
 use std::collections::BTreeMap;
 

@@ -1,10 +1,13 @@
-//! Stage 4: the outputs. Each format (manifests, Backstage entities) turns a warehouse's catalog
-//! into files; one commit protocol, shared by all, makes them an atomic snapshot per warehouse:
+//! Stage 4: the outputs. Each format (manifests, Backstage entities) turns a warehouse's datasets
+//! into files while the warehouse is read; one commit protocol, shared by all, makes them an
+//! atomic snapshot per warehouse:
 //!
-//! 1. read the format's committed index of the warehouse;
-//! 2. write the files whose content changed (every file has a stable key, so a listing of the
-//!    prefix shows exactly one object per dataset);
-//! 3. write the new index, the commit point, with every file's key and sha256;
+//! 1. read the format's committed index of the warehouse ([`Snapshots::open`]);
+//! 2. as the reader sends datasets, write the files whose content changed ([`Snapshots::offer`];
+//!    every file has a stable key, so a listing of the prefix shows exactly one object per
+//!    dataset), keeping only each file's index entry;
+//! 3. once the read has ended, write the new index, the commit point, with every file's key and
+//!    sha256 ([`Snapshots::commit`]);
 //! 4. delete what the new index no longer references.
 //!
 //! Nothing of a database whose read failed is dropped: its entries are carried into the new

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::control::{Emulator, Knobs};
 use crate::http::AwsError;
+use crate::pg::StoredRow;
 use crate::statements::{is_final, wait_until, NewStatement, Statement, SubStatement};
 
 const DEFAULT_IAM_USER: &str = "IAMR:DataRegistryRedshiftReader";
@@ -386,11 +387,11 @@ impl Emulator {
         };
         let rows = &one.result.rows;
         let end = (offset + s.knobs.page_size.unwrap_or(1000).max(1)).min(rows.len());
-        let page = rows.get(offset..end).unwrap_or_default();
+        let page: Vec<Vec<Value>> = rows.get(offset..end).unwrap_or_default().iter().map(StoredRow::fields).collect();
         let records = match csv {
             false => json!(page),
             true if page.is_empty() => json!([]),
-            true => json!([{"CSVRecords": crate::csv::records(page)}]),
+            true => json!([{"CSVRecords": crate::csv::records(&page)}]),
         };
         let mut out = json!({
             "Records": records,
@@ -452,7 +453,7 @@ impl Emulator {
         let offset: usize = str_field(input, "NextToken").and_then(|t| t.parse().ok()).unwrap_or(0);
         let max = input.get("MaxResults").and_then(Value::as_u64).map(|m| m as usize).unwrap_or(1000).max(1);
         let end = (offset + max).min(rows.len());
-        let page = rows.get(offset..end).unwrap_or_default();
+        let page: Vec<Vec<Value>> = rows.get(offset..end).unwrap_or_default().iter().map(StoredRow::fields).collect();
         let col = |r: &Vec<Value>, i: usize| r.get(i).and_then(string_of);
         let mut out = match op {
             "ListDatabases" => {

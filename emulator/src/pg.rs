@@ -31,10 +31,26 @@ pub struct Postgres {
 pub struct ResultSet {
     pub has_result_set: bool,
     pub columns: Vec<Value>,
-    pub rows: Vec<Vec<Value>>,
+    pub rows: Vec<StoredRow>,
     /// Bytes of all rows, and of the widest one (see [`field_bytes`]).
     pub bytes: u64,
     pub widest_row_bytes: u64,
+}
+
+/// One stored result row: its Data API `Field`s as JSON text. Results live as long as their
+/// statement, and a catalog of 100,000 tables is over a million rows: as text a field costs a few
+/// bytes, as a JSON tree hundreds.
+#[derive(Debug, Clone)]
+pub struct StoredRow(Box<str>);
+
+impl StoredRow {
+    fn new(fields: &[Value]) -> Self {
+        Self(serde_json::to_string(fields).expect("fields serialise").into())
+    }
+
+    pub fn fields(&self) -> Vec<Value> {
+        serde_json::from_str(&self.0).expect("a row is stored as a JSON array")
+    }
 }
 
 /// A connection to one emulated database acting as a database user, as a Data API session.
@@ -182,7 +198,7 @@ impl Session {
             let bytes = fields.iter().map(field_bytes).sum();
             set.bytes += bytes;
             set.widest_row_bytes = set.widest_row_bytes.max(bytes);
-            set.rows.push(fields);
+            set.rows.push(StoredRow::new(&fields));
         }
         Ok(set)
     }
