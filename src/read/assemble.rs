@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::mem::take;
 use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
@@ -52,8 +53,9 @@ fn redshift_column(row: &Row, pull_comments: bool) -> Option<(Key, Column)> {
     ))
 }
 
-/// A row of SVV_REDSHIFT_TABLES: schema, table, type, owner, remarks.
-fn redshift_dataset(row: &Row, pull_comments: bool) -> Option<Dataset> {
+/// A row of SVV_REDSHIFT_TABLES (schema, table, type, owner, remarks) as a dataset without
+/// columns; taken page by page, so the raw rows of a large database are never all kept.
+pub fn redshift_dataset(row: &Row, pull_comments: bool) -> Option<Dataset> {
     let kind = match text(row, 2)?.as_str() {
         "VIEW" => DatasetKind::View,
         _ => DatasetKind::Table,
@@ -105,7 +107,8 @@ impl Pending {
             name: name.into(),
             kind,
             pull_comments: options.pull_comments,
-            waiting: datasets.into_iter().map(|d| ((d.schema.clone(), d.name.clone()), d)).collect(),
+            // The names move into the key, so that they are not kept twice.
+            waiting: datasets.into_iter().map(|mut d| ((take(&mut d.schema), take(&mut d.name)), d)).collect(),
             current: None,
             done: HashSet::default(),
             notes: Vec::new(),
@@ -135,7 +138,7 @@ impl Pending {
     /// The dataset of `key` with these columns, unless it has its own (late-binding views,
     /// external objects) or is not one of this database's datasets (filtered out, internal).
     fn complete(&mut self, key: &Key, columns: Vec<Column>) -> Option<Dataset> {
-        let mut d = self.waiting.remove(key)?;
+        let mut d = self.take_waiting(key)?;
         let listed = matches!(
             d.kind,
             DatasetKind::Table | DatasetKind::View | DatasetKind::MaterializedView | DatasetKind::LateBindingView
@@ -144,6 +147,11 @@ impl Pending {
             d.columns = columns;
         }
         Some(self.send(d))
+    }
+
+    fn take_waiting(&mut self, key: &Key) -> Option<Dataset> {
+        let ((schema, name), d) = self.waiting.remove_entry(key)?;
+        Some(Dataset { schema, name, ..d })
     }
 
     fn send(&mut self, mut d: Dataset) -> Dataset {
@@ -156,7 +164,8 @@ impl Pending {
     /// column rows, sorted.
     pub fn rest(&mut self) -> Vec<Dataset> {
         let last = self.current.take().and_then(|(key, columns)| self.complete(&key, columns));
-        let mut others: Vec<Dataset> = self.waiting.drain().map(|(_, d)| d).collect();
+        let mut others: Vec<Dataset> =
+            self.waiting.drain().map(|((schema, name), d)| Dataset { schema, name, ..d }).collect();
         others.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
         let others: Vec<Dataset> = others.into_iter().map(|d| self.send(d)).collect();
         last.into_iter().chain(others).collect()
@@ -283,10 +292,7 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Pen
 
     let mut datasets = Vec::new();
     let mut visible_per_schema: BTreeMap<String, usize> = BTreeMap::new();
-    for row in &r.tables {
-        let Some(mut d) = redshift_dataset(row, options.pull_comments) else {
-            continue;
-        };
+    for mut d in r.tables {
         if MV_INTERNAL.is_match(&d.name) {
             continue;
         }
@@ -551,11 +557,10 @@ fn visibility_notes(
     notes
 }
 
-/// A datashare consumer database from its SVV_REDSHIFT_TABLES rows; its columns stream in next.
-pub fn shared_database(name: &str, tables: &[Row], options: &ReadOptions) -> Pending {
+/// A datashare consumer database from its SVV_REDSHIFT_TABLES datasets; its columns stream in next.
+pub fn shared_database(name: &str, tables: Vec<Dataset>, options: &ReadOptions) -> Pending {
     let datasets = tables
-        .iter()
-        .filter_map(|r| redshift_dataset(r, options.pull_comments))
+        .into_iter()
         .filter(|d| !MV_INTERNAL.is_match(&d.name) && keep(options, name, &d.schema, &d.name))
         .collect();
     Pending::new(name, DatabaseKind::Shared, options, datasets)
@@ -587,8 +592,9 @@ mod tests {
         Cell::Text(s.into())
     }
 
-    fn table(name: &str) -> Row {
-        vec![text("s"), text(name), text("TABLE"), text("owner"), Cell::Null]
+    fn tables(names: &[&str]) -> Vec<Dataset> {
+        let row = |name: &str| vec![text("s"), text(name), text("TABLE"), text("owner"), Cell::Null];
+        names.iter().filter_map(|n| redshift_dataset(&row(n), false)).collect()
     }
 
     fn column(table: &str, name: &str, position: i64) -> Row {
@@ -606,7 +612,7 @@ mod tests {
     /// table's rows begin.
     #[test]
     fn a_table_leaves_whole_when_the_next_begins_and_only_its_rows_are_held() {
-        let mut db = shared_database("dev", &[table("a"), table("b"), table("c")], &options());
+        let mut db = shared_database("dev", tables(&["a", "b", "c"]), &options());
         assert!(db.column(&column("a", "a2", 2)).unwrap().is_none());
         assert!(db.column(&column("a", "a1", 1)).unwrap().is_none());
         assert_eq!(db.held_rows(), 2);
@@ -624,7 +630,7 @@ mod tests {
     /// Rows of a table that come back after another table's would send it without them.
     #[test]
     fn a_table_met_again_is_an_error_not_a_dataset_missing_columns() {
-        let mut db = shared_database("dev", &[table("a"), table("b")], &options());
+        let mut db = shared_database("dev", tables(&["a", "b"]), &options());
         db.column(&column("a", "a1", 1)).unwrap();
         db.column(&column("b", "b1", 1)).unwrap();
         let Err(Scattered(key)) = db.column(&column("a", "a2", 2)) else { panic!("a met again went unnoticed") };

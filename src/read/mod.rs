@@ -27,7 +27,7 @@ use regex::Regex;
 use tokio::sync::mpsc::Sender;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::catalog::{DatabaseCatalog, DatabaseKind, ReadEvent, WarehouseId};
+use crate::catalog::{DatabaseCatalog, DatabaseKind, Dataset, ReadEvent, WarehouseId};
 use crate::config::{Config, NamePattern, Pattern};
 use crate::error::{AwsError, ErrorKind, Failure};
 use crate::ports::{DataApi, Fetch, Phase, Row, Started, StatementState, Target};
@@ -262,7 +262,8 @@ async fn send(out: &Sender<ReadEvent>, event: ReadEvent) {
 /// The results of a local database's statements but the columns one: the essential tables,
 /// and the optional ones each with its own success or failure.
 pub struct LocalResults {
-    pub tables: Vec<Row>,
+    /// Datasets of SVV_REDSHIFT_TABLES, without their columns yet.
+    pub tables: Vec<Dataset>,
     pub visibility: Result<Vec<Vec<Row>>, ReadError>,
     pub late_binding: Result<Vec<Row>, ReadError>,
     pub materialized_views: Result<Vec<Row>, ReadError>,
@@ -293,8 +294,9 @@ async fn read_local<A: DataApi>(
     let batch = |sqls: Vec<String>| async move { run_batch(api, target, database, &sqls, b).await };
     // The columns statement runs with the others but is fetched last, as it is consumed.
     let columns = async { run(api, target, database, &sql::columns(sys), &[], b).await };
+    let tables = async { datasets(api, target, database, &sql::tables(sys), &[], b, options.pull_comments).await };
     let (tables, columns, visibility, late_binding, materialized_views, external, definitions, stats) = tokio::join!(
-        one(sql::tables(sys)),
+        tables,
         columns,
         batch(sql::visibility_batch(sys)),
         one(sql::LATE_BINDING_COLUMNS.to_string()),
@@ -419,10 +421,10 @@ async fn read_shared<A: DataApi>(
     let budget = options.budget()?;
     let params = [("database", database)];
     let (tables, columns) = tokio::join!(
-        query(api, target, connected, sql::SHARED_TABLES, &params, budget),
+        datasets(api, target, connected, sql::SHARED_TABLES, &params, budget, options.pull_comments),
         run(api, target, connected, sql::SHARED_COLUMNS, &params, budget)
     );
-    let pending = assemble::shared_database(database, &tables?, options);
+    let pending = assemble::shared_database(database, tables?, options);
     stream_columns(api, columns?, pending, budget.fetch, out).await
 }
 
@@ -437,6 +439,25 @@ pub async fn query<A: DataApi>(
 ) -> Result<Vec<Row>, ReadError> {
     let (id, state) = run(api, target, database, sql, params, budget).await?;
     Pages::new(api, id, state.has_result_set, budget.fetch).all().await
+}
+
+/// Runs an SVV_REDSHIFT_TABLES statement and returns its datasets, built page by page.
+async fn datasets<A: DataApi>(
+    api: &A,
+    target: &Target,
+    database: &str,
+    sql: &str,
+    params: &[(&str, &str)],
+    budget: Budget,
+    pull_comments: bool,
+) -> Result<Vec<Dataset>, ReadError> {
+    let (id, state) = run(api, target, database, sql, params, budget).await?;
+    let mut pages = Pages::new(api, id, state.has_result_set, budget.fetch);
+    let mut datasets = Vec::new();
+    while let Some(rows) = pages.next().await? {
+        datasets.extend(rows.iter().filter_map(|row| assemble::redshift_dataset(row, pull_comments)));
+    }
+    Ok(datasets)
 }
 
 /// Starts one statement and waits for it to end, within its budget.
