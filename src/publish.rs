@@ -85,7 +85,7 @@ pub fn warehouse_path(account: &str, region: &str, warehouse: &WarehouseId) -> S
 /// The commit point of one warehouse in one format: every file with its key and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WarehouseIndex {
+pub struct WarehouseIndex<E = IndexEntry> {
     pub api_version: String,
     pub kind: String,
     pub account_id: String,
@@ -94,7 +94,8 @@ pub struct WarehouseIndex {
     pub warehouse: WarehouseId,
     pub run_id: String,
     pub committed_at: String,
-    pub datasets: Vec<IndexEntry>,
+    /// Committed as references: a large warehouse's entries are not copied to be written.
+    pub datasets: Vec<E>,
 }
 
 /// One file of a snapshot: a dataset's manifest, or a file of entities of one database.
@@ -190,43 +191,60 @@ pub struct Base {
 }
 
 impl Base {
-    fn committed_sha(&self, key: &str) -> Option<&str> {
-        let Some(Previous::Read(index)) = &self.previous else { return None };
-        let i = index.datasets.binary_search_by(|e| e.key.as_str().cmp(key)).ok()?;
-        Some(&index.datasets[i].sha256)
+    /// The committed entries, sorted by key (none without a readable index).
+    fn committed(&self) -> &[IndexEntry] {
+        match &self.previous {
+            Some(Previous::Read(index)) => &index.datasets,
+            _ => &[],
+        }
+    }
+
+    /// Where the committed index has `key`.
+    fn position(&self, key: &str) -> Option<usize> {
+        self.committed().binary_search_by(|e| e.key.as_str().cmp(key)).ok()
     }
 }
 
-/// What happened to one file.
+/// What happened to one file; positions are in the committed index.
 pub enum Offered {
-    Unchanged(IndexEntry),
-    /// Written, or listed to be written in a dry run.
-    Written(IndexEntry),
+    /// As committed: only its position is kept.
+    Unchanged(usize),
+    /// Written, or listed to be written in a dry run; where the committed index had its key.
+    Written(IndexEntry, Option<usize>),
     Failed(String),
 }
 
 /// What the writes of one warehouse in one format added up to.
 pub struct Tally {
     report: PublishReport,
-    produced: Vec<IndexEntry>,
+    written: Vec<IndexEntry>,
+    /// Committed entries this run produced again, changed or not.
+    seen: Vec<bool>,
     failures: Vec<String>,
 }
 
 impl Tally {
     pub fn record(&mut self, offered: Offered, dry_run: bool) {
-        match offered {
-            Offered::Unchanged(entry) => {
+        let seen = match offered {
+            Offered::Unchanged(position) => {
                 self.report.unchanged += 1;
-                self.produced.push(entry);
+                Some(position)
             }
-            Offered::Written(entry) => {
+            Offered::Written(entry, position) => {
                 self.report.written += 1;
                 if dry_run {
                     self.report.would_write.push(entry.name.clone());
                 }
-                self.produced.push(entry);
+                self.written.push(entry);
+                position
             }
-            Offered::Failed(e) => self.failures.push(e),
+            Offered::Failed(e) => {
+                self.failures.push(e);
+                None
+            }
+        };
+        if let Some(flag) = seen.and_then(|p| self.seen.get_mut(p)) {
+            *flag = true;
         }
     }
 }
@@ -294,7 +312,11 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
                 None
             }
         };
-        let mut tally = Tally { report, produced: Vec::new(), failures: Vec::new() };
+        let committed = match &previous {
+            Some(Previous::Read(index)) => index.datasets.len(),
+            _ => 0,
+        };
+        let mut tally = Tally { report, written: Vec::new(), seen: vec![false; committed], failures: Vec::new() };
         let mut initial = Vec::new();
         if previous.is_some() {
             initial = self.format.warehouse_files(catalog, &mut tally.report.notes, &mut held);
@@ -313,15 +335,14 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
 
     /// Writes a file unless the committed index has it with the same content.
     pub async fn offer(&self, base: &Base, file: File) -> Offered {
-        let unchanged = base.committed_sha(&file.entry.key).is_some_and(|sha| sha == file.entry.sha256);
-        if unchanged {
-            return Offered::Unchanged(file.entry);
-        }
-        if base.dry_run {
-            return Offered::Written(file.entry);
+        let position = base.position(&file.entry.key);
+        match position {
+            Some(p) if base.committed()[p].sha256 == file.entry.sha256 => return Offered::Unchanged(p),
+            _ if base.dry_run => return Offered::Written(file.entry, position),
+            _ => {}
         }
         match self.store.put(self.bucket, &file.entry.key, file.bytes, base.content_type).await {
-            Ok(()) => Offered::Written(file.entry),
+            Ok(()) => Offered::Written(file.entry, position),
             Err(e) => Offered::Failed(e.to_string()),
         }
     }
@@ -329,7 +350,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     /// Commits what was written of a warehouse whose read has ended; what it did, or why it
     /// stopped, is in the report.
     pub async fn commit(&self, opened: Opened<F::Held>, catalog: &WarehouseCatalog) -> PublishReport {
-        let Opened { base, tally: Tally { mut report, produced, failures }, .. } = opened;
+        let Opened { base, tally: Tally { mut report, written, mut seen, failures }, .. } = opened;
         let Some(previous) = base.previous else { return report };
         let recovered;
         let old_entries: &[IndexEntry] = match &previous {
@@ -337,6 +358,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             _ => match self.recover(catalog).await {
                 Ok(entries) => {
                     recovered = entries;
+                    seen = vec![false; recovered.len()];
                     &recovered
                 }
                 Err(e) => {
@@ -346,10 +368,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
                 }
             },
         };
-        let entries = self.entries(catalog, produced, old_entries, &mut report);
-        let new_names: BTreeSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        let removed: Vec<String> =
-            old_entries.iter().filter(|e| !new_names.contains(e.name.as_str())).map(|e| e.name.clone()).collect();
+        let (entries, removed) = self.entries(catalog, &written, old_entries, &seen, &mut report);
         report.removed = removed.len();
         if self.dry_run {
             report.would_remove = removed;
@@ -403,28 +422,41 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         index.run_id.as_str() > self.run_id
     }
 
-    /// The new index's entries: the files this run produced, then the previous entries kept for
-    /// what could not be read.
-    fn entries(
+    /// The new index's entries, sorted: the files this run wrote, the committed ones it produced
+    /// again unchanged, and those kept for what could not be read; and the names of the
+    /// committed datasets that are gone (a file moved to another key is not gone).
+    fn entries<'e>(
         &self,
         catalog: &WarehouseCatalog,
-        mut entries: Vec<IndexEntry>,
-        old_entries: &[IndexEntry],
+        written: &'e [IndexEntry],
+        old_entries: &'e [IndexEntry],
+        seen: &[bool],
         report: &mut PublishReport,
-    ) -> Vec<IndexEntry> {
-        let produced: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
+    ) -> (Vec<&'e IndexEntry>, Vec<String>) {
         let unread: BTreeSet<&str> = catalog.unread_databases.iter().map(String::as_str).collect();
+        let written_keys: HashSet<&str> = written.iter().map(|e| e.key.as_str()).collect();
+        let written_names: HashSet<&str> = written.iter().map(|e| e.name.as_str()).collect();
         let keeps = |e: &IndexEntry| {
-            !produced.contains(&e.key)
-                && (unread.contains(e.database.as_str())
-                    || catalog.databases.iter().any(|db| db.name == e.database && self.format.keeps(db, e)))
+            unread.contains(e.database.as_str())
+                || catalog.databases.iter().any(|db| db.name == e.database && self.format.keeps(db, e))
         };
-        for e in old_entries.iter().filter(|e| keeps(e)) {
-            entries.push(e.clone());
-            report.kept += 1;
+        let mut entries: Vec<&IndexEntry> = written.iter().collect();
+        let mut removed = Vec::new();
+        for (i, e) in old_entries.iter().enumerate() {
+            if written_keys.contains(e.key.as_str()) {
+                continue;
+            }
+            if seen.get(i).copied().unwrap_or(false) {
+                entries.push(e);
+            } else if keeps(e) {
+                entries.push(e);
+                report.kept += 1;
+            } else if !written_names.contains(e.name.as_str()) {
+                removed.push(e.name.clone());
+            }
         }
         entries.sort();
-        entries
+        (entries, removed)
     }
 
     /// Without a readable previous index, the files of what this read could not see (databases
@@ -447,7 +479,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         &self,
         catalog: &WarehouseCatalog,
         previous: &Previous,
-        index: &WarehouseIndex,
+        index: &WarehouseIndex<&IndexEntry>,
         report: &mut PublishReport,
     ) {
         match previous {
