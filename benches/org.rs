@@ -15,17 +15,16 @@
 //! Account ids are fixed (9000000xxxxx), so a rerun replaces the same warehouses in the
 //! emulator instead of piling up PostgreSQL databases; the bucket and queue are new each run.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use common::{knob, mib, repo_root, seed_warehouse, service_url, ChildRun, Function, StackCpu, READER};
 use futures::{stream, StreamExt};
 use serde_json::{json, Value};
 
@@ -40,55 +39,6 @@ const REGIONS: [&str; 8] = [
     "ca-central-1",
 ];
 const ACCOUNT_BASE: u64 = 900_000_000_000;
-const READER: &str = "IAMR:DataRegistryRedshiftReader";
-/// The function's own key: moto's default account, as in the tests.
-const FUNCTION_KEY: (&str, &str) = ("AKIATESTFUNCTION00", "function-secret");
-
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A service URL from the environment or from what scripts/services.sh wrote.
-fn service_url(var: &str) -> String {
-    if let Ok(url) = std::env::var(var) {
-        return url;
-    }
-    let env = std::fs::read_to_string(repo_root().join(".run/services.env"))
-        .expect("the local AWS stack is not running: run `make services`");
-    env.lines()
-        .find_map(|l| l.strip_prefix(&format!("export {var}=")))
-        .unwrap_or_else(|| panic!("{var} in .run/services.env"))
-        .to_string()
-}
-
-async fn base_config(moto: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto)
-        .credentials_provider(Credentials::new(FUNCTION_KEY.0, FUNCTION_KEY.1, None, None, "bench"))
-        .load()
-        .await
-}
-
-async fn emulator_post(emulator: &str, path: &str, body: Value) -> Result<(), String> {
-    use http_body_util::{BodyExt, Full};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let req = hyper::Request::post(format!("{emulator}/_emulator/{path}"))
-        .body(Full::new(bytes::Bytes::from(body.to_string())))
-        .unwrap();
-    let res = client.request(req).await.map_err(|e| e.to_string())?;
-    let status = res.status();
-    let bytes = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("{status} {}", String::from_utf8_lossy(&bytes)))
-    }
-}
 
 fn fixture(tables: u64) -> String {
     let mut sql = format!(
@@ -105,135 +55,6 @@ fn fixture(tables: u64) -> String {
         r#"GRANT USAGE ON SCHEMA sales TO "{READER}"; GRANT SELECT ON ALL TABLES IN SCHEMA sales TO "{READER}";"#
     ));
     sql
-}
-
-/// One warehouse: a cluster in moto's control plane (in the account, through AssumeRole) and its
-/// database in the emulator.
-async fn seed_warehouse(
-    base: &SdkConfig,
-    emulator: &str,
-    account: &str,
-    region: &str,
-    sql: &str,
-) -> Result<(), String> {
-    let cluster = "bench-cluster";
-    let sts = aws_sdk_sts::Client::new(base);
-    let role = format!("arn:aws:iam::{account}:role/Seeder");
-    let out = sts.assume_role().role_arn(role).role_session_name("seed").send().await.map_err(|e| format!("{e:?}"))?;
-    let c = out.credentials().ok_or("no credentials")?;
-    let conf = base
-        .to_builder()
-        .region(Region::new(region.to_string()))
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "seed",
-        )))
-        .build();
-    let created = aws_sdk_redshift::Client::new(&conf)
-        .create_cluster()
-        .cluster_identifier(cluster)
-        .node_type("ra3.xlplus")
-        .db_name("dev")
-        .master_username("admin")
-        .master_user_password("Passw0rd!")
-        .cluster_type("single-node")
-        .tags(aws_sdk_redshift::types::Tag::builder().key("team").value("data").build())
-        .send()
-        .await;
-    if let Err(e) = created {
-        // An earlier run of the bench made it: the account ids are fixed.
-        if !e.as_service_error().is_some_and(|e| e.is_cluster_already_exists_fault()) {
-            return Err(format!("CreateCluster: {e:?}"));
-        }
-    }
-    let spec = json!({"accountId": account, "target": cluster, "databases": [{"name": "dev", "sql": sql}]});
-    let mut attempt = 0;
-    loop {
-        match emulator_post(emulator, "warehouses", spec.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(_) if attempt < 3 => attempt += 1,
-            Err(e) => return Err(format!("emulator warehouse of {account}: {e}")),
-        }
-    }
-}
-
-/// How the function is run: the binary and its environment.
-struct Function {
-    binary: PathBuf,
-    env: Vec<(&'static str, String)>,
-    log: File,
-}
-
-/// One child process: wall time, exit code, and from wait4 its CPU time (user + system) and peak
-/// RSS (KiB).
-struct ChildRun {
-    wall: Duration,
-    exit: i32,
-    cpu: Duration,
-    peak_rss_kib: u64,
-}
-
-impl Function {
-    /// Runs the binary on `event`, its stdout to `stdout`, and reaps it with wait4 to read its
-    /// peak RSS. Blocking: call from spawn_blocking.
-    fn run(&self, event: &Path, stdout: &Path) -> ChildRun {
-        let started = Instant::now();
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg("--event")
-            .arg(event)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(File::create(stdout).expect("stdout file"))
-            .stderr(self.log.try_clone().expect("log file"));
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("{}: {e}", self.binary.display()));
-        let pid = child.id() as libc::pid_t;
-        let mut status = 0;
-        // SAFETY: rusage is plain data; wait4 fills it for our own child.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        loop {
-            let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-            if r == pid {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            assert_eq!(err.raw_os_error(), Some(libc::EINTR), "wait4: {err}");
-        }
-        drop(child); // reaped above
-        let exit = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -libc::WTERMSIG(status) };
-        let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-        let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
-        ChildRun { wall: started.elapsed(), exit, cpu, peak_rss_kib: usage.ru_maxrss as u64 }
-    }
-}
-
-/// CPU seconds (user + system) of a process of the local stack, from /proc.
-fn cpu_seconds(service: &str) -> Option<f64> {
-    let pid = std::fs::read_to_string(repo_root().join(format!(".run/{service}.pid"))).ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
-}
-
-struct StackCpu(Option<f64>, Option<f64>);
-
-impl StackCpu {
-    fn now() -> Self {
-        Self(cpu_seconds("moto"), cpu_seconds("emulator"))
-    }
-
-    fn since(&self, start: &Self) -> String {
-        let d = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| format!("{:.1} s", a - b)).unwrap_or("?".into());
-        format!("moto {}, emulator {}", d(self.0, start.0), d(self.1, start.1))
-    }
-
-    fn moto(&self, start: &Self) -> Option<f64> {
-        self.0.zip(start.0).map(|(a, b)| a - b)
-    }
 }
 
 /// One delivery of one message to the binary.
@@ -349,10 +170,6 @@ async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
     (n(QueueAttributeName::ApproximateNumberOfMessages), n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
 fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
 }
@@ -378,16 +195,13 @@ async fn main() {
     let max_messages = knob("ORG_BENCH_MAX_MESSAGES", (accounts * regions * 3 + 100) as u64) as usize;
     let keep = std::env::var("ORG_BENCH_KEEP").is_ok_and(|v| v == "1");
     let (moto, emulator) = (service_url("MOTO_URL"), service_url("EMULATOR_URL"));
-    let binary = std::env::var("ORG_BENCH_BINARY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join("target/release/redshift-registry"));
-    assert!(binary.exists(), "{} missing: cargo build --release --bin redshift-registry", binary.display());
+    let binary = common::release_binary("ORG_BENCH_BINARY");
 
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let stamp = common::unix_seconds();
     let dir = repo_root().join(format!("target/bench-org/{stamp}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let base = base_config(&moto).await;
-    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&base).force_path_style(true).build());
+    let base = common::base_config(&moto).await;
+    let s3 = common::s3_client(&base);
     let sqs = aws_sdk_sqs::Client::new(&base);
     let sts = aws_sdk_sts::Client::new(&base);
     let account_ids: Vec<String> = (0..accounts).map(|i| format!("{:012}", ACCOUNT_BASE + i as u64)).collect();
@@ -444,7 +258,7 @@ async fn main() {
     let sql = fixture(tables);
     let warehouse_accounts: Vec<&String> = account_ids.iter().step_by(every).collect();
     let seeded: Vec<Result<(), String>> = stream::iter(warehouse_accounts.iter())
-        .map(|a| seed_warehouse(&base, &emulator, a, region_names[0], &sql))
+        .map(|a| seed_warehouse(&base, &emulator, a, region_names[0], "bench-cluster", &sql))
         .buffer_unordered(seed_concurrency)
         .collect()
         .await;
@@ -474,23 +288,7 @@ async fn main() {
     )
     .unwrap();
     let log_path = dir.join("function.log");
-    let function = Function {
-        binary,
-        env: vec![
-            ("PATH", std::env::var("PATH").unwrap_or_default()),
-            ("HOME", std::env::var("HOME").unwrap_or_default()),
-            ("AWS_ENDPOINT_URL", moto.clone()),
-            ("AWS_ENDPOINT_URL_REDSHIFT_DATA", emulator.clone()),
-            ("AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS", emulator.clone()),
-            ("AWS_ACCESS_KEY_ID", FUNCTION_KEY.0.into()),
-            ("AWS_SECRET_ACCESS_KEY", FUNCTION_KEY.1.into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_DEFAULT_REGION", "us-east-1".into()),
-            ("REGISTRY_S3_FORCE_PATH_STYLE", "true".into()),
-            ("REGISTRY_CONFIG_URI", config_path.display().to_string()),
-        ],
-        log: OpenOptions::new().create(true).append(true).open(&log_path).unwrap(),
-    };
+    let function = Function::new(binary, &moto, &emulator, &config_path, &log_path);
 
     // The planner, once.
     let cpu = StackCpu::now();
@@ -656,24 +454,7 @@ async fn main() {
 
     if !keep {
         // Keep moto lean for the next run: its memory holds every object.
-        let mut token = None;
-        loop {
-            let page = s3.list_objects_v2().bucket(&bucket).set_continuation_token(token).send().await.expect("list");
-            let ids: Vec<_> = page
-                .contents()
-                .iter()
-                .filter_map(|o| aws_sdk_s3::types::ObjectIdentifier::builder().key(o.key()?).build().ok())
-                .collect();
-            if !ids.is_empty() {
-                let delete = aws_sdk_s3::types::Delete::builder().set_objects(Some(ids)).build().unwrap();
-                s3.delete_objects().bucket(&bucket).delete(delete).send().await.expect("DeleteObjects");
-            }
-            token = page.next_continuation_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        let _ = s3.delete_bucket().bucket(&bucket).send().await;
+        common::delete_bucket(&s3, &bucket).await;
         let _ = sqs.delete_queue().queue_url(&queue).send().await;
         let _ = sqs.delete_queue().queue_url(&dlq_url).send().await;
     }

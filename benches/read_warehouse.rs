@@ -1,108 +1,551 @@
-//! Benchmark: read one warehouse of many tables through the real Data API adapter and the
-//! emulator, then build and hash every manifest. Prints wall time, Data API calls by operation,
-//! and the process's peak memory.
+//! Benchmark: the whole function as a user runs it. The release binary reads, as a child process
+//! on a scheduled event, one warehouse with one database of BENCH_SIZES tables (default 2,000,
+//! 20,000 and 100,000) × 15 columns, then an organisation of BENCH_ORG warehouses × tables
+//! (default 200 × 200: 20 accounts of 10 clusters in us-east-1), and writes every manifest to a
+//! new bucket of moto. Each case runs three configurations of the same build:
 //!
-//! `make bench` (starts the local stack). Knobs: BENCH_TABLES (default 5000), BENCH_COLUMNS
-//! (default 12), BENCH_LATENCY_MS (emulator latency per call, default 20, roughly a real API
-//! round trip), BENCH_STATEMENT_MS (emulator run time per statement, default 200).
+//! - (a) the default config;
+//! - (b) `"dataApi": {"waitTimeSeconds": 0}`: no long polls, short DescribeStatement polls;
+//! - (c) `"dataApi": {"resultFormat": "CSV"}` instead of JSON.
+//!
+//! and prints, side by side, the run's wall time, the process's peak RSS and CPU time (wait4), the
+//! Data API calls by operation and the bytes the emulator sent (its counters, summed over the
+//! warehouses; bytes from its `<Operation>Bytes` counters, "n/a" when it keeps none), the
+//! manifests the run report says were written, and moto's and the emulator's CPU time meanwhile;
+//! then the ratios b/a and c/a. A configuration the build rejects (a key it does not know yet) is
+//! reported as such.
+//!
+//! `make bench` (starts the local stack, builds the release binary). Knobs, with defaults:
+//! BENCH_SIZES=2000,20000,100000 (tables of the one-warehouse cases; empty for none),
+//! BENCH_ORG=200x200 (warehouses x tables; 0 for none), BENCH_CONFIGS=a,b,c,
+//! BENCH_LATENCY_MS=20 (emulator latency per call), BENCH_STATEMENT_MS=200 (emulator run time
+//! per statement), BENCH_SEED_CONCURRENCY=4, BENCH_KEEP=1 keeps the buckets, BENCH_BINARY.
+//!
+//! Fixtures are built once: the account ids and cluster names are fixed (91000xxxxxxx for a
+//! size, 92000000xxxx for the organisation), and a warehouse whose database already holds the
+//! expected tables and columns (a count through the emulator's Data API) is reused. The emulator
+//! keeps its databases as long as it runs (a restarted emulator drops them). moto's clusters are
+//! registered again on every run (kept when they exist).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+mod common;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
-use redshift_registry::aws::RedshiftData;
-use redshift_registry::catalog::{WarehouseCatalog, WarehouseId};
-use redshift_registry::manifest;
-use redshift_registry::ports::{DbAuth, Target};
-use redshift_registry::read::{read_warehouse, DatabaseOutcome, ReadOptions};
-use serde_json::json;
-use support::*;
+use aws_config::SdkConfig;
+use common::{knob, mib, ChildRun, Function, StackCpu};
+use futures::{stream, StreamExt};
+use serde_json::{json, Value};
 
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+const REGION: &str = "us-east-1";
+const SIZE_ACCOUNT_BASE: u64 = 910_000_000_000;
+const ORG_ACCOUNT_BASE: u64 = 920_000_000_000;
+const CLUSTERS_PER_ACCOUNT: usize = 10;
+/// varchar(64) columns of a fixture table, beside its `id bigint`.
+const VARCHARS: u64 = 14;
+/// Tables created per transaction: one transaction of 100,000 tables would pass PostgreSQL's
+/// lock table (max_locks_per_transaction).
+const TABLES_PER_TRANSACTION: u64 = 1000;
+
+/// A configuration of the function: the `dataApi` object it adds to the config.
+struct Variant {
+    key: &'static str,
+    label: &'static str,
+    data_api: Option<Value>,
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
+fn variants() -> Vec<Variant> {
+    let all = vec![
+        Variant { key: "a", label: "(a) default", data_api: None },
+        Variant { key: "b", label: "(b) waitTimeSeconds 0", data_api: Some(json!({"waitTimeSeconds": 0})) },
+        Variant { key: "c", label: "(c) resultFormat CSV", data_api: Some(json!({"resultFormat": "CSV"})) },
+    ];
+    let chosen = std::env::var("BENCH_CONFIGS").unwrap_or_else(|_| "a,b,c".into());
+    let chosen: Vec<&str> = chosen.split(',').map(str::trim).collect();
+    all.into_iter().filter(|v| chosen.contains(&v.key)).collect()
+}
+
+/// One case: warehouses (account, cluster) of `tables` tables each.
+struct Case {
+    slug: String,
+    title: String,
+    tables: u64,
+    warehouses: Vec<(String, String)>,
+}
+
+impl Case {
+    fn single(tables: u64) -> Self {
+        Self {
+            slug: format!("t{tables}"),
+            title: format!("1 warehouse, 1 database of {} tables x {} columns", thousands(tables), VARCHARS + 1),
+            tables,
+            warehouses: vec![(format!("{:012}", SIZE_ACCOUNT_BASE + tables), format!("bench-{tables}-tables"))],
+        }
+    }
+
+    fn organisation(warehouses: usize, tables: u64) -> Self {
+        let accounts = warehouses.div_ceil(CLUSTERS_PER_ACCOUNT);
+        Self {
+            slug: format!("org{warehouses}x{tables}"),
+            title: format!(
+                "organisation: {warehouses} warehouses ({accounts} accounts x up to {CLUSTERS_PER_ACCOUNT} clusters, \
+                 {REGION}) x {} tables x {} columns",
+                thousands(tables),
+                VARCHARS + 1
+            ),
+            tables,
+            warehouses: (0..warehouses)
+                .map(|i| {
+                    let account = format!("{:012}", ORG_ACCOUNT_BASE + (i / CLUSTERS_PER_ACCOUNT) as u64);
+                    (account, format!("bench-org-{}", i % CLUSTERS_PER_ACCOUNT))
+                })
+                .collect(),
+        }
+    }
+
+    fn accounts(&self) -> Vec<&str> {
+        let mut accounts: Vec<&str> = self.warehouses.iter().map(|(a, _)| a.as_str()).collect();
+        accounts.dedup();
+        accounts
+    }
+}
+
+/// Database `dev` of a fixture warehouse: `tables` tables `public.t_<n>` of an `id bigint` and
+/// 14 varchar(64) columns, readable by the reader's IAM user.
+fn fixture_sql(tables: u64) -> String {
+    let reader = common::READER;
+    let columns: Vec<String> = (1..=VARCHARS).map(|c| format!("c{c} varchar(64)")).collect();
+    let mut sql = format!(
+        r#"DO $$ BEGIN CREATE ROLE "{reader}";
+           EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+           ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO "{reader}";"#
+    );
+    let mut first = 1;
+    while first <= tables {
+        let last = (first + TABLES_PER_TRANSACTION - 1).min(tables);
+        sql.push_str(&format!(
+            "BEGIN; DO $$ BEGIN FOR i IN {first}..{last} LOOP \
+             EXECUTE format('CREATE TABLE public.t_%s (id bigint NOT NULL, {})', i); END LOOP; END $$; COMMIT;",
+            columns.join(", ")
+        ));
+        first = last + 1;
+    }
+    sql
+}
+
+/// What a fixture warehouse holds: its tables in `public` and their columns.
+const FIXTURE_CHECK: &str = "SELECT count(DISTINCT c.oid), count(a.attnum) FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     WHERE n.nspname = 'public' AND c.relkind = 'r'";
+
+/// Registers the cluster in moto and reuses the emulator's warehouse when it already holds the
+/// fixture, else builds it. Why it was built, when it was.
+async fn ensure_fixture(
+    base: &SdkConfig,
+    emulator: &str,
+    account: &str,
+    cluster: &str,
+    tables: u64,
+) -> Result<Option<String>, String> {
+    common::register_cluster(base, account, REGION, cluster).await?;
+    // The check runs without the bench's latency.
+    common::set_knobs(emulator, account, cluster, json!({})).await?;
+    let expected = vec![tables.to_string(), (tables * (VARCHARS + 1)).to_string()];
+    let why = match common::data_api_row(base, emulator, account, cluster, FIXTURE_CHECK).await {
+        Ok(found) if found == expected => return Ok(None),
+        Ok(found) => format!("{account}/{cluster} has {found:?} tables and columns, not {expected:?}"),
+        Err(e) => format!("{account}/{cluster}: {e}"),
+    };
+    common::create_warehouse(emulator, account, cluster, &fixture_sql(tables)).await?;
+    Ok(Some(why))
+}
+
+/// The Data API counters of the case's warehouses, summed.
+async fn counters(emulator: &str, case: &Case) -> BTreeMap<String, u64> {
+    let all: Vec<Result<BTreeMap<String, u64>, String>> = stream::iter(&case.warehouses)
+        .map(|(account, cluster)| common::counters(emulator, account, cluster))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut sum = BTreeMap::new();
+    for c in all {
+        for (k, v) in c.unwrap_or_else(|e| panic!("emulator counters: {e}")) {
+            // Not a counter: the most statements at once since the emulator started.
+            if k != "maxRunningStatements" {
+                *sum.entry(k).or_default() += v;
+            }
+        }
+    }
+    sum
+}
+
+/// Calls by operation (keys that name an operation) and bytes (keys ending in `Bytes`), or None
+/// when the emulator counts no bytes.
+fn split_counters(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> (BTreeMap<String, u64>, Option<u64>) {
+    let mut calls = BTreeMap::new();
+    let mut bytes = None;
+    for (k, v) in after {
+        let n = v.saturating_sub(before.get(k).copied().unwrap_or(0));
+        if k.ends_with("Bytes") {
+            *bytes.get_or_insert(0) += n;
+        } else if k.starts_with(|c: char| c.is_ascii_uppercase()) && n > 0 {
+            calls.insert(k.clone(), n);
+        }
+    }
+    (calls, bytes)
+}
+
+/// What one run of the binary did.
+struct Outcome {
+    run: ChildRun,
+    /// The build refused the config (a key it does not know): why.
+    rejected: Option<String>,
+    /// Why there is no report, or what failed.
+    error: Option<String>,
+    status: String,
+    datasets: u64,
+    written: u64,
+    unchanged: u64,
+    calls: BTreeMap<String, u64>,
+    bytes: Option<u64>,
+    moto_cpu: Option<f64>,
+    emulator_cpu: Option<f64>,
+}
+
+struct Bench {
+    base: SdkConfig,
+    s3: aws_sdk_s3::Client,
+    moto: String,
+    emulator: String,
+    binary: PathBuf,
+    dir: PathBuf,
+    stamp: u64,
+    keep: bool,
+}
+
+impl Bench {
+    async fn run(&self, case: &Case, v: &Variant) -> Outcome {
+        let dir = self.dir.join(format!("{}-{}", case.slug, v.key));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bucket = format!("rr-bench-{}-{}-{}", self.stamp, case.slug, v.key);
+        self.s3.create_bucket().bucket(&bucket).send().await.expect("CreateBucket");
+        let sources: Vec<Value> =
+            case.accounts().iter().map(|a| json!({"accountId": a, "regions": [REGION]})).collect();
+        let mut config = json!({
+            "output": {"bucket": bucket, "prefix": "registry/"},
+            "roleName": "Reader",
+            "sources": sources,
+        });
+        if let Some(data_api) = &v.data_api {
+            config["dataApi"] = data_api.clone();
+        }
+        let (config_path, event, stdout, log) =
+            (dir.join("config.json"), dir.join("event.json"), dir.join("report.json"), dir.join("function.log"));
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        std::fs::write(
+            &event,
+            json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}).to_string(),
+        )
+        .unwrap();
+        let function = Function::new(self.binary.clone(), &self.moto, &self.emulator, &config_path, &log);
+
+        let before = counters(&self.emulator, case).await;
+        let cpu = StackCpu::now();
+        let run = tokio::task::spawn_blocking(move || function.run(&event, &stdout)).await.expect("the child ran");
+        let cpu_after = StackCpu::now();
+        let after = counters(&self.emulator, case).await;
+        let (calls, bytes) = split_counters(&before, &after);
+
+        let report: Option<Value> =
+            std::fs::read_to_string(dir.join("report.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+        let rejected = stderr
+            .lines()
+            .find(|l| l.contains("invalid config"))
+            .filter(|_| report.is_none())
+            .map(|l| l.trim_start_matches("redshift-registry: ").to_string());
+        let mut outcome = Outcome {
+            run,
+            rejected,
+            error: None,
+            status: "-".into(),
+            datasets: 0,
+            written: 0,
+            unchanged: 0,
+            calls,
+            bytes,
+            moto_cpu: cpu_after.moto(&cpu),
+            emulator_cpu: cpu_after.emulator(&cpu),
+        };
+        match &report {
+            Some(r) => {
+                outcome.status = r["status"].as_str().unwrap_or("?").to_string();
+                outcome.datasets = r["counts"]["datasets"].as_u64().unwrap_or(0);
+                let publish = r["accounts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|a| a["regions"].as_array().into_iter().flatten())
+                    .flat_map(|r| r["warehouses"].as_array().into_iter().flatten())
+                    .flat_map(|w| w["publish"].as_array().into_iter().flatten())
+                    .filter(|p| p["output"] == "manifests");
+                for p in publish {
+                    outcome.written += p["written"].as_u64().unwrap_or(0);
+                    outcome.unchanged += p["unchanged"].as_u64().unwrap_or(0);
+                }
+                let expected = case.tables * case.warehouses.len() as u64;
+                if outcome.status != "succeeded" || outcome.written != expected {
+                    outcome.error = Some(format!(
+                        "status {}, {} datasets read, {} manifests written of {expected}: see {}",
+                        outcome.status,
+                        outcome.datasets,
+                        outcome.written,
+                        dir.display()
+                    ));
+                }
+            }
+            None if outcome.rejected.is_none() => {
+                outcome.error =
+                    Some(format!("exit {}, no report: {last_line} (see {})", outcome.run.exit, log.display()))
+            }
+            None => {}
+        }
+        if !self.keep {
+            // moto keeps every object in memory.
+            common::delete_bucket(&self.s3, &bucket).await;
+        }
+        outcome
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
+        _ => "n/a".into(),
+    }
+}
+
+/// One row of a case's table: a figure of every run (none for a rejected config), shown by `show`.
+fn row(
+    name: &str,
+    runs: &[(&Variant, &Outcome)],
+    value: impl Fn(&Outcome) -> Option<f64>,
+    show: impl Fn(f64) -> String,
+) {
+    let values: Vec<Option<f64>> =
+        runs.iter().map(|(_, o)| if o.rejected.is_some() { None } else { value(o) }).collect();
+    let of = |key: &str| runs.iter().position(|(v, _)| v.key == key).and_then(|i| values[i]);
+    let cells: Vec<String> = values.iter().map(|v| v.map(&show).unwrap_or("n/a".into())).collect();
+    println!("| {name} | {} | {} | {} |", cells.join(" | "), ratio(of("a"), of("b")), ratio(of("a"), of("c")));
+}
+
+fn print_case(case: &Case, fixture: &str, runs: &[(&Variant, &Outcome)]) {
+    println!();
+    println!("## {}", case.title);
+    println!("fixture: {fixture}");
+    println!();
+    let labels: Vec<&str> = runs.iter().map(|(v, _)| v.label).collect();
+    println!("| figure | {} | b/a | c/a |", labels.join(" | "));
+    println!("|---|{}---|---|", "---|".repeat(runs.len()));
+    let f = |n: u64| Some(n as f64);
+    row("wall time", runs, |o| Some(o.run.wall.as_secs_f64()), |s| format!("{s:.1} s"));
+    row("peak RSS of the function", runs, |o| f(o.run.peak_rss_kib), |k| format!("{:.1} MiB", mib(k as u64)));
+    row("CPU of the function (user + system)", runs, |o| Some(o.run.cpu.as_secs_f64()), |s| format!("{s:.2} s"));
+    row("Data API calls", runs, |o| f(o.calls.values().sum()), |n| thousands(n as u64));
+    let mut operations: Vec<&String> = runs.iter().flat_map(|(_, o)| o.calls.keys()).collect();
+    operations.sort();
+    operations.dedup();
+    for op in operations {
+        row(&format!("- {op}"), runs, |o| f(o.calls.get(op).copied().unwrap_or(0)), |n| thousands(n as u64));
+    }
+    row(
+        "bytes received (emulator `*Bytes`)",
+        runs,
+        |o| o.bytes.map(|b| b as f64),
+        |b| format!("{:.1} MiB", b / 1048576.0),
+    );
+    row("manifests written", runs, |o| f(o.written), |n| thousands(n as u64));
+    row("moto CPU during the run", runs, |o| o.moto_cpu, |s| format!("{s:.1} s"));
+    row("emulator CPU during the run", runs, |o| o.emulator_cpu, |s| format!("{s:.1} s"));
+    let statuses: Vec<String> = runs
+        .iter()
+        .map(|(_, o)| match o.rejected {
+            Some(_) => "config rejected".into(),
+            None => format!("{} (exit {})", o.status, o.run.exit),
+        })
+        .collect();
+    println!("| run status | {} | | |", statuses.join(" | "));
+    for (v, o) in runs {
+        if let Some(why) = &o.rejected {
+            println!("{}: the build rejects this config (a key it does not know yet?): {why}", v.label);
+        }
+        if let Some(e) = &o.error {
+            println!("{}: {e}", v.label);
+        }
+        if o.unchanged > 0 {
+            println!("{}: {} manifests unchanged (the bucket was not new?)", v.label, o.unchanged);
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() {
-    let (tables, columns) = (knob("BENCH_TABLES", 5000), knob("BENCH_COLUMNS", 12));
-    let (latency, statement) = (knob("BENCH_LATENCY_MS", 20), knob("BENCH_STATEMENT_MS", 200));
-    let cluster = format!("bench-{tables}x{columns}");
-    let column_list: Vec<String> = (1..=columns).map(|c| format!("c{c} varchar(64)")).collect();
-    let sql = format!(
-        r#"DO $$ BEGIN CREATE ROLE "IAMR:DataRegistryRedshiftReader";
-           EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
-           DO $$ BEGIN FOR i IN 1..{tables} LOOP
-             EXECUTE format('CREATE TABLE public.t_%s (id bigint NOT NULL, {cols})', i);
-           END LOOP; END $$;
-           GRANT SELECT ON ALL TABLES IN SCHEMA public TO "IAMR:DataRegistryRedshiftReader";"#,
-        cols = column_list.join(", ")
-    );
-    let setup = Instant::now();
-    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
-    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"latencyMs": latency, "statementMs": statement})).await;
-    eprintln!("fixture: {tables} tables x {} columns in {:.1} s", columns + 1, setup.elapsed().as_secs_f64());
-
-    let base = function_config(&moto_url()).await;
-    let api = RedshiftData::new(&base);
-    let options = ReadOptions::from_config(&config(json!({
-        "output": {"bucket": "bench-bucket"}, "roleName": "R",
-        "sources": [{"accountId": "111111111111", "regions": ["us-east-1"]}]
-    })));
-    let target = Target { warehouse: WarehouseId::ClusterIdentifier(cluster.clone()), auth: DbAuth::Iam };
-
-    let started = Instant::now();
-    let outcomes = read_warehouse(&api, &target, "dev", &options).await.expect("databases listed");
-    let read_secs = started.elapsed().as_secs_f64();
-    let databases: Vec<_> = outcomes
-        .into_iter()
-        .map(|o| match o {
-            DatabaseOutcome::Read(db) => db,
-            DatabaseOutcome::Failed { name, error, .. } => panic!("{name}: {error}"),
-        })
+    let sizes: Vec<u64> = std::env::var("BENCH_SIZES")
+        .unwrap_or_else(|_| "2000,20000,100000".into())
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("BENCH_SIZES: {s:?} is not a number")))
         .collect();
-    let datasets: usize = databases.iter().map(|d| d.datasets.len()).sum();
-    assert_eq!(datasets as u64, tables, "every table read");
-
-    let catalog = WarehouseCatalog {
-        account_id: "111111111111".into(),
-        region: "us-east-1".into(),
-        warehouse: target.warehouse.clone(),
-        labels: Default::default(),
-        databases,
-        unread_databases: vec![],
-    };
-    let started = Instant::now();
-    let mut bytes = 0;
-    for db in &catalog.databases {
-        for d in &db.datasets {
-            let m = manifest::build(&catalog, db, d).to_bytes();
-            bytes += m.len();
-            std::hint::black_box(redshift_registry::publish::sha256_hex(&m));
+    let org = std::env::var("BENCH_ORG").unwrap_or_else(|_| "200x200".into());
+    let org = match org.trim() {
+        "" | "0" => None,
+        spec => {
+            let parsed = spec.split_once('x').and_then(|(w, t)| Some((w.trim().parse().ok()?, t.trim().parse().ok()?)));
+            Some(parsed.unwrap_or_else(|| panic!("BENCH_ORG: {spec:?} is not WAREHOUSESxTABLES (or 0)")))
         }
-    }
-    let build_secs = started.elapsed().as_secs_f64();
-
-    let calls = counters(FUNCTION_ACCOUNT, &cluster).await;
+    };
+    let (latency, statement) = (knob("BENCH_LATENCY_MS", 20), knob("BENCH_STATEMENT_MS", 200));
+    let seed_concurrency = (knob("BENCH_SEED_CONCURRENCY", 4) as usize).max(1);
+    let (moto, emulator) = (common::service_url("MOTO_URL"), common::service_url("EMULATOR_URL"));
+    let stamp = common::unix_seconds();
+    let dir = common::repo_root().join(format!("target/bench/{stamp}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = common::base_config(&moto).await;
+    let bench = Bench {
+        s3: common::s3_client(&base),
+        base,
+        moto,
+        emulator,
+        binary: common::release_binary("BENCH_BINARY"),
+        dir,
+        stamp,
+        keep: std::env::var("BENCH_KEEP").is_ok_and(|v| v == "1"),
+    };
+    let variants = variants();
+    let mut cases: Vec<Case> = sizes.iter().map(|&t| Case::single(t)).collect();
+    cases.extend(org.map(|(w, t)| Case::organisation(w, t)));
     println!(
-        "read_warehouse: {tables} tables x {} columns, emulator latency {latency} ms/call, {statement} ms/statement",
-        columns + 1
+        "make bench: the release binary ({}) on a scheduled event, each case in {} configurations; emulator \
+         {latency} ms a call, {statement} ms a statement, 1,000 rows a result page; runs in {}",
+        bench.binary.display(),
+        variants.len(),
+        bench.dir.display()
     );
-    println!("  read            {read_secs:>8.2} s  ({:.0} tables/s)", tables as f64 / read_secs);
-    println!("  build + hash    {build_secs:>8.3} s  ({datasets} manifests, {:.1} MiB)", bytes as f64 / 1048576.0);
-    println!("  peak RSS        {:>8.1} MiB", peak_rss_mib());
-    for (op, n) in &calls {
-        println!("  {op:<24}{n:>6}");
+
+    let mut summary = Vec::new();
+    for case in &cases {
+        eprintln!("{}: fixture ...", case.title);
+        let started = Instant::now();
+        let built: Vec<Result<Option<String>, String>> = stream::iter(&case.warehouses)
+            .map(|(account, cluster)| ensure_fixture(&bench.base, &bench.emulator, account, cluster, case.tables))
+            .buffer_unordered(seed_concurrency)
+            .collect()
+            .await;
+        if let Some(e) = built.iter().find_map(|r| r.as_ref().err()) {
+            panic!("fixture of {}: {e}", case.title);
+        }
+        let why: Vec<&String> = built.iter().filter_map(|r| r.as_ref().ok()?.as_ref()).collect();
+        for w in why.iter().take(3) {
+            eprintln!("  built: {w}");
+        }
+        if why.len() > 3 {
+            eprintln!("  built: ... and {} more", why.len() - 3);
+        }
+        let built = why.len();
+        let setup = started.elapsed().as_secs_f64();
+        let short = match built {
+            0 => format!("reused, {setup:.1} s"),
+            n => format!("{n} built, {setup:.1} s"),
+        };
+        let fixture = match built {
+            0 => format!("reused ({} warehouses checked in {setup:.1} s)", case.warehouses.len()),
+            n => format!(
+                "{n} of {} warehouses built, in {setup:.1} s (not a figure of the product)",
+                case.warehouses.len()
+            ),
+        };
+        eprintln!("  {fixture}");
+        for (account, cluster) in &case.warehouses {
+            let knobs = json!({"latencyMs": latency, "statementMs": statement});
+            common::set_knobs(&bench.emulator, account, cluster, knobs).await.expect("emulator knobs");
+        }
+
+        let mut outcomes = Vec::new();
+        for v in &variants {
+            eprintln!("  {} ...", v.label);
+            let o = bench.run(case, v).await;
+            let what = match (&o.rejected, &o.error) {
+                (Some(why), _) => format!("config rejected: {why}"),
+                (None, Some(e)) => e.clone(),
+                (None, None) => format!("{} manifests written", thousands(o.written)),
+            };
+            eprintln!(
+                "  {}: {:.1} s, peak RSS {:.1} MiB; {what}",
+                v.label,
+                o.run.wall.as_secs_f64(),
+                mib(o.run.peak_rss_kib)
+            );
+            let rss = |s| common::rss_mib(s).map(|m| format!("{m:.0} MiB")).unwrap_or("?".into());
+            eprintln!("  stack RSS after it: moto {}, emulator {}", rss("moto"), rss("emulator"));
+            outcomes.push(o);
+        }
+        let runs: Vec<(&Variant, &Outcome)> = variants.iter().zip(&outcomes).collect();
+        print_case(case, &fixture, &runs);
+        summary.push((case, short, outcomes));
+    }
+
+    if summary.len() > 1 {
+        println!();
+        println!("## summary");
+        println!();
+        println!(
+            "| case | fixture | (a) wall | (a) peak RSS | (a) calls | b/a wall | b/a calls | c/a bytes | c/a wall |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for (case, fixture, outcomes) in &summary {
+            let get = |key: &str, f: &dyn Fn(&Outcome) -> Option<f64>| {
+                variants.iter().position(|v| v.key == key).and_then(|i| {
+                    let o = &outcomes[i];
+                    if o.rejected.is_some() {
+                        None
+                    } else {
+                        f(o)
+                    }
+                })
+            };
+            let wall = |o: &Outcome| Some(o.run.wall.as_secs_f64());
+            let calls = |o: &Outcome| Some(o.calls.values().sum::<u64>() as f64);
+            let bytes = |o: &Outcome| o.bytes.map(|b| b as f64);
+            let rss = |o: &Outcome| Some(mib(o.run.peak_rss_kib));
+            println!(
+                "| {} | {fixture} | {} | {} | {} | {} | {} | {} | {} |",
+                case.slug,
+                get("a", &wall).map(|s| format!("{s:.1} s")).unwrap_or("n/a".into()),
+                get("a", &rss).map(|m| format!("{m:.1} MiB")).unwrap_or("n/a".into()),
+                get("a", &calls).map(|n| thousands(n as u64)).unwrap_or("n/a".into()),
+                ratio(get("a", &wall), get("b", &wall)),
+                ratio(get("a", &calls), get("b", &calls)),
+                ratio(get("a", &bytes), get("c", &bytes)),
+                ratio(get("a", &wall), get("c", &wall)),
+            );
+        }
     }
 }

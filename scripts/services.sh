@@ -24,7 +24,8 @@ serve() {
   nohup "${@//PORT/$port}" >"$run/$name.log" 2>&1 &
   echo $! >"$run/$name.pid"
   echo "$port" >"$run/$name.port"
-  for _ in $(seq 1 200); do
+  # Up to 2 minutes: the emulator first drops an earlier run's databases (a benchmark's are large).
+  for _ in $(seq 1 1200); do
     curl -sf "http://127.0.0.1:$port$health" >/dev/null 2>&1 && return
     sleep 0.1
   done

@@ -115,7 +115,7 @@ pub struct Limits {
     pub accounts_in_parallel: usize,
     /// Warehouses read at once in one account and region.
     pub warehouses_per_region: usize,
-    /// Databases of one warehouse read at once (each runs two statements).
+    /// Databases of one warehouse read at once (each runs eight statements at once).
     pub databases_per_warehouse: usize,
     /// S3 writes in flight per warehouse.
     pub s3_writes_in_parallel: usize,
