@@ -31,6 +31,7 @@ deploy-check: services
 # The whole function as a user runs it (README: Reading large warehouses): the release binary on
 # one warehouse of 2,000, 20,000 and 100,000 tables and on 200 warehouses of 200, in three
 # configurations. Knobs: BENCH_SIZES, BENCH_ORG, BENCH_LATENCY_MS, BENCH_STATEMENT_MS, ...
+bench: export EMULATOR_PROFILE = release
 bench: services
 	cargo build --release --bin redshift-registry
 	. .run/services.env && cargo bench --bench read_warehouse

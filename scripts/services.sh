@@ -64,14 +64,20 @@ pg_port="$(cat "$run/pg.port")"
 
 # The Data API emulator, built from this repo; a rebuilt one, or one asking an earlier moto
 # which account a key belongs to, is replaced.
-emulator="$root/target/debug/redshift-data-emulator"
+# EMULATOR_PROFILE=release (make bench) builds it optimised, so that the emulator's own speed
+# does not weigh on the figures.
+profile="${EMULATOR_PROFILE:-debug}"
+emulator="$root/target/$profile/redshift-data-emulator"
 sts="http://127.0.0.1:$(cat "$run/moto.port")"
-cargo build --quiet -p redshift-data-emulator --manifest-path "$root/Cargo.toml"
-if [ -f "$run/emulator.pid" ] && { [ "$emulator" -nt "$run/emulator.pid" ] || [ "$(cat "$run/emulator.sts" 2>/dev/null)" != "$sts" ]; }; then
+cargo build --quiet -p redshift-data-emulator --profile "$([ "$profile" = debug ] && echo dev || echo "$profile")" \
+  --manifest-path "$root/Cargo.toml"
+if [ -f "$run/emulator.pid" ] && { [ "$emulator" -nt "$run/emulator.pid" ] || [ "$(cat "$run/emulator.sts" 2>/dev/null)" != "$sts" ] \
+  || [ "$(cat "$run/emulator.profile" 2>/dev/null)" != "$profile" ]; }; then
   kill "$(cat "$run/emulator.pid")" 2>/dev/null || true
   rm -f "$run/emulator.pid"
 fi
 echo "$sts" >"$run/emulator.sts"
+echo "$profile" >"$run/emulator.profile"
 serve emulator /_emulator/health "$emulator" --listen 127.0.0.1:PORT --postgres "host=127.0.0.1 port=$pg_port user=postgres" \
   --sts-endpoint "$sts"
 
