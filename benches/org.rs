@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use common::{knob, mib, repo_root, seed_warehouse, service_url, ChildRun, Function, StackCpu, READER};
+use common::{emulator_url, knob, mib, moto_url, repo_root, seed_warehouse, ChildRun, Function, StackCpu, READER};
 use futures::{stream, StreamExt};
 use serde_json::{json, Value};
 
@@ -194,7 +194,7 @@ async fn main() {
     let max_seconds = knob("ORG_BENCH_MAX_SECONDS", 1800);
     let max_messages = knob("ORG_BENCH_MAX_MESSAGES", (accounts * regions * 3 + 100) as u64) as usize;
     let keep = std::env::var("ORG_BENCH_KEEP").is_ok_and(|v| v == "1");
-    let (moto, emulator) = (service_url("MOTO_URL"), service_url("EMULATOR_URL"));
+    let (moto, emulator) = (moto_url(), emulator_url());
     let binary = common::release_binary("ORG_BENCH_BINARY");
 
     let stamp = common::unix_seconds();

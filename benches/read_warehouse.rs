@@ -424,7 +424,7 @@ async fn main() {
     };
     let (latency, statement) = (knob("BENCH_LATENCY_MS", 20), knob("BENCH_STATEMENT_MS", 200));
     let seed_concurrency = (knob("BENCH_SEED_CONCURRENCY", 4) as usize).max(1);
-    let (moto, emulator) = (common::service_url("MOTO_URL"), common::service_url("EMULATOR_URL"));
+    let (moto, emulator) = (common::moto_url(), common::emulator_url());
     let stamp = common::unix_seconds();
     let dir = common::repo_root().join(format!("target/bench/{stamp}"));
     std::fs::create_dir_all(&dir).unwrap();

@@ -13,16 +13,17 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use serde_json::{json, Value};
 
+// The tests' view of the local stack: where its services are and where the repository is.
+#[path = "../../tests/support/mod.rs"]
+mod support;
+pub use support::{emulator_url, moto_url, repo_root};
+
 pub const READER: &str = "IAMR:DataRegistryRedshiftReader";
 /// The function's own key: moto's default account, as in the tests.
 pub const FUNCTION_KEY: (&str, &str) = ("AKIATESTFUNCTION00", "function-secret");
 
 pub fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The release binary: `var` when set, else target/release/redshift-registry (`make bench` and
@@ -32,19 +33,6 @@ pub fn release_binary(var: &str) -> PathBuf {
         std::env::var(var).map(PathBuf::from).unwrap_or_else(|_| repo_root().join("target/release/redshift-registry"));
     assert!(binary.exists(), "{} missing: cargo build --release --bin redshift-registry", binary.display());
     binary
-}
-
-/// A service URL from the environment or from what scripts/services.sh wrote.
-pub fn service_url(var: &str) -> String {
-    if let Ok(url) = std::env::var(var) {
-        return url;
-    }
-    let env = std::fs::read_to_string(repo_root().join(".run/services.env"))
-        .expect("the local AWS stack is not running: run `make services`");
-    env.lines()
-        .find_map(|l| l.strip_prefix(&format!("export {var}=")))
-        .unwrap_or_else(|| panic!("{var} in .run/services.env"))
-        .to_string()
 }
 
 pub fn unix_seconds() -> u64 {

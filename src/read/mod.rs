@@ -206,7 +206,7 @@ pub async fn read_warehouse<A: DataApi>(
     options: &ReadOptions,
     out: &Sender<ReadEvent>,
 ) -> Result<Vec<DatabaseOutcome>, ReadError> {
-    let rows = query(api, target, default_database, sql::DATABASES, &[], options.budget()?).await?;
+    let rows = query(api, target, default_database, sql::DATABASES, &[], options.budget()?, Some).await?;
     let mut databases: Vec<(String, DatabaseKind)> = rows
         .iter()
         .filter_map(|r| {
@@ -290,11 +290,13 @@ async fn read_local<A: DataApi>(
 ) -> Result<DatabaseCatalog, ReadError> {
     let b = options.budget()?;
     let sys = options.include_system_schemas;
-    let one = |sql: String| async move { query(api, target, database, &sql, &[], b).await };
+    let one = |sql: String| async move { query(api, target, database, &sql, &[], b, Some).await };
     let batch = |sqls: Vec<String>| async move { run_batch(api, target, database, &sqls, b).await };
     // The columns statement runs with the others but is fetched last, as it is consumed.
     let columns = async { run(api, target, database, &sql::columns(sys), &[], b).await };
-    let tables = async { datasets(api, target, database, &sql::tables(sys), &[], b, options.pull_comments).await };
+    let dataset = |row: Row| assemble::redshift_dataset(&row, options.pull_comments);
+    let tables_sql = sql::tables(sys);
+    let tables = query(api, target, database, &tables_sql, &[], b, dataset);
     let (tables, columns, visibility, late_binding, materialized_views, external, definitions, stats) = tokio::join!(
         tables,
         columns,
@@ -387,8 +389,8 @@ async fn external_by_schema<A: DataApi>(
                 };
                 let params = [("schema", schema.as_str())];
                 let (tables, columns) = tokio::join!(
-                    query(api, target, database, tables_sql, &params, budget),
-                    query(api, target, database, columns_sql, &params, budget)
+                    query(api, target, database, tables_sql, &params, budget, Some),
+                    query(api, target, database, columns_sql, &params, budget, Some)
                 );
                 let read = tables.and_then(|t| Ok((t, columns?)));
                 (schema, read)
@@ -421,43 +423,33 @@ async fn read_shared<A: DataApi>(
     let budget = options.budget()?;
     let params = [("database", database)];
     let (tables, columns) = tokio::join!(
-        datasets(api, target, connected, sql::SHARED_TABLES, &params, budget, options.pull_comments),
+        query(api, target, connected, sql::SHARED_TABLES, &params, budget, |row| {
+            assemble::redshift_dataset(&row, options.pull_comments)
+        }),
         run(api, target, connected, sql::SHARED_COLUMNS, &params, budget)
     );
     let pending = assemble::shared_database(database, tables?, options);
     stream_columns(api, columns?, pending, budget.fetch, out).await
 }
 
-/// Runs one statement and returns all its rows.
-pub async fn query<A: DataApi>(
+/// Runs one statement and returns its rows, each turned by `each` (or left out) as its page
+/// arrives, so that a large result is never kept raw.
+async fn query<A: DataApi, T>(
     api: &A,
     target: &Target,
     database: &str,
     sql: &str,
     params: &[(&str, &str)],
     budget: Budget,
-) -> Result<Vec<Row>, ReadError> {
-    let (id, state) = run(api, target, database, sql, params, budget).await?;
-    Pages::new(api, id, state.has_result_set, budget.fetch).all().await
-}
-
-/// Runs an SVV_REDSHIFT_TABLES statement and returns its datasets, built page by page.
-async fn datasets<A: DataApi>(
-    api: &A,
-    target: &Target,
-    database: &str,
-    sql: &str,
-    params: &[(&str, &str)],
-    budget: Budget,
-    pull_comments: bool,
-) -> Result<Vec<Dataset>, ReadError> {
+    mut each: impl FnMut(Row) -> Option<T>,
+) -> Result<Vec<T>, ReadError> {
     let (id, state) = run(api, target, database, sql, params, budget).await?;
     let mut pages = Pages::new(api, id, state.has_result_set, budget.fetch);
-    let mut datasets = Vec::new();
+    let mut out = Vec::new();
     while let Some(rows) = pages.next().await? {
-        datasets.extend(rows.iter().filter_map(|row| assemble::redshift_dataset(row, pull_comments)));
+        out.extend(rows.into_iter().filter_map(&mut each));
     }
-    Ok(datasets)
+    Ok(out)
 }
 
 /// Starts one statement and waits for it to end, within its budget.
