@@ -8,12 +8,15 @@
 //! - (b) `"dataApi": {"waitTimeSeconds": 0}`: no long polls, short DescribeStatement polls;
 //! - (c) `"dataApi": {"resultFormat": "CSV"}` instead of JSON.
 //!
-//! and prints, side by side, the run's wall time, the process's peak RSS and CPU time (wait4), the
-//! Data API calls by operation and the bytes the emulator sent (its counters, summed over the
-//! warehouses; bytes from its `<Operation>Bytes` counters, "n/a" when it keeps none), the
-//! manifests the run report says were written, and moto's and the emulator's CPU time meanwhile;
-//! then the ratios b/a and c/a. A configuration the build rejects (a key it does not know yet) is
-//! reported as such.
+//! Each configuration runs twice on a new bucket: the first run writes every manifest; the next,
+//! the hourly case of a warehouse that did not change, reads it all again and writes none (moto
+//! spends about 3 ms of CPU on each PutObject, which sets the pace of a first run here but not
+//! on S3). For both runs the bench prints, side by side, the wall time, the process's peak RSS
+//! and CPU time (wait4), the Data API calls (by operation for the first run) and the bytes the
+//! emulator sent (its counters, summed over the warehouses; bytes from its `<Operation>Bytes`
+//! counters, "n/a" when it keeps none), the manifests the run reports say were written and found
+//! unchanged, and moto's and the emulator's CPU time meanwhile; then the ratios b/a and c/a. A
+//! configuration the build rejects (a key it does not know yet) is reported as such.
 //!
 //! `make bench` (starts the local stack, builds the release binary). Knobs, with defaults:
 //! BENCH_SIZES=2000,20000,100000 (tables of the one-warehouse cases; empty for none),
@@ -30,7 +33,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
@@ -201,10 +205,8 @@ fn split_counters(
 }
 
 /// What one run of the binary did.
-struct Outcome {
+struct Figures {
     run: ChildRun,
-    /// The build refused the config (a key it does not know): why.
-    rejected: Option<String>,
     /// Why there is no report, or what failed.
     error: Option<String>,
     status: String,
@@ -217,6 +219,22 @@ struct Outcome {
     emulator_cpu: Option<f64>,
 }
 
+/// A configuration's two runs on one new bucket: the first writes every manifest; the next,
+/// the hourly case of a warehouse that did not change, reads it all again and writes none.
+struct Outcome {
+    /// The build refused the config (a key it does not know): why.
+    rejected: Option<String>,
+    first: Figures,
+    next: Option<Figures>,
+}
+
+impl Outcome {
+    /// Both runs' figures, for the rows of a table.
+    fn runs(&self) -> impl Iterator<Item = &Figures> {
+        std::iter::once(&self.first).chain(&self.next)
+    }
+}
+
 struct Bench {
     base: SdkConfig,
     s3: aws_sdk_s3::Client,
@@ -226,6 +244,13 @@ struct Bench {
     dir: PathBuf,
     stamp: u64,
     keep: bool,
+}
+
+/// Which of a configuration's two runs.
+#[derive(Clone, Copy)]
+enum Pass {
+    First,
+    Next,
 }
 
 impl Bench {
@@ -244,35 +269,48 @@ impl Bench {
         if let Some(data_api) = &v.data_api {
             config["dataApi"] = data_api.clone();
         }
-        let (config_path, event, stdout, log) =
-            (dir.join("config.json"), dir.join("event.json"), dir.join("report.json"), dir.join("function.log"));
+        let (config_path, event, log) = (dir.join("config.json"), dir.join("event.json"), dir.join("function.log"));
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         std::fs::write(
             &event,
             json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}).to_string(),
         )
         .unwrap();
-        let function = Function::new(self.binary.clone(), &self.moto, &self.emulator, &config_path, &log);
-
-        let before = counters(&self.emulator, case).await;
-        let cpu = StackCpu::now();
-        let run = tokio::task::spawn_blocking(move || function.run(&event, &stdout)).await.expect("the child ran");
-        let cpu_after = StackCpu::now();
-        let after = counters(&self.emulator, case).await;
-        let (calls, bytes) = split_counters(&before, &after);
-
-        let report: Option<Value> =
-            std::fs::read_to_string(dir.join("report.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
+        let function = Arc::new(Function::new(self.binary.clone(), &self.moto, &self.emulator, &config_path, &log));
+        let first = self.once(case, &function, &event, &dir, Pass::First).await;
         let stderr = std::fs::read_to_string(&log).unwrap_or_default();
-        let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
         let rejected = stderr
             .lines()
             .find(|l| l.contains("invalid config"))
-            .filter(|_| report.is_none())
+            .filter(|_| first.status == "-")
             .map(|l| l.trim_start_matches("redshift-registry: ").to_string());
-        let mut outcome = Outcome {
+        let next = match (&rejected, &first.error) {
+            (None, None) => Some(self.once(case, &function, &event, &dir, Pass::Next).await),
+            _ => None,
+        };
+        if !self.keep {
+            // moto keeps every object in memory.
+            common::delete_bucket(&self.s3, &bucket).await;
+        }
+        Outcome { rejected, first, next }
+    }
+
+    /// One run of the function on the case, its figures, and what it got wrong for `pass`.
+    async fn once(&self, case: &Case, function: &Arc<Function>, event: &Path, dir: &Path, pass: Pass) -> Figures {
+        let name = match pass {
+            Pass::First => "first",
+            Pass::Next => "next",
+        };
+        let stdout = dir.join(format!("report-{name}.json"));
+        let before = counters(&self.emulator, case).await;
+        let cpu = StackCpu::now();
+        let (f, e, out) = (function.clone(), event.to_path_buf(), stdout.clone());
+        let run = tokio::task::spawn_blocking(move || f.run(&e, &out)).await.expect("the child ran");
+        let cpu_after = StackCpu::now();
+        let after = counters(&self.emulator, case).await;
+        let (calls, bytes) = split_counters(&before, &after);
+        let mut figures = Figures {
             run,
-            rejected,
             error: None,
             status: "-".into(),
             datasets: 0,
@@ -283,44 +321,43 @@ impl Bench {
             moto_cpu: cpu_after.moto(&cpu),
             emulator_cpu: cpu_after.emulator(&cpu),
         };
-        match &report {
-            Some(r) => {
-                outcome.status = r["status"].as_str().unwrap_or("?").to_string();
-                outcome.datasets = r["counts"]["datasets"].as_u64().unwrap_or(0);
-                let publish = r["accounts"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|a| a["regions"].as_array().into_iter().flatten())
-                    .flat_map(|r| r["warehouses"].as_array().into_iter().flatten())
-                    .flat_map(|w| w["publish"].as_array().into_iter().flatten())
-                    .filter(|p| p["output"] == "manifests");
-                for p in publish {
-                    outcome.written += p["written"].as_u64().unwrap_or(0);
-                    outcome.unchanged += p["unchanged"].as_u64().unwrap_or(0);
-                }
-                let expected = case.tables * case.warehouses.len() as u64;
-                if outcome.status != "succeeded" || outcome.written != expected {
-                    outcome.error = Some(format!(
-                        "status {}, {} datasets read, {} manifests written of {expected}: see {}",
-                        outcome.status,
-                        outcome.datasets,
-                        outcome.written,
-                        dir.display()
-                    ));
-                }
-            }
-            None if outcome.rejected.is_none() => {
-                outcome.error =
-                    Some(format!("exit {}, no report: {last_line} (see {})", outcome.run.exit, log.display()))
-            }
-            None => {}
+        let report: Option<Value> = std::fs::read_to_string(&stdout).ok().and_then(|s| serde_json::from_str(&s).ok());
+        let Some(r) = report else {
+            figures.error = Some(format!("{name} run: exit {}, no report (see {})", figures.run.exit, dir.display()));
+            return figures;
+        };
+        figures.status = r["status"].as_str().unwrap_or("?").to_string();
+        figures.datasets = r["counts"]["datasets"].as_u64().unwrap_or(0);
+        let publish = r["accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["regions"].as_array().into_iter().flatten())
+            .flat_map(|r| r["warehouses"].as_array().into_iter().flatten())
+            .flat_map(|w| w["publish"].as_array().into_iter().flatten())
+            .filter(|p| p["output"] == "manifests");
+        for p in publish {
+            figures.written += p["written"].as_u64().unwrap_or(0);
+            figures.unchanged += p["unchanged"].as_u64().unwrap_or(0);
         }
-        if !self.keep {
-            // moto keeps every object in memory.
-            common::delete_bucket(&self.s3, &bucket).await;
+        let all = case.tables * case.warehouses.len() as u64;
+        let expected = match pass {
+            Pass::First => (all, 0),
+            Pass::Next => (0, all),
+        };
+        if figures.status != "succeeded" || (figures.written, figures.unchanged) != expected {
+            figures.error = Some(format!(
+                "{name} run: status {}, {} datasets read, {} manifests written and {} unchanged, not {} and {}: see {}",
+                figures.status,
+                figures.datasets,
+                figures.written,
+                figures.unchanged,
+                expected.0,
+                expected.1,
+                dir.display()
+            ));
         }
-        outcome
+        figures
     }
 }
 
@@ -357,6 +394,9 @@ fn row(
     println!("| {name} | {} | {} | {} |", cells.join(" | "), ratio(of("a"), of("b")), ratio(of("a"), of("c")));
 }
 
+/// One run's figures of a configuration's outcome.
+type OfPass = fn(&Outcome) -> Option<&Figures>;
+
 fn print_case(case: &Case, fixture: &str, runs: &[(&Variant, &Outcome)]) {
     println!();
     println!("## {}", case.title);
@@ -366,30 +406,42 @@ fn print_case(case: &Case, fixture: &str, runs: &[(&Variant, &Outcome)]) {
     println!("| figure | {} | b/a | c/a |", labels.join(" | "));
     println!("|---|{}---|---|", "---|".repeat(runs.len()));
     let f = |n: u64| Some(n as f64);
-    row("wall time", runs, |o| Some(o.run.wall.as_secs_f64()), |s| format!("{s:.1} s"));
-    row("peak RSS of the function", runs, |o| f(o.run.peak_rss_kib), |k| format!("{:.1} MiB", mib(k as u64)));
-    row("CPU of the function (user + system)", runs, |o| Some(o.run.cpu.as_secs_f64()), |s| format!("{s:.2} s"));
-    row("Data API calls", runs, |o| f(o.calls.values().sum()), |n| thousands(n as u64));
-    let mut operations: Vec<&String> = runs.iter().flat_map(|(_, o)| o.calls.keys()).collect();
+    let secs = |s: f64| format!("{s:.1} s");
+    let count = |n: f64| thousands(n as u64);
+    let passes: [(&str, OfPass); 2] = [("first run", |o| Some(&o.first)), ("next run", |o| o.next.as_ref())];
+    for (pass, of) in passes {
+        row(&format!("wall time, {pass}"), runs, |o| Some(of(o)?.run.wall.as_secs_f64()), secs);
+    }
+    for (pass, of) in passes {
+        let rss = |o: &Outcome| f(of(o)?.run.peak_rss_kib);
+        row(&format!("peak RSS of the function, {pass}"), runs, rss, |k| format!("{:.1} MiB", mib(k as u64)));
+    }
+    for (pass, of) in passes {
+        let cpu = |o: &Outcome| Some(of(o)?.run.cpu.as_secs_f64());
+        row(&format!("CPU of the function (user + system), {pass}"), runs, cpu, |s| format!("{s:.2} s"));
+    }
+    for (pass, of) in passes {
+        row(&format!("Data API calls, {pass}"), runs, |o| f(of(o)?.calls.values().sum()), count);
+    }
+    let mut operations: Vec<&String> = runs.iter().flat_map(|(_, o)| o.first.calls.keys()).collect();
     operations.sort();
     operations.dedup();
     for op in operations {
-        row(&format!("- {op}"), runs, |o| f(o.calls.get(op).copied().unwrap_or(0)), |n| thousands(n as u64));
+        row(&format!("- {op}"), runs, |o| f(o.first.calls.get(op).copied().unwrap_or(0)), count);
     }
-    row(
-        "bytes received (emulator `*Bytes`)",
-        runs,
-        |o| o.bytes.map(|b| b as f64),
-        |b| format!("{:.1} MiB", b / 1048576.0),
-    );
-    row("manifests written", runs, |o| f(o.written), |n| thousands(n as u64));
-    row("moto CPU during the run", runs, |o| o.moto_cpu, |s| format!("{s:.1} s"));
-    row("emulator CPU during the run", runs, |o| o.emulator_cpu, |s| format!("{s:.1} s"));
+    let bytes = |o: &Outcome| o.first.bytes.map(|b| b as f64);
+    row("bytes received (emulator `*Bytes`), first run", runs, bytes, |b| format!("{:.1} MiB", b / 1048576.0));
+    row("manifests written, first run", runs, |o| f(o.first.written), count);
+    row("manifests unchanged, next run", runs, |o| f(o.next.as_ref()?.unchanged), count);
+    for (pass, of) in passes {
+        row(&format!("moto CPU during the {pass}"), runs, |o| of(o)?.moto_cpu, secs);
+        row(&format!("emulator CPU during the {pass}"), runs, |o| of(o)?.emulator_cpu, secs);
+    }
     let statuses: Vec<String> = runs
         .iter()
         .map(|(_, o)| match o.rejected {
             Some(_) => "config rejected".into(),
-            None => format!("{} (exit {})", o.status, o.run.exit),
+            None => o.runs().map(|r| format!("{} (exit {})", r.status, r.run.exit)).collect::<Vec<_>>().join(", "),
         })
         .collect();
     println!("| run status | {} | | |", statuses.join(" | "));
@@ -397,11 +449,8 @@ fn print_case(case: &Case, fixture: &str, runs: &[(&Variant, &Outcome)]) {
         if let Some(why) = &o.rejected {
             println!("{}: the build rejects this config (a key it does not know yet?): {why}", v.label);
         }
-        if let Some(e) = &o.error {
+        for e in o.runs().filter_map(|r| r.error.as_ref()) {
             println!("{}: {e}", v.label);
-        }
-        if o.unchanged > 0 {
-            println!("{}: {} manifests unchanged (the bucket was not new?)", v.label, o.unchanged);
         }
     }
 }
@@ -492,17 +541,16 @@ async fn main() {
         for v in &variants {
             eprintln!("  {} ...", v.label);
             let o = bench.run(case, v).await;
-            let what = match (&o.rejected, &o.error) {
-                (Some(why), _) => format!("config rejected: {why}"),
-                (None, Some(e)) => e.clone(),
-                (None, None) => format!("{} manifests written", thousands(o.written)),
-            };
-            eprintln!(
-                "  {}: {:.1} s, peak RSS {:.1} MiB; {what}",
-                v.label,
-                o.run.wall.as_secs_f64(),
-                mib(o.run.peak_rss_kib)
-            );
+            if let Some(why) = &o.rejected {
+                eprintln!("  {}: config rejected: {why}", v.label);
+            }
+            for (pass, r) in ["first", "next"].into_iter().zip(o.runs()) {
+                let what = r.error.clone().unwrap_or_else(|| {
+                    format!("{} manifests written, {} unchanged", thousands(r.written), thousands(r.unchanged))
+                });
+                let (wall, rss) = (r.run.wall.as_secs_f64(), mib(r.run.peak_rss_kib));
+                eprintln!("  {} {pass} run: {wall:.1} s, peak RSS {rss:.1} MiB; {what}", v.label);
+            }
             let rss = |s| common::rss_mib(s).map(|m| format!("{m:.0} MiB")).unwrap_or("?".into());
             eprintln!("  stack RSS after it: moto {}, emulator {}", rss("moto"), rss("emulator"));
             outcomes.push(o);
@@ -517,28 +565,26 @@ async fn main() {
         println!("## summary");
         println!();
         println!(
-            "| case | fixture | (a) wall | (a) peak RSS | (a) calls | b/a wall | b/a calls | c/a bytes | c/a wall |"
+            "| case | fixture | (a) first run | (a) next run | (a) peak RSS | (a) calls | b/a wall | b/a calls | c/a bytes \
+             | c/a wall |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         for (case, fixture, outcomes) in &summary {
             let get = |key: &str, f: &dyn Fn(&Outcome) -> Option<f64>| {
-                variants.iter().position(|v| v.key == key).and_then(|i| {
-                    let o = &outcomes[i];
-                    if o.rejected.is_some() {
-                        None
-                    } else {
-                        f(o)
-                    }
-                })
+                let o = &outcomes[variants.iter().position(|v| v.key == key)?];
+                o.rejected.is_none().then(|| f(o)).flatten()
             };
-            let wall = |o: &Outcome| Some(o.run.wall.as_secs_f64());
-            let calls = |o: &Outcome| Some(o.calls.values().sum::<u64>() as f64);
-            let bytes = |o: &Outcome| o.bytes.map(|b| b as f64);
-            let rss = |o: &Outcome| Some(mib(o.run.peak_rss_kib));
+            let wall = |o: &Outcome| Some(o.first.run.wall.as_secs_f64());
+            let next = |o: &Outcome| Some(o.next.as_ref()?.run.wall.as_secs_f64());
+            let calls = |o: &Outcome| Some(o.first.calls.values().sum::<u64>() as f64);
+            let bytes = |o: &Outcome| o.first.bytes.map(|b| b as f64);
+            let rss = |o: &Outcome| o.runs().map(|r| mib(r.run.peak_rss_kib)).reduce(f64::max);
+            let secs = |s: Option<f64>| s.map(|s| format!("{s:.1} s")).unwrap_or("n/a".into());
             println!(
-                "| {} | {fixture} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {fixture} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 case.slug,
-                get("a", &wall).map(|s| format!("{s:.1} s")).unwrap_or("n/a".into()),
+                secs(get("a", &wall)),
+                secs(get("a", &next)),
                 get("a", &rss).map(|m| format!("{m:.1} MiB")).unwrap_or("n/a".into()),
                 get("a", &calls).map(|n| thousands(n as u64)).unwrap_or("n/a".into()),
                 ratio(get("a", &wall), get("b", &wall)),

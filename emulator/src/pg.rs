@@ -100,7 +100,8 @@ impl Postgres {
 
     /// Replaces every database of `target` in `account` with fresh ones, each set up by its
     /// fixture SQL run as the superuser. Each PostgreSQL database's comment names what it
-    /// stands for, `<account>/<target>/<database>`, for the catalog SQL.
+    /// stands for, `<account>/<target>/<database>`, for the catalog SQL; its setting
+    /// `redshift.database` holds the database's name again, for `current_database()`.
     pub async fn create_warehouse(
         &self,
         account: &str,
@@ -120,8 +121,13 @@ impl Postgres {
             let name = format!("rs_{}", self.next.fetch_add(1, Ordering::SeqCst));
             create_database(&admin, &name).await?;
             let identity = format!("{account}/{target}/{database}");
+            let (pg_name, identity_literal) = (quote_ident(&name), quote_literal(&identity));
             admin
-                .batch_execute(&format!("COMMENT ON DATABASE {} IS {}", quote_ident(&name), quote_literal(&identity)))
+                .batch_execute(&format!(
+                    "COMMENT ON DATABASE {pg_name} IS {identity_literal}; \
+                     ALTER DATABASE {pg_name} SET redshift.database = {}",
+                    quote_literal(database)
+                ))
                 .await
                 .map_err(|e| e.to_string())?;
             let key = (account.to_string(), target.to_string(), database.clone());
