@@ -98,6 +98,13 @@ pub struct WarehouseIndex<E = IndexEntry> {
     pub datasets: Vec<E>,
 }
 
+/// The run that committed an index, read without its entries.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexHead {
+    run_id: String,
+}
+
 /// One file of a snapshot: a dataset's manifest, or a file of entities of one database.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -178,8 +185,67 @@ pub struct Snapshots<'a, S, F> {
 /// The previous index: absent, read, or there but unreadable.
 enum Previous {
     None,
-    Read(WarehouseIndex),
+    Read(Committed),
     Unreadable(String),
+}
+
+/// What the writes keep of a readable committed index: each file's key, as a digest, and
+/// sha256, sorted by key digest: 49 bytes a file, where a parsed entry takes about 460 (46 MB
+/// for a warehouse of 100,000 tables). The entries are read again for the commit, once the
+/// warehouse's read has ended and freed what it held.
+struct Committed {
+    run_id: String,
+    files: Vec<CommittedFile>,
+}
+
+/// The committed entries a commit builds on.
+struct OldEntries {
+    entries: Vec<IndexEntry>,
+    /// Whether this run produced each entry again, changed or not.
+    seen: Vec<bool>,
+    /// The run that committed them, when the index was read again: the commit yields to a
+    /// newer one.
+    run_id: Option<String>,
+}
+
+/// One committed file, as [`Committed`] keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct CommittedFile {
+    key: [u8; 16],
+    /// `None` for a file recovered by listing, whose content is unknown.
+    sha256: Option<[u8; 32]>,
+}
+
+impl CommittedFile {
+    fn of(key: &str, sha256_hex: &str) -> Self {
+        Self { key: key_digest(key), sha256: sha256_bytes(sha256_hex) }
+    }
+}
+
+/// Parses an index's entries into [`CommittedFile`]s one at a time, checked as [`IndexEntry`]s,
+/// so that the whole index is never held parsed.
+impl<'de> Deserialize<'de> for CommittedFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entry = IndexEntry::deserialize(deserializer)?;
+        Ok(Self::of(&entry.key, &entry.sha256))
+    }
+}
+
+fn key_digest(key: &str) -> [u8; 16] {
+    let mut digest = [0; 16];
+    digest.copy_from_slice(&Sha256::digest(key.as_bytes())[..16]);
+    digest
+}
+
+fn sha256_bytes(hex: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(bytes)
 }
 
 /// What every write of one warehouse in one format reads: the committed index (`None`: this
@@ -191,17 +257,20 @@ pub struct Base {
 }
 
 impl Base {
-    /// The committed entries, sorted by key (none without a readable index).
-    fn committed(&self) -> &[IndexEntry] {
+    /// The committed files, sorted by key digest (none without a readable index).
+    fn committed(&self) -> &[CommittedFile] {
         match &self.previous {
-            Some(Previous::Read(index)) => &index.datasets,
+            Some(Previous::Read(committed)) => &committed.files,
             _ => &[],
         }
     }
+}
 
+impl Committed {
     /// Where the committed index has `key`.
-    fn position(&self, key: &str) -> Option<usize> {
-        self.committed().binary_search_by(|e| e.key.as_str().cmp(key)).ok()
+    fn position(files: &[CommittedFile], key: &str) -> Option<usize> {
+        let digest = key_digest(key);
+        files.binary_search_by(|f| f.key.cmp(&digest)).ok()
     }
 }
 
@@ -265,8 +334,12 @@ fn index_key(root: &str, account: &str, region: &str, warehouse: &WarehouseId) -
 impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     async fn previous(&self, key: &str) -> Result<Previous, AwsError> {
         match self.store.get(self.bucket, key).await {
-            Ok(bytes) => Ok(match serde_json::from_slice::<WarehouseIndex>(&bytes) {
-                Ok(index) => Previous::Read(index),
+            Ok(bytes) => Ok(match serde_json::from_slice::<WarehouseIndex<CommittedFile>>(&bytes) {
+                Ok(index) => {
+                    let mut files = index.datasets;
+                    files.sort_unstable();
+                    Previous::Read(Committed { run_id: index.run_id, files })
+                }
                 Err(e) => Previous::Unreadable(e.to_string()),
             }),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(Previous::None),
@@ -296,16 +369,11 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             PublishReport { output: F::NAME.to_string(), index_key: index_key.clone(), ..PublishReport::default() };
         let mut held = F::Held::default();
         let previous = match self.previous(&index_key).await {
-            Ok(Previous::Read(index)) if self.newer(&index) => {
+            Ok(Previous::Read(index)) if self.newer(&index.run_id) => {
                 report.superseded_by = Some(index.run_id.clone());
                 None
             }
-            Ok(mut previous) => {
-                if let Previous::Read(index) = &mut previous {
-                    index.datasets.sort_by(|a, b| a.key.cmp(&b.key));
-                }
-                Some(previous)
-            }
+            Ok(previous) => Some(previous),
             Err(e) => {
                 report.error =
                     Some(format!("could not read the committed index {index_key}: {e}; nothing written or removed"));
@@ -313,7 +381,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             }
         };
         let committed = match &previous {
-            Some(Previous::Read(index)) => index.datasets.len(),
+            Some(Previous::Read(committed)) => committed.files.len(),
             _ => 0,
         };
         let mut tally = Tally { report, written: Vec::new(), seen: vec![false; committed], failures: Vec::new() };
@@ -335,9 +403,12 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
 
     /// Writes a file unless the committed index has it with the same content.
     pub async fn offer(&self, base: &Base, file: File) -> Offered {
-        let position = base.position(&file.entry.key);
+        let committed = base.committed();
+        let position = Committed::position(committed, &file.entry.key);
         match position {
-            Some(p) if base.committed()[p].sha256 == file.entry.sha256 => return Offered::Unchanged(p),
+            Some(p) if committed[p].sha256.is_some_and(|sha| Some(sha) == sha256_bytes(&file.entry.sha256)) => {
+                return Offered::Unchanged(p)
+            }
             _ if base.dry_run => return Offered::Written(file.entry, position),
             _ => {}
         }
@@ -350,25 +421,16 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     /// Commits what was written of a warehouse whose read has ended; what it did, or why it
     /// stopped, is in the report.
     pub async fn commit(&self, opened: Opened<F::Held>, catalog: &WarehouseCatalog) -> PublishReport {
-        let Opened { base, tally: Tally { mut report, written, mut seen, failures }, .. } = opened;
+        let Opened { base, tally: Tally { mut report, written, seen, failures }, .. } = opened;
         let Some(previous) = base.previous else { return report };
-        let recovered;
-        let old_entries: &[IndexEntry] = match &previous {
-            Previous::Read(index) => &index.datasets,
-            _ => match self.recover(catalog).await {
-                Ok(entries) => {
-                    recovered = entries;
-                    seen = vec![false; recovered.len()];
-                    &recovered
-                }
-                Err(e) => {
-                    report.error =
-                        Some(format!("could not list {}'s files: {e}; nothing committed or removed", report.index_key));
-                    return report;
-                }
-            },
+        let old = match self.old_entries(catalog, &previous, &report.index_key, &seen).await {
+            Ok(old) => old,
+            Err(e) => {
+                report.error = Some(format!("{e}; nothing committed or removed"));
+                return report;
+            }
         };
-        let (entries, removed) = self.entries(catalog, &written, old_entries, &seen, &mut report);
+        let (entries, removed) = self.entries(catalog, &written, &old.entries, &old.seen, &mut report);
         report.removed = removed.len();
         if self.dry_run {
             report.would_remove = removed;
@@ -391,13 +453,15 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             committed_at: self.committed_at.to_string(),
             datasets: entries,
         };
-        if let Ok(Previous::Read(now)) = self.previous(&report.index_key).await {
-            if self.newer(&now) {
-                // A newer run committed while this one wrote: its index stands; the files this
-                // run wrote may be older than that index says until the next run.
-                report.superseded_by = Some(now.run_id);
-                return report;
-            }
+        let newer = match old.run_id {
+            Some(run_id) => self.newer(&run_id).then_some(run_id),
+            None => self.committed_by_newer(&report.index_key).await,
+        };
+        if let Some(newer) = newer {
+            // A newer run committed while this one wrote: its index stands; the files this run
+            // wrote may be older than that index says until the next run.
+            report.superseded_by = Some(newer);
+            return report;
         }
         let body = serde_json::to_vec_pretty(&index).expect("an index serialises");
         if let Err(e) = self.store.put(self.bucket, &report.index_key, body, "application/json").await {
@@ -410,16 +474,45 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         report
     }
 
-    /// Whether the index at `key` was committed by a newer run, which saw the warehouse after
-    /// this run's discovery did: it is not this run's to remove.
-    async fn committed_by_newer(&self, key: &str) -> bool {
-        matches!(self.previous(key).await, Ok(Previous::Read(index)) if self.newer(&index))
+    /// The committed entries the new index builds on, each with whether this run produced it
+    /// again: a readable index is read again (only digests were kept while writing); without
+    /// one, the files of what the read could not see are recovered by listing.
+    async fn old_entries(
+        &self,
+        catalog: &WarehouseCatalog,
+        previous: &Previous,
+        index_key: &str,
+        seen: &[bool],
+    ) -> Result<OldEntries, String> {
+        let Previous::Read(committed) = previous else {
+            let entries =
+                self.recover(catalog).await.map_err(|e| format!("could not list {index_key}'s files: {e}"))?;
+            return Ok(OldEntries { seen: vec![false; entries.len()], entries, run_id: None });
+        };
+        let again = |e: &dyn std::fmt::Display| format!("could not read the committed index {index_key} again: {e}");
+        let bytes = self.store.get(self.bucket, index_key).await.map_err(|e| again(&e))?;
+        let index: WarehouseIndex = serde_json::from_slice(&bytes).map_err(|e| again(&e))?;
+        drop(bytes);
+        let produced = |e: &IndexEntry| {
+            Committed::position(&committed.files, &e.key).is_some_and(|p| seen.get(p).copied().unwrap_or(false))
+        };
+        let seen = index.datasets.iter().map(produced).collect();
+        Ok(OldEntries { entries: index.datasets, seen, run_id: Some(index.run_id) })
     }
 
-    /// Whether `index` was committed by a newer run. Run ids sort by time, so an old run's shard
-    /// delivered late (a retry after the next run) yields instead of rolling a warehouse back.
-    fn newer(&self, index: &WarehouseIndex) -> bool {
-        index.run_id.as_str() > self.run_id
+    /// The newer run that committed the index at `key`, if one did: it saw the warehouse after
+    /// this run's discovery did, so the warehouse is not this run's to write or remove. Only the
+    /// run id is parsed, not the entries (a large warehouse's index is tens of MB).
+    async fn committed_by_newer(&self, key: &str) -> Option<String> {
+        let bytes = self.store.get(self.bucket, key).await.ok()?;
+        let head: IndexHead = serde_json::from_slice(&bytes).ok()?;
+        self.newer(&head.run_id).then_some(head.run_id)
+    }
+
+    /// Whether `run_id` is of a newer run. Run ids sort by time, so an old run's shard delivered
+    /// late (a retry after the next run) yields instead of rolling a warehouse back.
+    fn newer(&self, run_id: &str) -> bool {
+        run_id > self.run_id
     }
 
     /// The new index's entries, sorted: the files this run wrote, the committed ones it produced
@@ -529,7 +622,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         for key in self.store.list(self.bucket, &prefix).await? {
             let Some(warehouse) = warehouse_of_index_key(&key[prefix.len()..]) else { continue };
             let unconfirmed = matches!(warehouse, WarehouseId::WorkgroupName(_)) && !workgroups_listed;
-            if present.contains(&warehouse) || unconfirmed || self.committed_by_newer(&key).await {
+            if present.contains(&warehouse) || unconfirmed || self.committed_by_newer(&key).await.is_some() {
                 continue;
             }
             let objects =
@@ -726,6 +819,32 @@ mod tests {
             assert!(report.committed && report.kept == 1, "{report:?}");
         }
         assert_eq!(names(&store).len(), 2, "mart's manifest is still there: {:?}", names(&store));
+    }
+
+    /// While a warehouse is written only digests of the committed index are kept; the commit
+    /// reads its entries again, and removes nothing when it cannot.
+    #[tokio::test]
+    async fn the_commit_reads_the_index_again_and_stops_if_it_cannot() {
+        let store = MemoryStore::default();
+        let both = vec![table("s", "a", DatasetKind::Table), table("s", "b", DatasetKind::Table)];
+        snapshots(&store).warehouse(&catalog(both, Unconfirmed::Nothing)).await;
+        let read = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
+        let s = snapshots(&store);
+        let mut opened = s.open(&read.catalog).await;
+        assert_eq!(opened.base.committed().len(), 2);
+        for event in &read.events {
+            for file in s.files(&read.catalog, &opened.base, event, &mut opened.held) {
+                let offered = s.offer(&opened.base, file).await;
+                assert!(matches!(offered, Offered::Unchanged(_)), "a is as committed");
+                opened.tally.record(offered, false);
+            }
+        }
+        let index = "p/index/111111111111/us-east-1/cluster/c.json".to_string();
+        store.objects.lock().unwrap().insert(index, b"not json".to_vec());
+
+        let report = s.commit(opened, &read.catalog).await;
+        assert!(!report.committed && report.error.unwrap().contains("again"));
+        assert_eq!(names(&store).len(), 2, "b is not removed without the index's word");
     }
 
     #[tokio::test]
