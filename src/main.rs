@@ -59,7 +59,7 @@ fn init_tracing(lambda: bool) {
 }
 
 fn main() -> ExitCode {
-    one_malloc_arena();
+    tune_malloc();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     match runtime {
         Ok(runtime) => runtime.block_on(run()),
@@ -70,15 +70,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// glibc gives threads that allocate at once arenas of their own, and what one arena frees
-/// another does not reuse: the commit after a large read grew the process past what the read
-/// had freed (12 MB more peak at 20,000 tables). A function that waits on
-/// the network needs no more than one.
-fn one_malloc_arena() {
+/// glibc's allocator, set so that the process's memory tracks what it holds:
+/// - one arena: with one per thread, what one arena frees another does not reuse, and the
+///   commit after a large read grew the process past what the read had freed (12 MB more peak
+///   at 20,000 tables); a function that waits on the network needs no more than one;
+/// - blocks of 128 KB and more mapped on their own at a fixed threshold: glibc otherwise raises
+///   the threshold as large blocks are freed, and later large buffers (result pages, a
+///   database's waiting datasets, an index) stay resident after they are freed.
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+    // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
