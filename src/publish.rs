@@ -248,8 +248,8 @@ fn sha256_bytes(hex: &str) -> Option<[u8; 32]> {
     Some(bytes)
 }
 
-/// What every write of one warehouse in one format reads: the committed index (`None`: this
-/// warehouse is not written, see the report), sorted by key.
+/// What every write of one warehouse in one format reads: the committed index as digests
+/// (`None`: this warehouse is not written, see the report).
 pub struct Base {
     previous: Option<Previous>,
     dry_run: bool,
@@ -423,6 +423,13 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     pub async fn commit(&self, opened: Opened<F::Held>, catalog: &WarehouseCatalog) -> PublishReport {
         let Opened { base, tally: Tally { mut report, written, seen, failures }, .. } = opened;
         let Some(previous) = base.previous else { return report };
+        if let (false, Some(first)) = (self.dry_run, failures.first()) {
+            report.error = Some(format!(
+                "{} files could not be written ({first}); the index was not committed and nothing was removed",
+                failures.len()
+            ));
+            return report;
+        }
         let old = match self.old_entries(catalog, &previous, &report.index_key, &seen).await {
             Ok(old) => old,
             Err(e) => {
@@ -434,13 +441,6 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         report.removed = removed.len();
         if self.dry_run {
             report.would_remove = removed;
-            return report;
-        }
-        if let Some(first) = failures.first() {
-            report.error = Some(format!(
-                "{} files could not be written ({first}); the index was not committed and nothing was removed",
-                failures.len()
-            ));
             return report;
         }
         let index = WarehouseIndex {
@@ -493,6 +493,11 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         let bytes = self.store.get(self.bucket, index_key).await.map_err(|e| again(&e))?;
         let index: WarehouseIndex = serde_json::from_slice(&bytes).map_err(|e| again(&e))?;
         drop(bytes);
+        // Another run's commit in between: positions and digests describe an index that is
+        // gone. A newer one wins below; an older one's is settled by the next run.
+        if index.run_id != committed.run_id && !self.newer(&index.run_id) {
+            return Err(format!("the committed index {index_key} changed while this run wrote (run {})", index.run_id));
+        }
         let produced = |e: &IndexEntry| {
             Committed::position(&committed.files, &e.key).is_some_and(|p| seen.get(p).copied().unwrap_or(false))
         };
@@ -847,29 +852,36 @@ mod tests {
     }
 
     /// While a warehouse is written only digests of the committed index are kept; the commit
-    /// reads its entries again, and removes nothing when it cannot.
+    /// reads its entries again, and removes nothing when it cannot, or when an older run's commit
+    /// replaced the index meanwhile.
     #[tokio::test]
     async fn the_commit_reads_the_index_again_and_stops_if_it_cannot() {
-        let store = MemoryStore::default();
-        let both = vec![table("s", "a", DatasetKind::Table), table("s", "b", DatasetKind::Table)];
-        snapshots(&store).warehouse(&catalog(both, Unconfirmed::Nothing)).await;
-        let read = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
-        let s = snapshots(&store);
-        let mut opened = s.open(&read.catalog).await;
-        assert_eq!(opened.base.committed().len(), 2);
-        for event in &read.events {
-            for file in s.files(&read.catalog, &opened.base, event, &mut opened.held) {
-                let offered = s.offer(&opened.base, file).await;
-                assert!(matches!(offered, Offered::Unchanged(_)), "a is as committed");
-                opened.tally.record(offered, false);
+        let index = "p/index/111111111111/us-east-1/cluster/c.json";
+        let unreadable: fn(Vec<u8>) -> Vec<u8> = |_| b"not json".to_vec();
+        let older_run: fn(Vec<u8>) -> Vec<u8> =
+            |body| String::from_utf8(body).unwrap().replace(r#""runId":"r""#, r#""runId":"q""#).into();
+        for (error, tamper) in [("again", unreadable), ("changed", older_run)] {
+            let store = MemoryStore::default();
+            let both = vec![table("s", "a", DatasetKind::Table), table("s", "b", DatasetKind::Table)];
+            snapshots(&store).warehouse(&catalog(both, Unconfirmed::Nothing)).await;
+            let read = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
+            let s = snapshots(&store);
+            let mut opened = s.open(&read.catalog).await;
+            assert_eq!(opened.base.committed().len(), 2);
+            for event in &read.events {
+                for file in s.files(&read.catalog, &opened.base, event, &mut opened.held) {
+                    let offered = s.offer(&opened.base, file).await;
+                    assert!(matches!(offered, Offered::Unchanged(_)), "a is as committed");
+                    opened.tally.record(offered, false);
+                }
             }
-        }
-        let index = "p/index/111111111111/us-east-1/cluster/c.json".to_string();
-        store.objects.lock().unwrap().insert(index, b"not json".to_vec());
+            let body = store.objects.lock().unwrap().remove(index).unwrap();
+            store.objects.lock().unwrap().insert(index.into(), tamper(body));
 
-        let report = s.commit(opened, &read.catalog).await;
-        assert!(!report.committed && report.error.unwrap().contains("again"));
-        assert_eq!(names(&store).len(), 2, "b is not removed without the index's word");
+            let report = s.commit(opened, &read.catalog).await;
+            assert!(!report.committed && report.error.as_ref().unwrap().contains(error), "{report:?}");
+            assert_eq!(names(&store).len(), 2, "b is not removed without the index's word");
+        }
     }
 
     #[tokio::test]

@@ -113,7 +113,7 @@ async fn a_shard_that_fails_twice_then_succeeds() {
         service: "s3",
         action: Some("PUT"),
         region: None,
-        body_contains: Some(format!("\"kind\": \"WarehouseIndex\",\n  \"accountId\": \"{first}\"")),
+        body_contains: Some(format!("\"kind\":\"WarehouseIndex\",\"accountId\":\"{first}\"")),
         times: Some(2),
         status: 403,
         code: "AccessDenied",
