@@ -53,26 +53,6 @@ pub fn s3_client(base: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(base).force_path_style(true).build())
 }
 
-/// SDK config acting in `account` (moto keys assumed-role credentials to the role's account; so
-/// does the emulator, which asks moto).
-pub async fn account_config(base: &SdkConfig, account: &str, region: &str) -> Result<SdkConfig, String> {
-    let sts = aws_sdk_sts::Client::new(base);
-    let role = format!("arn:aws:iam::{account}:role/Seeder");
-    let out = sts.assume_role().role_arn(role).role_session_name("seed").send().await.map_err(|e| format!("{e:?}"))?;
-    let c = out.credentials().ok_or("no credentials")?;
-    Ok(base
-        .to_builder()
-        .region(Region::new(region.to_string()))
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "seed",
-        )))
-        .build())
-}
-
 /// A call to the emulator's control API (`/_emulator/{path}`): the answer's JSON.
 pub async fn emulator_call(emulator: &str, method: hyper::Method, path: &str, body: Value) -> Result<Value, String> {
     use http_body_util::{BodyExt, Full};
@@ -109,7 +89,7 @@ pub async fn counters(emulator: &str, account: &str, cluster: &str) -> Result<BT
 
 /// A cluster in moto's control plane, in `account`; one made by an earlier run is kept.
 pub async fn register_cluster(base: &SdkConfig, account: &str, region: &str, cluster: &str) -> Result<(), String> {
-    let conf = account_config(base, account, region).await?;
+    let conf = support::assumed_config(base, account, region).await?;
     let created = aws_sdk_redshift::Client::new(&conf)
         .create_cluster()
         .cluster_identifier(cluster)
@@ -167,7 +147,7 @@ pub async fn data_api_row(
 ) -> Result<Vec<String>, String> {
     use aws_sdk_redshiftdata::error::ProvideErrorMetadata;
     use aws_sdk_redshiftdata::types::{Field, StatusString};
-    let conf = account_config(base, account, "us-east-1").await?;
+    let conf = support::assumed_config(base, account, "us-east-1").await?;
     let api = aws_sdk_redshiftdata::Client::from_conf(
         aws_sdk_redshiftdata::config::Builder::from(&conf).endpoint_url(emulator).build(),
     );

@@ -127,17 +127,18 @@ pub async fn base_config(endpoint: &str) -> SdkConfig {
 
 /// SDK config acting in `account` (moto keys assumed-role credentials to the role's account).
 pub async fn account_config(endpoint: &str, account: &str, region: &str) -> SdkConfig {
-    let base = base_config(endpoint).await;
-    let sts = aws_sdk_sts::Client::new(&base);
-    let out = sts
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/Seeder"))
-        .role_session_name("seed")
-        .send()
-        .await
-        .expect("moto AssumeRole");
-    let c = out.credentials().unwrap();
-    base.to_builder()
+    assumed_config(&base_config(endpoint).await, account, region).await.expect("moto AssumeRole")
+}
+
+/// `base` acting in `account` through the role `Seeder`; the emulator, which asks moto, sees
+/// the same account.
+pub async fn assumed_config(base: &SdkConfig, account: &str, region: &str) -> Result<SdkConfig, String> {
+    let sts = aws_sdk_sts::Client::new(base);
+    let role = format!("arn:aws:iam::{account}:role/Seeder");
+    let out = sts.assume_role().role_arn(role).role_session_name("seed").send().await.map_err(|e| format!("{e:?}"))?;
+    let c = out.credentials().ok_or("no credentials")?;
+    Ok(base
+        .to_builder()
         .region(Region::new(region.to_string()))
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
             c.access_key_id(),
@@ -146,7 +147,7 @@ pub async fn account_config(endpoint: &str, account: &str, region: &str) -> SdkC
             None,
             "seed",
         )))
-        .build()
+        .build())
 }
 
 pub struct ClusterSeed<'a> {
