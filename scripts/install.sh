@@ -51,4 +51,11 @@ fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
+# A clean debug build of every test binary takes about 2 GB in target/ (make deploy-check adds
+# about 1 GB); cargo's own error when the disk fills is a linker crash, so say it first.
+free_kb="$(df -Pk "$root" | awk 'NR==2{print $4}')"
+if [ "${free_kb:-0}" -lt 3145728 ]; then
+  echo "install: warning: only $((free_kb / 1024)) MiB free on the disk of $root; make test needs about" \
+    "3 GB for target/ from clean (free space, or point CARGO_TARGET_DIR at a larger disk)" >&2
+fi
 echo "install: tools ready in $venv"
