@@ -613,8 +613,10 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         }
     }
 
-    /// Removes every warehouse of a region that a complete discovery no longer found: its index
-    /// first (from then on readers no longer list it), then its files.
+    /// Removes every warehouse of a region that a complete discovery no longer found: its files
+    /// first, then its index. The index is how a run finds a warehouse to remove, so a removal
+    /// cut in between is found and finished by the next run; removed first, it would leave files
+    /// that no run lists again.
     pub async fn sweep(
         &self,
         account: &str,
@@ -633,10 +635,10 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             let objects =
                 self.store.list(self.bucket, &self.format.warehouse_prefix(account, region, &warehouse)).await?;
             if !self.dry_run {
-                self.store.delete(self.bucket, std::slice::from_ref(&key)).await?;
                 if !objects.is_empty() {
                     self.store.delete(self.bucket, &objects).await?;
                 }
+                self.store.delete(self.bucket, std::slice::from_ref(&key)).await?;
             }
             warn!(output = F::NAME, warehouse = %warehouse.name(), "warehouse no longer exists; its files are removed");
             removed.push(RemovedWarehouse { id: warehouse, objects: objects.len() });

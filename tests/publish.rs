@@ -222,6 +222,48 @@ async fn a_deleted_cluster_loses_its_datasets_but_not_in_a_narrowed_run() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_removal_cut_short_is_finished_by_the_next_run() {
+    let org = org("cut_removal").await;
+    let (keep, doomed) = (unique("keep"), unique("doomed"));
+    org.cluster(&keep, &[("dev", &fixture(&["a"]))]).await;
+    org.cluster(&doomed, &[("dev", &fixture(&["b", "c"]))]).await;
+    org.run(&org.moto, &RunRequest::default()).await;
+    let doomed_prefix = format!("registry/datasets/{}/us-east-1/cluster/{doomed}/", org.account);
+    let keep_prefix = format!("registry/datasets/{}/us-east-1/cluster/{keep}/", org.account);
+    let keep_before = org.objects(&keep_prefix).await;
+    delete_cluster(&org.moto, &org.account, "us-east-1", &doomed).await;
+
+    // S3 refuses to delete the removed cluster's files (DeleteObjects is a POST naming its keys).
+    let refusing = FaultFront::start(
+        &org.moto,
+        vec![support::fault_front::Rule {
+            service: "s3",
+            action: Some("POST"),
+            region: None,
+            body_contains: Some(doomed_prefix.clone()),
+            times: None,
+            status: 500,
+            code: "InternalError",
+            message: "injected",
+        }],
+    )
+    .await;
+    let report = org.run(&refusing.url, &RunRequest::default()).await;
+    let region = &report.accounts[0].regions[0];
+    assert!(region.removal_error.as_deref().is_some_and(|e| e.contains("injected")), "{region:#?}");
+    assert!(region.removed_warehouses.is_empty());
+    assert_eq!(org.objects(&keep_prefix).await, keep_before);
+
+    let report = org.run(&org.moto, &RunRequest::default()).await;
+    let removed = &report.accounts[0].regions[0].removed_warehouses;
+    assert_eq!(removed.iter().map(|r| r.id.name()).collect::<Vec<_>>(), [doomed.as_str()]);
+    assert!(org.objects(&doomed_prefix).await.is_empty(), "no file of the removed cluster is left behind");
+    let index_key = format!("registry/index/{}/us-east-1/cluster/{doomed}.json", org.account);
+    assert!(list_keys(&org.moto, &org.bucket, &index_key).await.is_empty());
+    assert_eq!(org.objects(&keep_prefix).await, keep_before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_leaves_the_bucket_byte_identical() {
     let org = org("dry_publish").await;
     let cluster = unique("sales");
