@@ -303,6 +303,32 @@ async fn a_long_poll_returns_as_soon_as_the_statement_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn one_long_poll_per_statement_at_a_time() {
+    let cluster = cluster("waiting", "").await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 2000})).await;
+    let client = function_client().await;
+    let out = client.execute_statement().cluster_identifier(&cluster).database("dev").sql("SELECT 1").send().await;
+    let id = out.expect("ExecuteStatement").id().unwrap().to_string();
+    let first = tokio::spawn({
+        let (client, id) = (client.clone(), id.clone());
+        async move { client.describe_statement().id(id).wait_time_seconds(20).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    use aws_sdk_redshiftdata::error::ProvideErrorMetadata;
+    let second = client.describe_statement().id(&id).wait_time_seconds(20).send().await.expect_err("refused");
+    assert_eq!(second.code(), Some("ActiveWaitingRequestsExceededException"), "{second:?}");
+    let result = client.get_statement_result().id(&id).wait_time_seconds(20).send().await.expect_err("refused");
+    assert_eq!(result.code(), Some("ActiveWaitingRequestsExceededException"), "{result:?}");
+    // A short poll is not a waiting request; and once the first ends, its place is free.
+    client.describe_statement().id(&id).send().await.expect("a short poll");
+    let first = first.await.unwrap().expect("the first long poll");
+    assert_eq!(first.status(), Some(&StatusString::Finished));
+    let rows = client.get_statement_result().id(&id).wait_time_seconds(20).send().await.expect("GetStatementResult");
+    assert_eq!(rows.records(), [vec![Field::LongValue(1)]]);
+    assert_eq!(counter(&cluster, "ActiveWaitingRequestsExceededException").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn execute_statement_with_wait_time_answers_with_status_and_has_result_set() {
     let cluster = cluster("execwait", "").await;
     set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 200})).await;

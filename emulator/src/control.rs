@@ -11,7 +11,8 @@
 //!   that target; Serverless calls count and take knobs under target `serverless:{region}`;
 //! - `GET  /_emulator/accounts/{account}/targets/{target}/counters` returns calls per operation
 //!   for that target, `<Operation>Bytes`, the bytes of the response bodies sent for those calls
-//!   (errors included), and `maxRunningStatements`, the most statements it ran at once;
+//!   (errors included), `maxRunningStatements`, the most statements it ran at once, and, by
+//!   error code, long polls it refused;
 //! - `POST /_emulator/workgroups` registers a Serverless workgroup of an account (see `serverless.rs`).
 
 use std::cell::RefCell;
@@ -65,6 +66,11 @@ pub struct Knobs {
     /// https://github.com/aws/aws-sdk/issues/356); HasResultSet is the documented signal
     /// (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_DescribeStatement.html).
     pub result_rows_zero: bool,
+    /// The next N long polls (DescribeStatement, GetStatementResult or GetStatementResultV2 with
+    /// WaitTimeSeconds) answer InternalServerException (HTTP 500) at once while their wait goes
+    /// on at the service, holding its place: a request the client saw fail (a dropped
+    /// connection, a 5xx on the way) that the service still serves. The SDKs retry a 500.
+    pub long_polls_left_waiting: u32,
 }
 
 fn key(account: &str, target: &str) -> (String, String) {
@@ -184,6 +190,21 @@ impl Emulator {
             });
         }
         Ok(knobs)
+    }
+
+    /// Counts a refused long poll under its error code, so that tests see it was refused.
+    pub fn count(&self, account: &str, target: &str, code: &str) {
+        let mut targets = self.targets.lock().unwrap();
+        *targets.entry(key(account, target)).or_default().counters.entry(code.to_string()).or_default() += 1;
+    }
+
+    /// Whether this long poll is one of the target's `long_polls_left_waiting`.
+    pub fn leaves_long_poll_waiting(&self, account: &str, target: &str) -> bool {
+        let mut targets = self.targets.lock().unwrap();
+        let knobs = &mut targets.entry(key(account, target)).or_default().knobs;
+        let left = knobs.long_polls_left_waiting > 0;
+        knobs.long_polls_left_waiting = knobs.long_polls_left_waiting.saturating_sub(1);
+        left
     }
 
     /// Answers one AWS call, then adds the bytes of its response body to `<Operation>Bytes` of the

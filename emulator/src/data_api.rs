@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::control::{Emulator, Knobs};
 use crate::http::AwsError;
 use crate::pg::StoredRow;
-use crate::statements::{is_final, wait_until, NewStatement, Statement, SubStatement};
+use crate::statements::{is_final, leave_waiting, wait_until, NewStatement, Statement, SubStatement};
 
 const DEFAULT_IAM_USER: &str = "IAMR:DataRegistryRedshiftReader";
 /// The process id every statement reports.
@@ -86,8 +86,8 @@ fn execution_mode(input: &Value) -> Result<&'static str, AwsError> {
 /// API_GetStatementResultV2.html). Over 30, under 0 or not an integer is a ValidationException,
 /// worded as AWS words constraint failures; 0 is refused like 31 (the service model's range is
 /// 1-30, see below). Not documented, assumed: a call
-/// waits once, after its latency knob; there is no limit on waiting calls
-/// (ActiveWaitingRequestsExceededException is never raised).
+/// waits once, after its latency knob. One waiting request per statement at a time (see
+/// `statements::WAITING_PER_STATEMENT`).
 fn wait_time(input: &Value) -> Result<Option<Duration>, AwsError> {
     let Some(value) = input.get("WaitTimeSeconds").filter(|v| !v.is_null()) else {
         return Ok(None);
@@ -222,7 +222,8 @@ impl Emulator {
             // Not documented, assumed: Status and RedshiftPid come whenever WaitTimeSeconds is
             // given, HasResultSet only once the statement ended (FINISHED, FAILED or ABORTED), as
             // DescribeStatement would then give it (true if any SQL of a batch has a result set).
-            wait_until(&statement, wait, |s| s.ended()).await;
+            // A new statement: no other request waits on it yet.
+            wait_until(&statement, wait, |s| s.ended()).await?;
             let s = statement.lock().unwrap();
             out["Status"] = json!(s.status);
             out["RedshiftPid"] = json!(REDSHIFT_PID);
@@ -231,6 +232,33 @@ impl Emulator {
             }
         }
         Ok(out)
+    }
+
+    /// A long poll of DescribeStatement or GetStatementResult(V2) on a statement (`sub: None`) or
+    /// one SQL of a batch, unless the target's `longPollsLeftWaiting` knob makes it one whose
+    /// answer is lost.
+    async fn long_poll(
+        &self,
+        account: &str,
+        statement: &Arc<Mutex<Statement>>,
+        sub: Option<usize>,
+        wait: Duration,
+    ) -> Result<(), AwsError> {
+        let target = statement.lock().unwrap().target.clone();
+        let polled = if self.leaves_long_poll_waiting(account, &target) {
+            // Status and words of InternalServerException in the service model (aws-sdk-redshiftdata).
+            leave_waiting(statement.clone(), wait, move |s| ended(s, sub)).and(Err(AwsError {
+                status: 500,
+                code: "InternalServerException",
+                message: "The Amazon Redshift Data API operation failed due to invalid input.".into(),
+            }))
+        } else {
+            wait_until(statement, wait, |s| ended(s, sub)).await
+        };
+        if let Err(e) = &polled {
+            self.count(account, &target, e.code);
+        }
+        polled
     }
 
     /// The statement an id names in the caller's account, after counting the call against its target.
@@ -259,7 +287,7 @@ impl Emulator {
             // "The number of seconds to wait for the SQL statement to complete execution before
             // returning the description" (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_DescribeStatement.html);
             // for `id:n`, that SQL of the batch.
-            wait_until(&statement, wait, |s| ended(s, sub)).await;
+            self.long_poll(account, &statement, sub, wait).await?;
         }
         let s = statement.lock().unwrap();
         let duration = |updated: f64| ((updated - s.created_at) * 1e9) as i64;
@@ -367,7 +395,7 @@ impl Emulator {
             // "The number of seconds to wait for the SQL statement to complete execution before
             // returning the result" (API_GetStatementResult.html, API_GetStatementResultV2.html);
             // still running after it, the answer is the one for an unfinished statement below.
-            wait_until(&statement, wait, |s| ended(s, sub)).await;
+            self.long_poll(account, &statement, sub, wait).await?;
         }
         let s = statement.lock().unwrap();
         let index = sub.map_or(0, |n| n.wrapping_sub(1));

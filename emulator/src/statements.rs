@@ -8,6 +8,7 @@ use regex::Regex;
 use tokio::sync::watch;
 
 use crate::control::{Knobs, Running};
+use crate::http::AwsError;
 use crate::pg::{Postgres, ResultSet, Session};
 
 /// The Data API's limits on what the database returns
@@ -50,6 +51,8 @@ pub struct Statement {
     task: Option<tokio::task::AbortHandle>,
     /// Ticks on every change of the statement, for long polls (`WaitTimeSeconds`).
     changes: watch::Sender<()>,
+    /// Requests with WaitTimeSeconds waiting on it now.
+    waiting: usize,
 }
 
 impl Statement {
@@ -123,6 +126,7 @@ impl Statements {
             result_format: new.result_format,
             task: None,
             changes: watch::Sender::new(()),
+            waiting: 0,
         }));
         self.all.lock().unwrap().insert(id.clone(), statement.clone());
         let task = tokio::spawn(execute(pg.clone(), knobs.clone(), running, statement.clone(), new));
@@ -153,7 +157,68 @@ impl Statements {
 
 /// A long poll: waits up to `wait` until `done` holds for the statement, returning as soon as it
 /// does. No spinning: it sleeps on the statement's change signal, which every status change ticks.
-pub async fn wait_until(statement: &Arc<Mutex<Statement>>, wait: Duration, done: impl Fn(&Statement) -> bool) {
+/// Requests with WaitTimeSeconds waiting on one statement at once. One more is refused with
+/// ActiveWaitingRequestsExceededException, "The number of active requests with WaitTimeSeconds for
+/// the same SQL statement exceeds the limit", an error of DescribeStatement, GetStatementResult
+/// and GetStatementResultV2 (their Errors in the API reference, API_DescribeStatement.html,
+/// API_GetStatementResult.html, API_GetStatementResultV2.html; HTTP 400 in the service model,
+/// aws-sdk-redshiftdata 1.126). Not documented, assumed: the limit is 1, and ExecuteStatement's
+/// own wait holds a place too.
+const WAITING_PER_STATEMENT: usize = 1;
+
+/// A long poll's place on its statement, given back when the poll ends however it ends.
+struct WaitingRequest(Arc<Mutex<Statement>>);
+
+impl WaitingRequest {
+    fn take(statement: &Arc<Mutex<Statement>>) -> Result<Self, AwsError> {
+        let mut s = statement.lock().unwrap();
+        if s.waiting >= WAITING_PER_STATEMENT {
+            return Err(AwsError {
+                status: 400,
+                code: "ActiveWaitingRequestsExceededException",
+                message: format!(
+                    "The number of active requests with WaitTimeSeconds for the same SQL statement exceeds the limit: {}",
+                    s.id
+                ),
+            });
+        }
+        s.waiting += 1;
+        Ok(Self(statement.clone()))
+    }
+}
+
+impl Drop for WaitingRequest {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().waiting -= 1;
+    }
+}
+
+/// A long poll: waits until `done` or `wait` has passed, holding a place on the statement.
+pub async fn wait_until(
+    statement: &Arc<Mutex<Statement>>,
+    wait: Duration,
+    done: impl Fn(&Statement) -> bool,
+) -> Result<(), AwsError> {
+    let _place = WaitingRequest::take(statement)?;
+    wait_for(statement, wait, done).await;
+    Ok(())
+}
+
+/// A long poll whose answer never reaches the client: it holds its place in the background.
+pub fn leave_waiting(
+    statement: Arc<Mutex<Statement>>,
+    wait: Duration,
+    done: impl Fn(&Statement) -> bool + Send + 'static,
+) -> Result<(), AwsError> {
+    let place = WaitingRequest::take(&statement)?;
+    tokio::spawn(async move {
+        wait_for(&statement, wait, done).await;
+        drop(place);
+    });
+    Ok(())
+}
+
+async fn wait_for(statement: &Arc<Mutex<Statement>>, wait: Duration, done: impl Fn(&Statement) -> bool) {
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the first look, so a change between the look and the sleep still wakes it.
     let mut changes = statement.lock().unwrap().changes.subscribe();

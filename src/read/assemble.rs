@@ -32,6 +32,16 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The database user as notes name it, quoted as a GRANT takes it; a placeholder when it is
+/// unknown (CURRENT_USER comes with the visibility batch, which may have failed).
+fn grantee(user: &str) -> String {
+    if user.is_empty() {
+        "<the reader's database user>".to_string()
+    } else {
+        quote_ident(user)
+    }
+}
+
 /// A column of SVV_REDSHIFT_COLUMNS: schema, table, column, position, type, default, nullable,
 /// encoding, distkey, sortkey, remarks.
 fn redshift_column(row: &Row, pull_comments: bool) -> Option<(Key, Column)> {
@@ -244,7 +254,7 @@ fn view_definitions(rows: &[Row]) -> (HashMap<Key, String>, usize) {
 
 /// The note for SVV_TABLE_INFO: a refusal is a missing GRANT; anything else is an error.
 fn stats_note(stats: &Result<Vec<Row>, ReadError>, user: &str) -> Option<String> {
-    let u = quote_ident(user);
+    let u = grantee(user);
     match stats {
         Ok(_) => None,
         Err(ReadError::Failed(m)) if m.contains("permission denied") => Some(format!(
@@ -359,7 +369,7 @@ fn definition_notes(datasets: &[Dataset], cut: usize, user: &str) -> Vec<String>
         notes.push(format!(
             "view definitions of {hidden} views are hidden from user {}: information_schema.views shows \
              a definition to the view's owner only; read as the owner or a superuser to include them",
-            quote_ident(user)
+            grantee(user)
         ));
     }
     if cut > 0 {
@@ -372,7 +382,7 @@ fn definition_notes(datasets: &[Dataset], cut: usize, user: &str) -> Vec<String>
 }
 
 fn metadata_security_note(database: &str, user: &str) -> String {
-    let u = quote_ident(user);
+    let u = grantee(user);
     format!(
         "metadata_security is on in this warehouse: pg_class and pg_namespace show user {u} only what it may \
          access, so objects hidden from it in database {database} cannot be counted and no GRANT can name them; \
@@ -514,7 +524,7 @@ fn visibility_notes(
     visible_per_schema: &BTreeMap<String, usize>,
     options: &ReadOptions,
 ) -> Vec<String> {
-    let u = quote_ident(user);
+    let u = grantee(user);
     let usable: BTreeSet<String> = schemas.iter().filter_map(|r| text(r, 0)).collect();
     let existing: BTreeSet<String> = namespaces.iter().filter_map(|r| text(r, 0)).collect();
     let mut existing_per_schema: BTreeMap<&str, usize> = BTreeMap::new();
@@ -625,6 +635,15 @@ mod tests {
         assert_eq!(rest.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["b", "c"], "b, then c without columns");
         assert_eq!(db.held_rows(), 0);
         assert_eq!(db.catalog().datasets, 3);
+    }
+
+    /// Without the visibility batch the user is unknown: no GRANT names an empty user.
+    #[test]
+    fn a_grant_hint_without_a_known_user_names_a_placeholder() {
+        let refused = Err(ReadError::Failed("permission denied for relation svv_table_info".into()));
+        let note = stats_note(&refused, "").expect("a note");
+        assert!(note.ends_with("TO <the reader's database user>;"), "{note}");
+        assert!(stats_note(&refused, "IAMR:r").unwrap().ends_with("TO \"IAMR:r\";"));
     }
 
     /// Rows of a table that come back after another table's would send it without them.

@@ -528,10 +528,21 @@ fn long_poll(configured: u8, ends: Instant) -> u8 {
 async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget, started_at: Instant) -> Result<StatementState, ReadError> {
     let (ends, exceeded) = budget.end(started_at);
     let mut delay = Duration::from_millis(50);
+    let mut long_polls = budget.fetch.wait_seconds > 0;
     loop {
-        let wait_seconds = long_poll(budget.fetch.wait_seconds, ends);
+        let wait_seconds = if long_polls { long_poll(budget.fetch.wait_seconds, ends) } else { 0 };
         let asked = Instant::now();
-        let state = api.describe(id, wait_seconds).await?;
+        let state = match api.describe(id, wait_seconds).await {
+            // The service takes one long poll per statement at a time. This one was refused
+            // because an earlier one of ours still waits there: its answer was lost and the SDK
+            // retried. The statement is still running; short polls from here on.
+            Err(e) if e.code == "ActiveWaitingRequestsExceededException" => {
+                debug!(id, "a lost long poll still waits on the statement; polling without waiting");
+                long_polls = false;
+                StatementState { phase: Phase::Running, subs: Vec::new(), has_result_set: true }
+            }
+            other => other?,
+        };
         match &state.phase {
             Phase::Finished => return Ok(state),
             Phase::Failed(message) => return Err(ReadError::Failed(message.clone())),
@@ -543,8 +554,9 @@ async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget, started_at: Instant
                 return Err(exceeded);
             }
             // A long poll answers "running" only once its wait is over; one answered at once
-            // was a short poll (an endpoint without WaitTimeSeconds), so it backs off as such.
-            Phase::Running if asked.elapsed() >= Duration::from_secs(wait_seconds.into()) / 2 => {}
+            // was a short poll (an endpoint without WaitTimeSeconds, or no wait asked), so it
+            // backs off as such.
+            Phase::Running if wait_seconds > 0 && asked.elapsed() >= Duration::from_secs(wait_seconds.into()) / 2 => {}
             Phase::Running => {
                 tokio::time::sleep(delay.min(ends.saturating_duration_since(Instant::now()))).await;
                 delay = (delay * 3 / 2).min(Duration::from_secs(1));
