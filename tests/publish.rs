@@ -187,14 +187,20 @@ async fn a_failed_database_read_keeps_its_manifests() {
     assert_eq!(warehouse(&report, &cluster).published(MANIFESTS).unwrap().removed, 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deleted_cluster_loses_its_datasets_but_not_in_a_narrowed_run() {
-    let org = org("deleted_cluster").await;
+/// Two clusters, `keep` and `doomed`, read and published once; doomed's dataset prefix with them.
+async fn keep_and_doomed(test: &str) -> (Org, String, String, String) {
+    let org = org(test).await;
     let (keep, doomed) = (unique("keep"), unique("doomed"));
     org.cluster(&keep, &[("dev", &fixture(&["a"]))]).await;
     org.cluster(&doomed, &[("dev", &fixture(&["b", "c"]))]).await;
     org.run(&org.moto, &RunRequest::default()).await;
     let doomed_prefix = format!("registry/datasets/{}/us-east-1/cluster/{doomed}/", org.account);
+    (org, keep, doomed, doomed_prefix)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_cluster_loses_its_datasets_but_not_in_a_narrowed_run() {
+    let (org, keep, doomed, doomed_prefix) = keep_and_doomed("deleted_cluster").await;
     assert_eq!(org.objects(&doomed_prefix).await.len(), 3);
 
     delete_cluster(&org.moto, &org.account, "us-east-1", &doomed).await;
@@ -223,12 +229,7 @@ async fn a_deleted_cluster_loses_its_datasets_but_not_in_a_narrowed_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_removal_cut_short_is_finished_by_the_next_run() {
-    let org = org("cut_removal").await;
-    let (keep, doomed) = (unique("keep"), unique("doomed"));
-    org.cluster(&keep, &[("dev", &fixture(&["a"]))]).await;
-    org.cluster(&doomed, &[("dev", &fixture(&["b", "c"]))]).await;
-    org.run(&org.moto, &RunRequest::default()).await;
-    let doomed_prefix = format!("registry/datasets/{}/us-east-1/cluster/{doomed}/", org.account);
+    let (org, keep, doomed, doomed_prefix) = keep_and_doomed("cut_removal").await;
     let keep_prefix = format!("registry/datasets/{}/us-east-1/cluster/{keep}/", org.account);
     let keep_before = org.objects(&keep_prefix).await;
     delete_cluster(&org.moto, &org.account, "us-east-1", &doomed).await;
