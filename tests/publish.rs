@@ -237,16 +237,7 @@ async fn a_removal_cut_short_is_finished_by_the_next_run() {
     // S3 refuses to delete the removed cluster's files (DeleteObjects is a POST naming its keys).
     let refusing = FaultFront::start(
         &org.moto,
-        vec![support::fault_front::Rule {
-            service: "s3",
-            action: Some("POST"),
-            region: None,
-            body_contains: Some(doomed_prefix.clone()),
-            times: None,
-            status: 500,
-            code: "InternalError",
-            message: "injected",
-        }],
+        vec![support::fault_front::Rule::s3_internal_error("POST", Some(doomed_prefix.clone()))],
     )
     .await;
     let report = org.run(&refusing.url, &RunRequest::default()).await;
@@ -426,20 +417,7 @@ async fn any_sequence_of_runs_leaves_one_manifest_per_live_dataset() {
     // Every write fails: nothing commits, and the listing still matches the committed index
     // (no dataset changes content in this step, so no manifest runs ahead of it).
     set_knobs(&org.account, &cluster, json!({})).await;
-    let broken = FaultFront::start(
-        &org.moto,
-        vec![support::fault_front::Rule {
-            service: "s3",
-            action: Some("PUT"),
-            region: None,
-            body_contains: None,
-            times: None,
-            status: 500,
-            code: "InternalError",
-            message: "injected",
-        }],
-    )
-    .await;
+    let broken = FaultFront::start(&org.moto, vec![support::fault_front::Rule::s3_internal_error("PUT", None)]).await;
     two_databases(&org, &cluster, &["orders", "refunds"], &["dims"]).await;
     run(true, broken.url.clone()).await;
 

@@ -42,6 +42,20 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Every S3 request of `method` (whose body holds `body_contains`, when given) answers 500.
+    pub fn s3_internal_error(method: &'static str, body_contains: Option<String>) -> Self {
+        Self {
+            service: "s3",
+            action: Some(method),
+            region: None,
+            body_contains,
+            times: None,
+            status: 500,
+            code: "InternalError",
+            message: "injected",
+        }
+    }
+
     fn matches(&self, seen: &Seen) -> bool {
         self.service == seen.service
             && self.action.is_none_or(|a| a == seen.action)
