@@ -305,7 +305,9 @@ async fn a_long_poll_returns_as_soon_as_the_statement_ends() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_long_poll_per_statement_at_a_time() {
     let cluster = cluster("waiting", "").await;
-    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 2000})).await;
+    // Long enough that the refused calls below come while the first long poll still waits, on a
+    // loaded machine too.
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"statementMs": 5000})).await;
     let client = function_client().await;
     let out = client.execute_statement().cluster_identifier(&cluster).database("dev").sql("SELECT 1").send().await;
     let id = out.expect("ExecuteStatement").id().unwrap().to_string();
@@ -313,7 +315,11 @@ async fn one_long_poll_per_statement_at_a_time() {
         let (client, id) = (client.clone(), id.clone());
         async move { client.describe_statement().id(id).wait_time_seconds(20).send().await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The emulator counts a call as it arrives, just before the call takes its place.
+    while counter(&cluster, "DescribeStatement").await == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     use aws_sdk_redshiftdata::error::ProvideErrorMetadata;
     let second = client.describe_statement().id(&id).wait_time_seconds(20).send().await.expect_err("refused");
     assert_eq!(second.code(), Some("ActiveWaitingRequestsExceededException"), "{second:?}");

@@ -245,12 +245,13 @@ async fn a_removal_cut_short_is_finished_by_the_next_run() {
     assert!(region.removal_error.as_deref().is_some_and(|e| e.contains("injected")), "{region:#?}");
     assert!(region.removed_warehouses.is_empty());
     assert_eq!(org.objects(&keep_prefix).await, keep_before);
+    let index_key = format!("registry/index/{}/us-east-1/cluster/{doomed}.json", org.account);
+    assert_eq!(list_keys(&org.moto, &org.bucket, &index_key).await.len(), 1, "the index stays while files remain");
 
     let report = org.run(&org.moto, &RunRequest::default()).await;
     let removed = &report.accounts[0].regions[0].removed_warehouses;
     assert_eq!(removed.iter().map(|r| r.id.name()).collect::<Vec<_>>(), [doomed.as_str()]);
     assert!(org.objects(&doomed_prefix).await.is_empty(), "no file of the removed cluster is left behind");
-    let index_key = format!("registry/index/{}/us-east-1/cluster/{doomed}.json", org.account);
     assert!(list_keys(&org.moto, &org.bucket, &index_key).await.is_empty());
     assert_eq!(org.objects(&keep_prefix).await, keep_before);
 }

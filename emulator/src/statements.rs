@@ -155,15 +155,13 @@ impl Statements {
     }
 }
 
-/// A long poll: waits up to `wait` until `done` holds for the statement, returning as soon as it
-/// does. No spinning: it sleeps on the statement's change signal, which every status change ticks.
 /// Requests with WaitTimeSeconds waiting on one statement at once. One more is refused with
 /// ActiveWaitingRequestsExceededException, "The number of active requests with WaitTimeSeconds for
 /// the same SQL statement exceeds the limit", an error of DescribeStatement, GetStatementResult
 /// and GetStatementResultV2 (their Errors in the API reference, API_DescribeStatement.html,
 /// API_GetStatementResult.html, API_GetStatementResultV2.html; HTTP 400 in the service model,
 /// aws-sdk-redshiftdata 1.126). Not documented, assumed: the limit is 1, and ExecuteStatement's
-/// own wait holds a place too.
+/// own wait holds a place too, and a batch's `id:n` sub-statements share the batch's place.
 const WAITING_PER_STATEMENT: usize = 1;
 
 /// A long poll's place on its statement, given back when the poll ends however it ends.
@@ -189,7 +187,8 @@ impl WaitingRequest {
 
 impl Drop for WaitingRequest {
     fn drop(&mut self) {
-        self.0.lock().unwrap().waiting -= 1;
+        // Not `unwrap`: a panic in a drop during unwinding would abort the emulator.
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).waiting -= 1;
     }
 }
 
@@ -218,6 +217,8 @@ pub fn leave_waiting(
     Ok(())
 }
 
+/// Waits up to `wait` until `done` holds for the statement, returning as soon as it does. No
+/// spinning: it sleeps on the statement's change signal, which every status change ticks.
 async fn wait_for(statement: &Arc<Mutex<Statement>>, wait: Duration, done: impl Fn(&Statement) -> bool) {
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the first look, so a change between the look and the sleep still wakes it.
