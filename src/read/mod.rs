@@ -528,7 +528,7 @@ fn long_poll(configured: u8, ends: Instant) -> u8 {
 async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget, started_at: Instant) -> Result<StatementState, ReadError> {
     let (ends, exceeded) = budget.end(started_at);
     let mut delay = Duration::from_millis(50);
-    let mut long_polls = budget.fetch.wait_seconds > 0;
+    let mut long_polls = true;
     loop {
         let wait_seconds = if long_polls { long_poll(budget.fetch.wait_seconds, ends) } else { 0 };
         let asked = Instant::now();
