@@ -5,11 +5,19 @@ FanOut true and false (and OrganizationRoleArn and AlarmTopicArn set or not), th
 CloudFormation gets it (conditions resolved) is linted again and checked: the fan-out resources
 exist only with FanOut=true, the event source mapping takes one shard at a time and reports
 batch item failures, the queue's visibility timeout is at least 6x the function's timeout, and
-every SQS action of the function's role is on the shard queue's ARN alone.
+every SQS action of the function's role is on the shard queue's ARN alone (but for sqs:SendMessage on
+the failed-invocation queue). Also what narrows who can
+do what (docs/security.md): the shard queue's policy denies sqs:SendMessage to every principal but the
+function's role (and anything without TLS) while leaving the role's receive/delete and the account's
+administration alone; asynchronous invocations are not retried by Lambda and fail into a queue of their
+own; the dead-letter and failed-invocation queues are retained; the optional KMS key and organization
+id add exactly their grant and condition.
 
 Then source-account.yaml, the reader role of every source account: cfn-lint, and, for every
 combination of its switches, that the role is allowed exactly the actions the code can use
-(READER_ACTIONS below, cross-checked against the operations named in src/aws/*.rs)."""
+(READER_ACTIONS below, cross-checked against the operations named in src/aws/*.rs), and that
+describing, fetching and cancelling statements is limited to the statements of the caller's own role
+session (redshift-data:statement-owner-iam-userid equal to ${aws:userid})."""
 import itertools
 import json
 import logging
@@ -118,13 +126,34 @@ FAN_OUT_RESOURCES = {
     "ShardDeadLetterQueue": "AWS::SQS::Queue",
     "ShardEventSourceMapping": "AWS::Lambda::EventSourceMapping",
     "DeadLetterQueueDepthAlarm": "AWS::CloudWatch::Alarm",
+    "ShardQueuePolicy": "AWS::SQS::QueuePolicy",
 }
+# In every case: where Lambda sends the asynchronous invocations that failed.
+ALWAYS_QUEUES = {"FailedInvocationsQueue": "AWS::SQS::Queue"}
 QUEUE_ARN = {"Fn::GetAtt": ["ShardQueue", "Arn"]}
+FAILED_QUEUE_ARN = {"Fn::GetAtt": ["FailedInvocationsQueue", "Arn"]}
+ROLE_ARN = {"Fn::GetAtt": ["RegistryFunctionRole", "Arn"]}
 ORG_ROLE = "arn:aws:iam::999999999999:role/registry-organizations-reader"
-main_cases = list(itertools.product(["false", "true"], ["", ORG_ROLE], ["", "arn:aws:sns:us-east-1:123456789012:registry"]))
-for fan_out, org_role, topic in main_cases:
-    case = f"FanOut={fan_out}, OrganizationRoleArn={'set' if org_role else 'empty'}, AlarmTopicArn={'set' if topic else 'empty'}"
-    given = {"OutputBucket": "registry-bucket", "FanOut": fan_out, "OrganizationRoleArn": org_role, "AlarmTopicArn": topic}
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ORG_ID = "o-a1b2c3d4e5"
+# The two optional narrowings (OutputBucketKmsKeyArn, ReaderOrganizationId) are set or left empty together:
+# each adds one statement or condition of its own, and cfn-lint already sees every combination.
+main_cases = list(
+    itertools.product(["false", "true"], ["", ORG_ROLE], ["", "arn:aws:sns:us-east-1:123456789012:registry"], [("", ""), (KMS_KEY, ORG_ID)])
+)
+for fan_out, org_role, topic, (kms_key, org_id) in main_cases:
+    case = (
+        f"FanOut={fan_out}, OrganizationRoleArn={'set' if org_role else 'empty'}, AlarmTopicArn={'set' if topic else 'empty'}, "
+        f"OutputBucketKmsKeyArn and ReaderOrganizationId {'set' if kms_key else 'empty'}"
+    )
+    given = {
+        "OutputBucket": "registry-bucket",
+        "FanOut": fan_out,
+        "OrganizationRoleArn": org_role,
+        "AlarmTopicArn": topic,
+        "OutputBucketKmsKeyArn": kms_key,
+        "ReaderOrganizationId": org_id,
+    }
     values = {p: str(spec["Default"]) for p, spec in main_params.items() if "Default" in spec}
     values.update(given)
     template = yaml_parse(template_path.read_text())
@@ -144,7 +173,7 @@ for fan_out, org_role, topic in main_cases:
     # cfn-lint on the template CloudFormation gets in this case (the parameters these conditions
     # stand for are then unused: W2001 is expected).
     with tempfile.TemporaryDirectory() as tmp:
-        resolved_path = Path(tmp) / f"template-fanout-{fan_out}{'-org' if org_role else ''}{'-topic' if topic else ''}.json"
+        resolved_path = Path(tmp) / f"template-fanout-{fan_out}{'-org' if org_role else ''}{'-topic' if topic else ''}{'-kms' if kms_key else ''}.json"
         resolved_path.write_text(json.dumps(cfn, indent=1))
         lint(resolved_path, "--ignore-checks", "W2001")
 
@@ -175,7 +204,11 @@ for fan_out, org_role, topic in main_cases:
 
     # --- fan-out: the queue, its dead-letter queue, the event source mapping, the alarm -------
     fan_out_types = {"AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventSourceMapping"}
-    present = {name: r["Type"] for name, r in res.items() if r["Type"] in fan_out_types or name in FAN_OUT_RESOURCES}
+    present = {
+        name: r["Type"]
+        for name, r in res.items()
+        if (r["Type"] in fan_out_types or name in FAN_OUT_RESOURCES) and name not in ALWAYS_QUEUES
+    }
     expected_present = FAN_OUT_RESOURCES if fan_out == "true" else {}
     if present != expected_present:
         errors.append(f"[{case}] fan-out resources are {present}, expected {expected_present}")
@@ -222,6 +255,78 @@ for fan_out, org_role, topic in main_cases:
             errors.append(f"[{case}] DeadLetterQueueDepthAlarm must alarm on the dead-letter queue's visible messages > 0")
         if alarm.get("AlarmActions") != res["RunsNotSucceededAlarm"]["Properties"].get("AlarmActions"):
             errors.append(f"[{case}] DeadLetterQueueDepthAlarm must notify what RunsNotSucceededAlarm notifies")
+        # The shard queue's policy, evaluated for the requests that matter (the Allow statements grant
+        # nothing the role does not already have; what counts is which Deny applies to whom).
+        policy = res["ShardQueuePolicy"]["Properties"]
+        if policy.get("Queues") != [{"Ref": "ShardQueue"}]:
+            errors.append(f"[{case}] ShardQueuePolicy must apply to ShardQueue alone")
+        queue_statements = policy.get("PolicyDocument", {}).get("Statement", [])
+
+        def denied(action, principal, secure):
+            """Whether a Deny of the shard queue's policy applies to this request."""
+            for st in queue_statements:
+                if st.get("Effect") != "Deny" or st.get("Principal") != "*" or "NotAction" in st or "NotPrincipal" in st:
+                    continue
+                if not any(a in (action, "sqs:*") for a in as_list(st.get("Action"))):
+                    continue
+                holds_all = True
+                for op, pairs in st.get("Condition", {}).items():
+                    for key, expected in pairs.items():
+                        if (op, key) == ("ArnNotEquals", "aws:PrincipalArn"):
+                            holds_all &= principal != expected
+                        elif (op, key) == ("Bool", "aws:SecureTransport"):
+                            holds_all &= str(secure).lower() == str(expected).lower()
+                        else:
+                            errors.append(f"[{case}] ShardQueuePolicy: check-template.py cannot evaluate {op} {key}")
+                if holds_all:
+                    return True
+            return False
+
+        for st in queue_statements:
+            if st.get("Resource") != QUEUE_ARN:
+                errors.append(f"[{case}] ShardQueuePolicy statement {st.get('Sid')} must be on the shard queue's ARN")
+            if st.get("Effect") == "Allow" and (
+                st.get("Principal") != {"AWS": ROLE_ARN} or as_list(st.get("Action")) != ["sqs:SendMessage"] or "Condition" in st
+            ):
+                errors.append(f"[{case}] ShardQueuePolicy may allow sqs:SendMessage to the function's role alone: {st}")
+        if not any(st.get("Effect") == "Allow" for st in queue_statements):
+            errors.append(f"[{case}] ShardQueuePolicy must allow the function's role sqs:SendMessage")
+        someone_else = "arn:aws:iam::123456789012:role/attacker"
+        admin = "arn:aws:iam::123456789012:role/Admin"
+        for action in ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]:
+            if denied(action, ROLE_ARN, True):
+                errors.append(f"[{case}] ShardQueuePolicy denies the function's role (the planner and the event source mapping) {action}")
+        if not denied("sqs:SendMessage", someone_else, True):
+            errors.append(f"[{case}] ShardQueuePolicy must deny sqs:SendMessage to every principal but the function's role")
+        for action in ["sqs:ReceiveMessage", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:PurgeQueue"]:
+            if denied(action, admin, True):
+                errors.append(f"[{case}] ShardQueuePolicy must deny only sqs:SendMessage, not {action}, to the account's administrators")
+        if not (denied("sqs:SendMessage", ROLE_ARN, False) and denied("sqs:ReceiveMessage", ROLE_ARN, False)):
+            errors.append(f"[{case}] ShardQueuePolicy must deny every request without TLS (aws:SecureTransport false)")
+
+    # Messages are evidence: kept when the stack is deleted, FanOut is turned off or an update replaces the queue.
+    for name, kind in {**ALWAYS_QUEUES, **({"ShardDeadLetterQueue": "AWS::SQS::Queue"} if fan_out == "true" else {})}.items():
+        queue = res.get(name, {})
+        if queue.get("Type") != kind:
+            errors.append(f"[{case}] {name} ({kind}) is missing")
+        elif (queue.get("DeletionPolicy"), queue.get("UpdateReplacePolicy")) != ("Retain", "Retain"):
+            errors.append(f"[{case}] {name} must have DeletionPolicy and UpdateReplacePolicy Retain")
+
+    # Asynchronous invocations (the schedule) are not retried by Lambda, and land in FailedInvocationsQueue.
+    invoke_configs = [r["Properties"] for r in res.values() if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
+    if len(invoke_configs) != 1 or (
+        invoke_configs[0].get("FunctionName"),
+        invoke_configs[0].get("Qualifier"),
+        invoke_configs[0].get("MaximumRetryAttempts"),
+        invoke_configs[0].get("DestinationConfig"),
+    ) != ({"Ref": "RegistryFunction"}, "$LATEST", 0, {"OnFailure": {"Destination": FAILED_QUEUE_ARN}}):
+        errors.append(
+            f"[{case}] RegistryFunction needs one EventInvokeConfig with MaximumRetryAttempts 0 and OnFailure "
+            f"FailedInvocationsQueue: {invoke_configs}"
+        )
+    if "FailedInvocationsQueueUrl" not in cfn.get("Outputs", {}):
+        errors.append(f"[{case}] output FailedInvocationsQueueUrl missing")
+
     for name, spec, low, high in [("MaxConcurrency", 10, 2, 1000), ("MaxReceiveCount", 3, 1, 10)]:
         p = main_params.get(name, {})
         if (p.get("Type"), p.get("Default"), p.get("MinValue"), p.get("MaxValue")) != ("Number", spec, low, high):
@@ -233,7 +338,10 @@ for fan_out, org_role, topic in main_cases:
     role = res["RegistryFunctionRole"]["Properties"]
     statements = [st for p in role.get("Policies", []) for st in p["PolicyDocument"]["Statement"]]
     actions = sorted(a for st in statements for a in as_list(st["Action"]))
-    allowed = ["s3:DeleteObject", "s3:GetObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject", "sts:AssumeRole"]
+    # sqs:SendMessage on FailedInvocationsQueue: the on-failure destination (SAM adds it from EventInvokeConfig).
+    allowed = ["s3:DeleteObject", "s3:GetObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject", "sqs:SendMessage", "sts:AssumeRole"]
+    if kms_key:
+        allowed += ["kms:Decrypt", "kms:GenerateDataKey"]
     if fan_out == "true":
         allowed += ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:SendMessage"]
     if org_role:
@@ -248,10 +356,38 @@ for fan_out, org_role, topic in main_cases:
             errors.append(f"[{case}] statement {st.get('Sid')} is not scoped to a resource")
         if "s3:ListBucket" in acts and "s3:prefix" not in json.dumps(st.get("Condition", {})):
             errors.append(f"[{case}] s3:ListBucket must be limited to the output prefix")
-        if any(a.startswith("sqs:") for a in acts) and st.get("Resource") != QUEUE_ARN:
+        if any(a.startswith("sqs:") for a in acts) and st.get("Resource") != QUEUE_ARN and (acts, st.get("Resource")) != (
+            ["sqs:SendMessage"],
+            FAILED_QUEUE_ARN,
+        ):
             errors.append(f"[{case}] statement {st.get('Sid')} grants {acts} beyond the shard queue's ARN: {st.get('Resource')}")
+        if any(a.startswith("kms:") for a in acts) and (
+            st.get("Resource") != {"Ref": "OutputBucketKmsKeyArn"} or sorted(acts) != ["kms:Decrypt", "kms:GenerateDataKey"]
+        ):
+            errors.append(f"[{case}] KMS: only kms:GenerateDataKey and kms:Decrypt, on OutputBucketKmsKeyArn alone: {st}")
+        if st.get("Sid") == "AssumeReaderRoleInSourceAccounts":
+            expected_condition = {"StringEquals": {"aws:ResourceOrgID": {"Ref": "ReaderOrganizationId"}}} if org_id else None
+            if st.get("Condition") != expected_condition:
+                errors.append(f"[{case}] AssumeReaderRoleInSourceAccounts must have the condition {expected_condition}: {st.get('Condition')}")
         if st.get("Sid") == "AssumeOrganizationRole" and st.get("Resource") != {"Ref": "OrganizationRoleArn"}:
             errors.append(f"[{case}] AssumeOrganizationRole must be on OrganizationRoleArn alone")
+
+for name, samples in {
+    "OutputBucketKmsKeyArn": [
+        ("", True),
+        (KMS_KEY, True),
+        ("arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/mrk-1234abcd12ab34cd56ef1234567890ab", True),
+        ("arn:aws:kms:us-east-1:123456789012:alias/registry", False),
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", False),
+    ],
+    "ReaderOrganizationId": [("", True), (ORG_ID, True), ("o-" + "a" * 32, True), ("o-short", False), ("O-A1B2C3D4E5", False)],
+}.items():
+    spec = main_params.get(name, {})
+    if spec.get("Default") != "":
+        errors.append(f"parameter {name} must default to empty (no grant, no condition)")
+    for sample, ok in samples:
+        if bool(re.fullmatch(spec.get("AllowedPattern", ""), sample)) != ok:
+            errors.append(f"{name}'s AllowedPattern {'refuses' if ok else 'accepts'} {sample!r}")
 
 # events/sqs.json: what the event source mapping delivers, one shard message as the planner writes it.
 records = sqs_event.get("Records", [])
@@ -260,9 +396,16 @@ if len(records) != 1 or records[0].get("eventSource") != "aws:sqs":
 else:
     record = records[0]
     body = json.loads(record["body"])
-    shard_id = f"{body.get('account', {}).get('accountId')}-{body.get('region', {}).get('region')}"
-    if (body.get("apiVersion"), body.get("kind"), body.get("shardId")) != ("redshift-registry/v1", "Shard", shard_id):
-        errors.append(f"events/sqs.json: the body must be a redshift-registry/v1 Shard whose shardId is {shard_id}")
+    # A shard message names its run and shard, nothing a visit uses (README, Security model).
+    if sorted(body) != ["apiVersion", "kind", "runId", "shardId"] or (body["apiVersion"], body["kind"]) != (
+        "redshift-registry/v1",
+        "Shard",
+    ):
+        errors.append("events/sqs.json: the body must be a redshift-registry/v1 Shard of apiVersion, kind, runId, shardId alone")
+    elif not re.fullmatch(r"[0-9]{8}T[0-9]{9}Z-[0-9a-f]{8}", body["runId"]) or not re.fullmatch(
+        r"[0-9]{12}-[a-z0-9-]+", body["shardId"]
+    ):
+        errors.append("events/sqs.json: runId must be like 20261127T070000000Z-1a2b3c4d, shardId {accountId}-{region}")
     if record.get("attributes", {}).get("ApproximateReceiveCount") != "1":
         errors.append("events/sqs.json: attributes.ApproximateReceiveCount must be \"1\"")
     readme_text = (root / "README.md").read_text()
@@ -307,6 +450,9 @@ RESOURCE_STAR_OK = {
     "redshift-data:GetStatementResult",
     "redshift-data:CancelStatement",
 }
+
+OWN_STATEMENT_ACTIONS = {"redshift-data:DescribeStatement", "redshift-data:GetStatementResult", "redshift-data:CancelStatement"}
+OWNER_CONDITION = {"StringEquals": {"redshift-data:statement-owner-iam-userid": "${aws:userid}"}}
 
 # The operations the adapters name in their errors (aws_error("service:Operation", e)) are the
 # calls they make; those of the reader's services must be exactly the "code" actions above.
@@ -415,6 +561,12 @@ for *flags, external_id in combinations:
             errors.append(f"[{case}] statement {st.get('Sid')} must be a plain Allow")
         if "*" in as_list(st["Resource"]) and not set(acts) <= RESOURCE_STAR_OK:
             errors.append(f"[{case}] statement {st.get('Sid')} grants {sorted(set(acts) - RESOURCE_STAR_OK)} on *")
+        # Describe, fetch and cancel only the statements of this role session (source-account.yaml cites
+        # the Service Authorization Reference and the Management Guide).
+        if set(acts) & OWN_STATEMENT_ACTIONS and (set(acts) != OWN_STATEMENT_ACTIONS or st.get("Condition") != OWNER_CONDITION):
+            errors.append(f"[{case}] {sorted(OWN_STATEMENT_ACTIONS)} belong in one statement with the condition {OWNER_CONDITION}")
+        if "statement-owner-iam-userid" in json.dumps(st.get("Condition", {})) and not set(acts) <= OWN_STATEMENT_ACTIONS:
+            errors.append(f"[{case}] statement {st.get('Sid')}: the statement-owner condition does not apply to {acts}")
         if "redshift-data:ExecuteStatement" in acts:
             workgroups = any(":workgroup/" in json.dumps(r) for r in as_list(st["Resource"]))
             if workgroups != (values["IncludeServerless"] == "true"):
@@ -435,12 +587,17 @@ if errors:
     sys.exit("template check failed:\n- " + "\n- ".join(errors))
 print(
     f"template: cfn-lint clean, and again as CloudFormation gets it in all {len(main_cases)} cases (FanOut, "
-    "OrganizationRoleArn, AlarmTopicArn); SAM transform ok; schedule payload, runtime and IAM scope as expected; "
-    "queue, dead-letter queue, event source mapping (BatchSize 1, ReportBatchItemFailures, MaxConcurrency) and "
-    "alarm only with FanOut=true, visibility timeout >= 6x the function's, SQS actions on the queue's ARN alone; "
-    "events/sqs.json and the README's message body agree"
+    "OrganizationRoleArn, AlarmTopicArn, OutputBucketKmsKeyArn with ReaderOrganizationId); SAM transform ok; schedule "
+    "payload, runtime and IAM scope as expected; queue, queue policy, dead-letter queue, event source mapping "
+    "(BatchSize 1, ReportBatchItemFailures, MaxConcurrency) and alarm only with FanOut=true, visibility timeout >= 6x "
+    "the function's, SQS actions on the queue's ARN alone (and SendMessage on FailedInvocationsQueue); the queue policy denies sqs:SendMessage to all but the "
+    "function's role and anything without TLS, and nothing else to the role or the administrators; asynchronous "
+    "invocations: MaximumRetryAttempts 0, OnFailure FailedInvocationsQueue; dead-letter and failed-invocation queues "
+    "retained; KMS grant and aws:ResourceOrgID condition exactly when set; events/sqs.json and the README's message "
+    "body agree"
 )
 print(
     f"source-account.yaml: cfn-lint clean; exactly the {len(READER_ACTIONS)} actions the code can use, each under its "
-    f"switch, in all {len(combinations)} parameter combinations; trust, ARNs and outputs StackSets-ready"
+    f"switch, in all {len(combinations)} parameter combinations; Describe/GetStatementResult/Cancel limited to the "
+    "session's own statements (statement-owner-iam-userid = ${aws:userid}); trust, ARNs and outputs StackSets-ready"
 )

@@ -125,15 +125,16 @@ fn place_annotations(catalog: &WarehouseCatalog) -> Map<String, Value> {
 }
 
 /// One YAML document. JSON is YAML 1.2, except that YAML does not allow DEL and the C1 controls
-/// (U+007F-U+009F) raw, which JSON leaves as they are: they are escaped (they can only stand
-/// inside strings, where `\u` means the same in both).
+/// (U+007F-U+009F) raw, nor U+FFFE and U+FFFF (outside its printable set, YAML 1.2 section
+/// 5.1), nor a byte order mark U+FEFF inside a document (section 5.2), which JSON leaves as they
+/// are: they are escaped (they can only stand inside strings, where `\u` means the same in both).
 fn document(entity: &Value) -> String {
     let json = serde_json::to_string_pretty(entity).expect("an entity serialises");
     let mut out = String::with_capacity(json.len() + 5);
     out.push_str("---\n");
     for c in json.chars() {
         match c {
-            '\u{7f}'..='\u{9f}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '\u{7f}'..='\u{9f}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -287,10 +288,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn c1_controls_are_escaped_and_mean_the_same() {
-        let entity = json!({"metadata": {"description": "a\u{85}b\u{7f}c é"}});
+    fn characters_yaml_refuses_are_escaped_and_mean_the_same() {
+        let entity = json!({"metadata": {"description": "a\u{85}b\u{7f}c é\u{feff}\u{fffe}\u{ffff}"}});
         let doc = document(&entity);
-        assert!(doc.contains("a\\u0085b\\u007fc é"), "{doc}");
+        assert!(doc.contains("a\\u0085b\\u007fc é\\ufeff\\ufffe\\uffff"), "{doc}");
         let back: Value = serde_json::from_str(doc.trim_start_matches("---\n")).unwrap();
         assert_eq!(back, entity);
     }

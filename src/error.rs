@@ -13,6 +13,8 @@ pub enum ErrorKind {
     Unreachable,
     /// Not reached before the Lambda deadline.
     Deadline,
+    /// A conditional write found its key changed: another writer won.
+    Conflict,
     Other,
 }
 
@@ -53,6 +55,9 @@ impl AwsError {
             Some(
                 "ClusterNotFound" | "ClusterNotFoundFault" | "NoSuchKey" | "NoSuchBucket" | "ResourceNotFoundException",
             ) => ErrorKind::NotFound,
+            // S3 conditional writes: 412 when the condition fails, 409 when a concurrent write
+            // to the key won first (API reference, PutObject).
+            Some("PreconditionFailed" | "ConditionalRequestConflict") => ErrorKind::Conflict,
             Some(_) => ErrorKind::Other,
             None => ErrorKind::Unreachable,
         };

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{is_account_id, is_cluster_identifier, is_region, is_workgroup_name};
+use crate::run_id::RunId;
 
 /// What one invocation asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,19 +109,16 @@ pub fn invocation(payload: &Value) -> Result<Invocation, EventError> {
     }
     if let Some(run_id) = payload.get("summaryOf") {
         return match (run_id.as_str(), payload.as_object().map(|o| o.len())) {
-            (Some(id), Some(1)) if is_run_id(id) => Ok(Invocation::Summary { run_id: id.to_string() }),
+            (Some(id), Some(1)) => match RunId::parse_received(id, time::OffsetDateTime::now_utc()) {
+                Ok(_) => Ok(Invocation::Summary { run_id: id.to_string() }),
+                Err(e) => Err(err(format!("summaryOf: {e}"))),
+            },
             _ => Err(err(format!(
-                "summaryOf takes a run id alone, like {{\"summaryOf\": \"20261127T070000Z-1a2b3c4d\"}}; got {payload}"
+                "summaryOf takes a run id alone, like {{\"summaryOf\": \"20261127T070000123Z-1a2b3c4d\"}}; got {payload}"
             ))),
         };
     }
     parse(payload).map(Invocation::Run)
-}
-
-/// Run ids are `20261126T171502123Z-1a2b3c4d`; any id of letters, digits and `-` is accepted (tests
-/// name theirs), nothing that could leave the `runs/` folder of a key.
-pub fn is_run_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 /// Reads an invocation payload. An object with `source` or `detail-type` is taken for an

@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use aws_lambda_events::sqs::SqsBatchResponse;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -15,7 +14,8 @@ use crate::plan::ScopeError;
 use crate::ports::{ObjectStore, Platform, ShardQueue};
 use crate::report::Report;
 use crate::run;
-use crate::shard::{self, Dispatched};
+use crate::run_id::RunId;
+use crate::shard::{self, Batch, Dispatched};
 
 /// Why an invocation could not run at all. Everything else ends up in the report.
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +59,11 @@ pub async fn load_config<S: ObjectStore>(
             .await
             .map_err(|e| InvocationError::ConfigUnreadable { uri: path.clone(), error: e.to_string() })?,
         ConfigSource::S3 { bucket, key } => {
-            let bytes = store.get(bucket, key).await.map_err(|e| InvocationError::ConfigUnreadable {
+            let object = store.get(bucket, key).await.map_err(|e| InvocationError::ConfigUnreadable {
                 uri: format!("s3://{bucket}/{key}"),
                 error: e.to_string(),
             })?;
-            String::from_utf8(bytes).map_err(|_| InvocationError::ConfigUnreadable {
+            String::from_utf8(object.bytes).map_err(|_| InvocationError::ConfigUnreadable {
                 uri: format!("s3://{bucket}/{key}"),
                 error: "not UTF-8 text".into(),
             })?
@@ -79,7 +79,7 @@ pub async fn load_config<S: ObjectStore>(
 pub enum Response {
     Report(Box<Report>),
     Dispatched(Dispatched),
-    Batch(SqsBatchResponse),
+    Batch(Batch),
 }
 
 impl Response {
@@ -126,7 +126,7 @@ async fn start<P: Platform, S: ObjectStore, Q: ShardQueue>(
     config: &Config,
     request: &RunRequest,
 ) -> Result<Response, InvocationError> {
-    let run_id = run::new_run_id();
+    let run_id = RunId::new().to_string();
     if config.execution.mode == ExecutionMode::Single {
         return Ok(Response::Report(Box::new(run::run(platform, store, config, request, run_id).await?)));
     }

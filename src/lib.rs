@@ -27,4 +27,7 @@ pub mod publish;
 pub mod read;
 pub mod report;
 pub mod run;
+pub mod run_id;
 pub mod shard;
+#[cfg(test)]
+mod testing;

@@ -114,8 +114,8 @@ async fn serve() -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| Diagnostic { error_type: e.error_type().to_string(), error_message: e.to_string() })?;
         // Straight to stdout, not through tracing: no subscriber filter may drop it.
-        if let Some(report) = response.report() {
-            if let Err(e) = Emf::from_env().write(report, std::io::stdout().lock()) {
+        if let Some(record) = metrics_record(&response) {
+            if let Err(e) = Emf::from_env().write(&record, std::io::stdout().lock()) {
                 tracing::error!(error = %e, "the metrics record could not be written");
             }
         }
@@ -124,6 +124,16 @@ async fn serve() -> anyhow::Result<ExitCode> {
     .await
     .map_err(|e| anyhow::anyhow!(e))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The metrics of an invocation: its run's, or its refused messages'.
+fn metrics_record(response: &Response) -> Option<Value> {
+    let emf = Emf::from_env();
+    match response {
+        Response::Report(report) => Some(emf.record(report)),
+        Response::Batch(batch) if batch.refused > 0 => Some(emf.refusals_record(batch.refused)),
+        _ => None,
+    }
 }
 
 const USAGE: &str = "usage: redshift-registry [--event FILE]   (the event is read from stdin without --event)";
@@ -150,7 +160,8 @@ async fn once() -> anyhow::Result<ExitCode> {
     let Some(report) = response.report() else { return Ok(ExitCode::SUCCESS) };
     eprint!("{}", report::human_summary(report));
     if std::env::var("REGISTRY_EMF").is_ok_and(|v| v == "1") {
-        Emf::from_env().write(report, std::io::stderr().lock())?;
+        let emf = Emf::from_env();
+        emf.write(&emf.record(report), std::io::stderr().lock())?;
     }
     Ok(if report.status == RunStatus::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

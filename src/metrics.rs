@@ -54,16 +54,35 @@ impl Emf {
 
     /// The EMF document of one run.
     pub fn record(&self, report: &Report) -> Value {
-        let metrics = metrics(report);
         let ended = parse_time(&report.ended_at);
-        let timestamp_ms = ended.unwrap_or_else(OffsetDateTime::now_utc).unix_timestamp_nanos() / 1_000_000;
-        let mut root = Map::new();
-        root.insert("level".into(), json!(self.level));
+        let mut root = self.document(&metrics(report), ended, "run metrics");
         root.insert(
             "timestamp".into(),
             json!(ended.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| report.ended_at.clone())),
         );
-        root.insert("message".into(), json!("run metrics"));
+        // Properties: searchable in Logs Insights, not metric dimensions.
+        root.insert("RunId".into(), json!(report.run_id));
+        root.insert("Status".into(), serde_json::to_value(report.status).unwrap_or(Value::Null));
+        root.insert("Trigger".into(), serde_json::to_value(report.trigger).unwrap_or(Value::Null));
+        root.insert("DryRun".into(), json!(report.dry_run));
+        Value::Object(root)
+    }
+
+    /// The EMF document of an SQS batch that refused messages: no run report comes of those.
+    pub fn refusals_record(&self, refused: usize) -> Value {
+        let now = OffsetDateTime::now_utc();
+        let refused = Metric { name: REFUSED_MESSAGES, unit: "Count", value: refused as f64 };
+        let mut root = self.document(&[refused], Some(now), "refused messages");
+        root.insert("timestamp".into(), json!(now.format(&Rfc3339).unwrap_or_default()));
+        Value::Object(root)
+    }
+
+    /// The members every record has: level, message, the `_aws` metadata and the metrics.
+    fn document(&self, metrics: &[Metric], at: Option<OffsetDateTime>, message: &str) -> Map<String, Value> {
+        let timestamp_ms = at.unwrap_or_else(OffsetDateTime::now_utc).unix_timestamp_nanos() / 1_000_000;
+        let mut root = Map::new();
+        root.insert("level".into(), json!(self.level));
+        root.insert("message".into(), json!(message));
         root.insert(
             "_aws".into(),
             json!({
@@ -76,30 +95,23 @@ impl Emf {
             }),
         );
         root.insert("Function".into(), json!(self.function));
-        for m in &metrics {
+        for m in metrics {
             root.insert(m.name.into(), number(m.value));
         }
-        // Properties: searchable in Logs Insights, not metric dimensions.
-        root.insert("RunId".into(), json!(report.run_id));
-        root.insert("Status".into(), serde_json::to_value(report.status).unwrap_or(Value::Null));
-        root.insert("Trigger".into(), serde_json::to_value(report.trigger).unwrap_or(Value::Null));
-        root.insert("DryRun".into(), json!(report.dry_run));
-        Value::Object(root)
+        root
     }
 
-    /// The record as one line, without its newline.
-    pub fn line(&self, report: &Report) -> String {
-        self.record(report).to_string()
-    }
-
-    /// Writes the record and a newline in one write, so that no other output splits it.
-    pub fn write(&self, report: &Report, mut out: impl Write) -> std::io::Result<()> {
-        let mut line = self.line(report);
+    /// Writes a record and a newline in one write, so that no other output splits it.
+    pub fn write(&self, record: &Value, mut out: impl Write) -> std::io::Result<()> {
+        let mut line = record.to_string();
         line.push('\n');
         out.write_all(line.as_bytes())?;
         out.flush()
     }
 }
+
+/// Shard messages refused (forged, stale or junk): acknowledged, nothing read or written.
+pub const REFUSED_MESSAGES: &str = "RefusedMessages";
 
 /// The values of one run: counts from `report.counts`, the status as 0/1 flags, the duration.
 pub fn metrics(report: &Report) -> Vec<Metric> {
@@ -123,6 +135,7 @@ pub fn metrics(report: &Report) -> Vec<Metric> {
         count("DatasetsUnchanged", c.datasets_unchanged),
         count("DatasetsRemoved", c.datasets_removed),
         count("PublishFailed", c.publish_failed),
+        count("PublishSuperseded", c.publish_superseded),
         Metric { name: "Duration", unit: "Seconds", value: duration_seconds(report) },
     ]
 }

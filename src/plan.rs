@@ -15,6 +15,8 @@ use crate::ports::{AccountSession, DbAuth, OrganizationDirectory, Platform, Ware
 pub struct AccountPlan {
     pub account_id: String,
     pub role_arn: String,
+    /// The role of the organization source that listed the account; none for an account source.
+    pub listed_by: Option<String>,
     pub regions: Vec<RegionPlan>,
 }
 
@@ -102,14 +104,46 @@ pub fn plan(
         .map(|(account, source)| AccountPlan {
             account_id: account.to_string(),
             role_arn: config.role_arn(source),
+            listed_by: None,
             regions: source_regions(source, scope, &only),
         });
     let joined = members.iter().filter(|(account, _)| scope.has_account(account)).map(|(account, org)| AccountPlan {
         account_id: account.to_string(),
         role_arn: config.member_role_arn(org, account),
+        listed_by: Some(org.role_arn.clone()),
         regions: discover_regions(&org.regions, scope, &only),
     });
     Ok(explicit.chain(joined).filter(|a| !a.regions.is_empty()).collect())
+}
+
+/// One account and region of a planned run, resolved against the current config alone: the
+/// role, regions, warehouses and logins a shard uses come from here, never from its message.
+/// `listed_by` (from the run's plan, which this function wrote) says which organization source
+/// listed the account. An account or region the config no longer has is an error.
+pub fn shard_plan(
+    config: &Config,
+    account: &str,
+    region: &str,
+    listed_by: Option<&str>,
+    clusters: &BTreeSet<String>,
+) -> Result<AccountPlan, String> {
+    let listings: Vec<OrganizationAccounts> = config
+        .organizations()
+        .map(|(source, org)| {
+            let member = listed_by == Some(org.role_arn.as_str()) && !org.exclude_accounts.iter().any(|a| a == account);
+            OrganizationAccounts { source, accounts: Ok(member.then(|| account.to_string()).into_iter().collect()) }
+        })
+        .collect();
+    let scope = Scope {
+        accounts: [account.to_string()].into(),
+        regions: [region.to_string()].into(),
+        clusters: clusters.clone(),
+    };
+    let mut plans = plan(config, &scope, &listings).map_err(|e| e.to_string())?;
+    match plans.pop() {
+        Some(account_plan) if plans.is_empty() => Ok(account_plan),
+        _ => Err(format!("the config has no source that visits account {account} in {region}")),
+    }
 }
 
 /// Each listed organization account that no account source has, with the first organization

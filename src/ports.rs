@@ -47,14 +47,36 @@ pub trait ObjectStore: Send + Sync {
     /// Every key under `prefix`, all pages.
     fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
     fn delete(&self, bucket: &str, keys: &[String]) -> impl Future<Output = Result<(), AwsError>> + Send;
-    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Vec<u8>, AwsError>> + Send;
+    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Object, AwsError>> + Send;
+    /// Writes `body` at `key` if the key is as `condition` expects; otherwise fails with
+    /// [`ErrorKind::Conflict`](crate::error::ErrorKind::Conflict) and writes nothing.
     fn put(
         &self,
         bucket: &str,
         key: &str,
         body: Vec<u8>,
         content_type: &str,
+        condition: Condition<'_>,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// An object's content, and the ETag a conditional write names this version by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    pub etag: String,
+}
+
+/// What a write expects at its key: S3 conditional writes (User Guide, conditional-writes.html),
+/// which make the per-warehouse index a commit point two writers cannot both win.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition<'a> {
+    /// Whatever is there (an ordinary PutObject).
+    Any,
+    /// Nothing yet (`If-None-Match: *`).
+    Absent,
+    /// The version read before (`If-Match: <etag>`).
+    Unchanged(&'a str),
 }
 
 /// Port: the control plane of one account in one region.

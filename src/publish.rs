@@ -17,14 +17,16 @@
 use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{DatabaseCatalog, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::error::{AwsError, ErrorKind};
-use crate::ports::ObjectStore;
+use crate::ports::{Condition, ObjectStore};
 use crate::report::{PublishReport, RemovedWarehouse};
+use crate::run_id::RunId;
 
 /// The version of every file format and index this crate writes.
 pub const API_VERSION: &str = "redshift-registry/v1";
@@ -182,11 +184,23 @@ pub struct Snapshots<'a, S, F> {
     pub writes_in_parallel: usize,
 }
 
-/// The previous index: absent, read, or there but unreadable.
+/// The previous index: absent, read, or there but unreadable; with the ETag the commit's
+/// conditional write expects.
 enum Previous {
     None,
     Read(Committed),
-    Unreadable(String),
+    Unreadable { why: String, etag: String },
+}
+
+impl Previous {
+    /// What the commit's write expects at the index key: the version opened, or none.
+    fn condition(&self) -> Condition<'_> {
+        match self {
+            Self::None => Condition::Absent,
+            Self::Read(committed) => Condition::Unchanged(&committed.etag),
+            Self::Unreadable { etag, .. } => Condition::Unchanged(etag),
+        }
+    }
 }
 
 /// What the writes keep of a readable committed index: each file's key, as a digest, and
@@ -195,6 +209,7 @@ enum Previous {
 /// warehouse's read has ended and freed what it held.
 struct Committed {
     run_id: String,
+    etag: String,
     files: Vec<CommittedFile>,
 }
 
@@ -203,9 +218,23 @@ struct OldEntries {
     entries: Vec<IndexEntry>,
     /// Whether this run produced each entry again, changed or not.
     seen: Vec<bool>,
-    /// The run that committed them, when the index was read again: the commit yields to a
-    /// newer one.
-    run_id: Option<String>,
+}
+
+/// Why a commit did not happen: another run's commit stands, or something failed.
+enum Stopped {
+    Superseded(String),
+    Failed(String),
+}
+
+impl Stopped {
+    /// The report of a warehouse whose commit stopped here; `after` says what was not done.
+    fn into_report(self, mut report: PublishReport, after: &str) -> PublishReport {
+        match self {
+            Self::Superseded(newer) => report.superseded_by = Some(newer),
+            Self::Failed(why) => report.error = Some(format!("{why}; {after}")),
+        }
+        report
+    }
 }
 
 /// One committed file, as [`Committed`] keeps it.
@@ -334,13 +363,13 @@ fn index_key(root: &str, account: &str, region: &str, warehouse: &WarehouseId) -
 impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     async fn previous(&self, key: &str) -> Result<Previous, AwsError> {
         match self.store.get(self.bucket, key).await {
-            Ok(bytes) => Ok(match serde_json::from_slice::<WarehouseIndex<CommittedFile>>(&bytes) {
+            Ok(object) => Ok(match serde_json::from_slice::<WarehouseIndex<CommittedFile>>(&object.bytes) {
                 Ok(index) => {
                     let mut files = index.datasets;
                     files.sort_unstable();
-                    Previous::Read(Committed { run_id: index.run_id, files })
+                    Previous::Read(Committed { run_id: index.run_id, etag: object.etag, files })
                 }
-                Err(e) => Previous::Unreadable(e.to_string()),
+                Err(e) => Previous::Unreadable { why: e.to_string(), etag: object.etag },
             }),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(Previous::None),
             Err(e) if e.kind == ErrorKind::AccessDenied => self.absent_or(key, e).await,
@@ -412,7 +441,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             _ if base.dry_run => return Offered::Written(file.entry, position),
             _ => {}
         }
-        match self.store.put(self.bucket, &file.entry.key, file.bytes, base.content_type).await {
+        match self.store.put(self.bucket, &file.entry.key, file.bytes, base.content_type, Condition::Any).await {
             Ok(()) => Offered::Written(file.entry, position),
             Err(e) => Offered::Failed(e.to_string()),
         }
@@ -432,10 +461,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         }
         let old = match self.old_entries(catalog, &previous, &report.index_key, &seen).await {
             Ok(old) => old,
-            Err(e) => {
-                report.error = Some(format!("{e}; nothing committed or removed"));
-                return report;
-            }
+            Err(stopped) => return stopped.into_report(report, "nothing committed or removed"),
         };
         let (entries, removed) = self.entries(catalog, &written, &old.entries, &old.seen, &mut report);
         report.removed = removed.len();
@@ -453,25 +479,31 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             committed_at: self.committed_at.to_string(),
             datasets: entries,
         };
-        let newer = match old.run_id {
-            Some(run_id) => self.newer(&run_id).then_some(run_id),
-            None => self.committed_by_newer(&report.index_key).await,
-        };
-        if let Some(newer) = newer {
-            // A newer run committed while this one wrote: its index stands; the files this run
-            // wrote may be older than that index says until the next run.
-            report.superseded_by = Some(newer);
-            return report;
-        }
         let body = index_body(&index);
-        if let Err(e) = self.store.put(self.bucket, &report.index_key, body, "application/json").await {
-            report.error = Some(format!("the index could not be committed ({e}); nothing was removed"));
-            return report;
+        let written = self.store.put(self.bucket, &report.index_key, body, "application/json", previous.condition());
+        if let Err(e) = written.await {
+            let stopped = match e.kind {
+                ErrorKind::Conflict => self.lost_race(&report.index_key).await,
+                _ => Stopped::Failed(format!("the index could not be committed ({e})")),
+            };
+            return stopped.into_report(report, "nothing was removed");
         }
         report.committed = true;
         info!(output = F::NAME, written = report.written, unchanged = report.unchanged, "warehouse committed");
         self.clean(catalog, &previous, &index, &mut report).await;
         report
+    }
+
+    /// After a conditional write of the index failed, another commit won: a newer run's stands;
+    /// any other (an older run's shard, a concurrent delivery) is settled by a retry.
+    async fn lost_race(&self, index_key: &str) -> Stopped {
+        match self.committed_by_newer(index_key).await {
+            Some(newer) => Stopped::Superseded(newer),
+            None => Stopped::Failed(format!(
+                "another writer committed {index_key} while this run wrote (its conditional write won); \
+                 a retry or the next run commits"
+            )),
+        }
     }
 
     /// The committed entries the new index builds on, each with whether this run produced it
@@ -483,41 +515,51 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         previous: &Previous,
         index_key: &str,
         seen: &[bool],
-    ) -> Result<OldEntries, String> {
+    ) -> Result<OldEntries, Stopped> {
         let Previous::Read(committed) = previous else {
-            let entries =
-                self.recover(catalog).await.map_err(|e| format!("could not list {index_key}'s files: {e}"))?;
-            return Ok(OldEntries { seen: vec![false; entries.len()], entries, run_id: None });
+            let entries = self
+                .recover(catalog)
+                .await
+                .map_err(|e| Stopped::Failed(format!("could not list {index_key}'s files: {e}")))?;
+            return Ok(OldEntries { seen: vec![false; entries.len()], entries });
         };
-        let again = |e: &dyn std::fmt::Display| format!("could not read the committed index {index_key} again: {e}");
-        let bytes = self.store.get(self.bucket, index_key).await.map_err(|e| again(&e))?;
-        let index: WarehouseIndex = serde_json::from_slice(&bytes).map_err(|e| again(&e))?;
-        drop(bytes);
-        // Another run's commit in between: positions and digests describe an index that is
-        // gone. A newer one wins below; an older one's is settled by the next run.
-        if index.run_id != committed.run_id && !self.newer(&index.run_id) {
-            return Err(format!("the committed index {index_key} changed while this run wrote (run {})", index.run_id));
+        let again = |e: &dyn std::fmt::Display| {
+            Stopped::Failed(format!("could not read the committed index {index_key} again: {e}"))
+        };
+        let object = self.store.get(self.bucket, index_key).await.map_err(|e| again(&e))?;
+        let index: WarehouseIndex = serde_json::from_slice(&object.bytes).map_err(|e| again(&e))?;
+        drop(object.bytes);
+        // Another commit in between: positions and digests describe an index that is gone. A
+        // newer run's stands; an older one's is settled by a retry or the next run.
+        if object.etag != committed.etag {
+            if self.newer(&index.run_id) {
+                return Err(Stopped::Superseded(index.run_id));
+            }
+            return Err(Stopped::Failed(format!(
+                "the committed index {index_key} changed while this run wrote (run {})",
+                index.run_id
+            )));
         }
         let produced = |e: &IndexEntry| {
             Committed::position(&committed.files, &e.key).is_some_and(|p| seen.get(p).copied().unwrap_or(false))
         };
         let seen = index.datasets.iter().map(produced).collect();
-        Ok(OldEntries { entries: index.datasets, seen, run_id: Some(index.run_id) })
+        Ok(OldEntries { entries: index.datasets, seen })
     }
 
     /// The newer run that committed the index at `key`, if one did: it saw the warehouse after
     /// this run's discovery did, so the warehouse is not this run's to write or remove. Only the
     /// run id is parsed, not the entries (a large warehouse's index is tens of MB).
     async fn committed_by_newer(&self, key: &str) -> Option<String> {
-        let bytes = self.store.get(self.bucket, key).await.ok()?;
-        let head: IndexHead = serde_json::from_slice(&bytes).ok()?;
+        let object = self.store.get(self.bucket, key).await.ok()?;
+        let head: IndexHead = serde_json::from_slice(&object.bytes).ok()?;
         self.newer(&head.run_id).then_some(head.run_id)
     }
 
-    /// Whether `run_id` is of a newer run. Run ids sort by time, so an old run's shard delivered
-    /// late (a retry after the next run) yields instead of rolling a warehouse back.
+    /// Whether `run_id` is of a newer run, by the time it carries, so that an old run's shard
+    /// delivered late (a retry after the next run) yields instead of rolling a warehouse back.
     fn newer(&self, run_id: &str) -> bool {
-        run_id > self.run_id
+        RunId::parse(self.run_id).is_ok_and(|this| this.is_superseded_by(run_id, OffsetDateTime::now_utc()))
     }
 
     /// The new index's entries, sorted: the files this run wrote, the committed ones it produced
@@ -581,7 +623,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         report: &mut PublishReport,
     ) {
         match previous {
-            Previous::Unreadable(why) => {
+            Previous::Unreadable { why, .. } => {
                 warn!(why, "the previous index was unreadable; nothing removed this run");
                 report.error = Some(format!(
                     "the previous index {} was unreadable ({why}); it was replaced and nothing was removed this run",
@@ -693,40 +735,11 @@ mod tests {
     //! The commit protocol over an in-memory object store: the rules that need no S3 to check.
 
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     use super::*;
     use crate::catalog::{DatabaseKind, Dataset, DatasetKind, Unconfirmed};
     use crate::manifest::{Layout, ManifestFormat};
-
-    /// The in-memory adapter of the object store port; puts of keys containing `fail_puts` fail.
-    #[derive(Default)]
-    struct MemoryStore {
-        objects: Mutex<BTreeMap<String, Vec<u8>>>,
-        fail_puts: Option<&'static str>,
-    }
-
-    impl ObjectStore for MemoryStore {
-        async fn list(&self, _bucket: &str, prefix: &str) -> Result<Vec<String>, AwsError> {
-            Ok(self.objects.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
-        }
-        async fn delete(&self, _bucket: &str, keys: &[String]) -> Result<(), AwsError> {
-            let mut objects = self.objects.lock().unwrap();
-            keys.iter().for_each(|k| drop(objects.remove(k)));
-            Ok(())
-        }
-        async fn get(&self, _bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
-            let found = self.objects.lock().unwrap().get(key).cloned();
-            found.ok_or_else(|| AwsError::from_code("s3:GetObject", Some("NoSuchKey"), key.into()))
-        }
-        async fn put(&self, _bucket: &str, key: &str, body: Vec<u8>, _type: &str) -> Result<(), AwsError> {
-            if self.fail_puts.is_some_and(|f| key.contains(f)) {
-                return Err(AwsError::from_code("s3:PutObject", Some("InternalError"), "injected".into()));
-            }
-            self.objects.lock().unwrap().insert(key.into(), body);
-            Ok(())
-        }
-    }
+    use crate::testing::MemoryStore;
 
     fn table(schema: &str, name: &str, kind: DatasetKind) -> Dataset {
         Dataset {
@@ -774,23 +787,24 @@ mod tests {
     impl Snapshots<'_, MemoryStore, ManifestFormat> {
         /// The protocol as `Outputs` runs it, one file at a time.
         async fn warehouse(&self, read: &Read) -> PublishReport {
-            let mut opened = self.open(&read.catalog).await;
-            for event in &read.events {
-                for file in self.files(&read.catalog, &opened.base, event, &mut opened.held) {
-                    let offered = self.offer(&opened.base, file).await;
-                    opened.tally.record(offered, self.dry_run);
-                }
-            }
+            let opened = written(self, read).await;
             self.commit(opened, &read.catalog).await
         }
     }
 
+    const RUN: &str = "20261205T090000000Z-00000002";
+    const OLDER_RUN: &str = "20261205T090000000Z-00000001";
+
     fn snapshots(store: &MemoryStore) -> Snapshots<'_, MemoryStore, ManifestFormat> {
+        run(store, RUN)
+    }
+
+    fn run<'a>(store: &'a MemoryStore, run_id: &'a str) -> Snapshots<'a, MemoryStore, ManifestFormat> {
         Snapshots {
             store,
             bucket: "b",
             format: ManifestFormat::new(Layout { prefix: "p/".into() }),
-            run_id: "r",
+            run_id,
             committed_at: "t",
             dry_run: false,
             writes_in_parallel: 4,
@@ -798,7 +812,57 @@ mod tests {
     }
 
     fn names(store: &MemoryStore) -> Vec<String> {
-        store.objects.lock().unwrap().keys().filter(|k| k.contains("/datasets/")).cloned().collect()
+        store.keys("/datasets/")
+    }
+
+    /// A warehouse opened and written, not yet committed.
+    async fn written(s: &Snapshots<'_, MemoryStore, ManifestFormat>, read: &Read) -> Opened<()> {
+        let mut opened = s.open(&read.catalog).await;
+        for event in &read.events {
+            for file in s.files(&read.catalog, &opened.base, event, &mut opened.held) {
+                let offered = s.offer(&opened.base, file).await;
+                opened.tally.record(offered, s.dry_run);
+            }
+        }
+        opened
+    }
+
+    /// Two runs that interleave on one warehouse: the index is written with a conditional
+    /// write, so exactly one commit wins; an older loser says so in its report, a newer one's
+    /// commit stands against an older winner only until it retries.
+    #[tokio::test]
+    async fn two_commits_racing_on_one_index_leave_exactly_one_winner() {
+        for (first, second) in [(OLDER_RUN, RUN), (RUN, OLDER_RUN)] {
+            let store = MemoryStore::default();
+            let read = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
+            let (one, two) = (run(&store, first), run(&store, second));
+            let (opened_one, opened_two) = (written(&one, &read).await, written(&two, &read).await);
+            let won = one.commit(opened_one, &read.catalog).await;
+            let lost = two.commit(opened_two, &read.catalog).await;
+            assert!(won.committed && !lost.committed, "{won:?} {lost:?}");
+            if second == OLDER_RUN {
+                assert_eq!(lost.superseded_by.as_deref(), Some(RUN), "{lost:?}");
+            } else {
+                assert!(lost.error.as_ref().unwrap().contains("another writer committed"), "{lost:?}");
+            }
+            let index: WarehouseIndex = serde_json::from_slice(
+                &store.get("b", "p/index/111111111111/us-east-1/cluster/c.json").await.unwrap().bytes,
+            )
+            .unwrap();
+            assert_eq!(index.run_id, first, "the first commit stands");
+            assert!(index.datasets.iter().all(|e| store.objects.lock().unwrap().contains_key(&e.key)), "no lost file");
+        }
+    }
+
+    /// An index committed under a forged run id dated far in the future is no newer run: the
+    /// next real run commits over it instead of yielding for ever.
+    #[tokio::test]
+    async fn a_far_future_run_id_in_an_index_freezes_nothing() {
+        let store = MemoryStore::default();
+        let read = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
+        assert!(run(&store, "99991231T235959999Z-00000000").warehouse(&read).await.committed);
+        let report = snapshots(&store).warehouse(&read).await;
+        assert!(report.committed && report.superseded_by.is_none(), "{report:?}");
     }
 
     #[tokio::test]
@@ -860,8 +924,7 @@ mod tests {
     async fn the_commit_reads_the_index_again_and_stops_if_it_cannot() {
         let index = "p/index/111111111111/us-east-1/cluster/c.json";
         let unreadable: fn(Vec<u8>) -> Vec<u8> = |_| b"not json".to_vec();
-        let older_run: fn(Vec<u8>) -> Vec<u8> =
-            |body| String::from_utf8(body).unwrap().replace(r#""runId":"r""#, r#""runId":"q""#).into();
+        let older_run: fn(Vec<u8>) -> Vec<u8> = |body| String::from_utf8(body).unwrap().replace(RUN, OLDER_RUN).into();
         for (error, tamper) in [("again", unreadable), ("changed", older_run)] {
             let store = MemoryStore::default();
             let both = vec![table("s", "a", DatasetKind::Table), table("s", "b", DatasetKind::Table)];

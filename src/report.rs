@@ -140,6 +140,9 @@ pub struct Counts {
     pub named_workgroups_unread: usize,
     /// Warehouses whose snapshot could not be committed or cleaned.
     pub publish_failed: usize,
+    /// Warehouse snapshots this run did not commit because a newer run's commit stands.
+    #[serde(default)]
+    pub publish_superseded: usize,
     /// Shards of a fanned-out run, and those not finished (retrying, dead-lettered, failed or
     /// never reported).
     #[serde(default)]
@@ -382,6 +385,7 @@ impl Report {
                     c.warehouses_failed += usize::from(w.error.is_some() && !skipped);
                     for p in &w.publish {
                         c.publish_failed += usize::from(p.error.is_some());
+                        c.publish_superseded += usize::from(p.superseded_by.is_some());
                         if p.output == MANIFESTS {
                             c.datasets_written += p.written;
                             c.datasets_unchanged += p.unchanged;
@@ -414,6 +418,7 @@ impl Report {
             + c.databases_failed
             + c.named_workgroups_unread
             + c.publish_failed
+            + c.publish_superseded
             + self.clusters_not_found.len()
             > 0
         {
@@ -559,6 +564,11 @@ pub fn human_summary(report: &Report) -> String {
                 for p in &w.publish {
                     if let Some(e) = &p.error {
                         failures.push((format!("{there}, output {}: {e}", p.output), String::new()));
+                    }
+                    if let Some(newer) = &p.superseded_by {
+                        let what =
+                            format!("{there}, output {}: not committed: run {newer} committed it first", p.output);
+                        failures.push((what, "the newer run's snapshot stands; nothing to do".into()));
                     }
                 }
             }

@@ -17,7 +17,7 @@ use crate::event::{RunRequest, Scope};
 use crate::manifest::Layout;
 use crate::outputs::{Outputs, RunContext};
 use crate::plan::{self, AccountPlan, RegionPlan, ScopeError, Selection};
-use crate::ports::{AccountSession, DataApi, DbAuth, ObjectStore, Output, Platform, Target};
+use crate::ports::{AccountSession, Condition, DataApi, DbAuth, ObjectStore, Output, Platform, Target};
 use crate::read::{self, DatabaseOutcome, ReadOptions};
 use crate::report::{
     self, AccountReport, Counts, DatabaseReport, OrganizationReport, RegionReport, Report, RunStatus, WarehouseReport,
@@ -69,7 +69,7 @@ pub async fn publish_plans<P: Platform, S: ObjectStore>(
 async fn write_report<S: ObjectStore>(store: &S, config: &Config, report: &mut Report) {
     let key = Layout { prefix: config.output.prefix.clone() }.run_key(&report.run_id);
     let body = serde_json::to_vec_pretty(&*report).expect("the report serialises");
-    match store.put(&config.output.bucket, &key, body, "application/json").await {
+    match store.put(&config.output.bucket, &key, body, "application/json", Condition::Any).await {
         Ok(()) => report.report_key = Some(key),
         Err(e) => {
             warn!(error = %e, "could not write the run report");
@@ -346,17 +346,6 @@ impl<O: Output> Visit<'_, O> {
 /// Datasets the reader may send ahead of the writes: enough to keep `s3WritesInParallel` busy,
 /// few enough that memory does not grow with the warehouse.
 const READ_AHEAD: usize = 256;
-
-/// Sortable to the millisecond and unique: `20261126T171502123Z-1a2b3c4d`. Commits are ordered
-/// by run id (a run never overwrites a newer run's index), so two runs in one second must
-/// still sort in the order they started.
-pub fn new_run_id() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = now
-        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second][subsecond digits:3]Z"))
-        .expect("a fixed format");
-    format!("{stamp}-{:08x}", fastrand::u32(..))
-}
 
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()

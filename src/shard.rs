@@ -8,11 +8,17 @@
 //!   request (`{"summaryOf": runId}`), with every planned shard's state, unfinished ones too.
 //!
 //! A shard is the same trip as a single run's, narrowed to one account and region: shards never
-//! share a warehouse, so they never race on an index, and Data API limits (per account and
-//! region) are never shared either.
+//! share a warehouse, and Data API limits (per account and region) are never shared either.
+//!
+//! A message is a request, never an authority: it names a run and a shard, nothing else. The
+//! shard must be in that run's plan, and the account's role, regions, warehouses and logins come
+//! from the current config. Anything else is refused: acknowledged (no retry can fix it),
+//! logged, counted, and nothing is read or written for it.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+use time::OffsetDateTime;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{stream, StreamExt};
@@ -21,18 +27,25 @@ use tracing::{info, warn, Instrument};
 
 use crate::config::Config;
 use crate::error::{AwsError, ErrorKind, Failure};
-use crate::event::{is_run_id, RunRequest, Scope, Trigger};
+use crate::event::{RunRequest, Scope, Trigger};
 use crate::manifest::Layout;
-use crate::plan::{AccountPlan, RegionPlan};
-use crate::ports::{ObjectStore, Platform, ShardQueue};
+use crate::plan::{self, AccountPlan};
+use crate::ports::{Condition, ObjectStore, Platform, ShardQueue};
 use crate::publish::API_VERSION;
 use crate::report::{self, AccountReport, OrganizationReport, Report, RunStatus, ShardState, ShardStatus};
 use crate::run;
+use crate::run_id::{RunId, RunIdError};
 
 /// Shard reports read at once when a summary is built.
 const READS_IN_PARALLEL: usize = 32;
 
-/// The body of one shard's message.
+/// The error code of a plan that is there but not one this function wrote.
+const INVALID_PLAN: &str = "InvalidPlan";
+
+/// The largest message body read: a shard message is about 120 bytes.
+const MAX_BODY_BYTES: usize = 1024;
+
+/// The body of one shard's message: which shard of which run, nothing a visit uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShardMessage {
@@ -40,19 +53,38 @@ pub struct ShardMessage {
     pub kind: String,
     pub run_id: String,
     pub shard_id: String,
-    pub dry_run: bool,
-    pub account: ShardAccount,
-    pub region: RegionPlan,
-    /// The warehouses a narrowed run named: such a shard sees only those, so it removes nothing.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub clusters: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ShardAccount {
-    pub account_id: String,
-    pub role_arn: String,
+/// Why a message is refused. No retry can fix any of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("not a shard message of this function: {0}")]
+    NotAShard(String),
+    #[error(transparent)]
+    RunId(#[from] RunIdError),
+    #[error("run {0} has no readable plan under this function's output prefix")]
+    NoPlan(String),
+    #[error("shard {shard} is not in the plan of run {run}")]
+    NotPlanned { run: String, shard: String },
+    #[error("the current config does not visit shard {shard}: {why}")]
+    NotConfigured { shard: String, why: String },
+}
+
+/// What one delivery came to.
+enum Delivery {
+    Done,
+    /// A retry can fix it: SQS delivers it again.
+    Retry,
+    Refused(Refusal),
+}
+
+/// The response to an SQS event, and how many of its messages were refused (for the metrics).
+#[derive(Debug, Default, Serialize)]
+pub struct Batch {
+    #[serde(flatten)]
+    pub response: SqsBatchResponse,
+    #[serde(skip)]
+    pub refused: usize,
 }
 
 /// `runs/{runId}/plan.json`: what a fanned-out run set out to do.
@@ -79,6 +111,9 @@ pub struct PlannedShard {
     pub shard_id: String,
     pub account_id: String,
     pub region: String,
+    /// The role of the organization source that listed the account, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_by: Option<String>,
 }
 
 /// `runs/{runId}/shards/{shardId}.json`: one attempt of one shard.
@@ -116,23 +151,29 @@ fn shard_key(layout: &Layout, run_id: &str, shard_id: &str) -> String {
     format!("{}runs/{run_id}/shards/{shard_id}.json", layout.prefix)
 }
 
-/// One message per (account, region), in plan order.
-pub fn shards(plans: &[AccountPlan], run_id: &str, request: &RunRequest) -> Vec<ShardMessage> {
+/// One shard per (account, region), in plan order (a source is either option 1 or option 2,
+/// so an account plan has each region once).
+pub fn planned_shards(plans: &[AccountPlan]) -> Vec<PlannedShard> {
     plans
         .iter()
         .flat_map(|a| {
-            a.regions.iter().map(|r| ShardMessage {
-                api_version: API_VERSION.into(),
-                kind: "Shard".into(),
-                run_id: run_id.into(),
+            a.regions.iter().map(|r| PlannedShard {
                 shard_id: format!("{}-{}", a.account_id, r.region),
-                dry_run: request.dry_run,
-                account: ShardAccount { account_id: a.account_id.clone(), role_arn: a.role_arn.clone() },
-                region: r.clone(),
-                clusters: request.scope.clusters.iter().cloned().collect(),
+                account_id: a.account_id.clone(),
+                region: r.region.clone(),
+                listed_by: a.listed_by.clone(),
             })
         })
         .collect()
+}
+
+fn message(run_id: &str, shard: &PlannedShard) -> ShardMessage {
+    ShardMessage {
+        api_version: API_VERSION.into(),
+        kind: "Shard".into(),
+        run_id: run_id.into(),
+        shard_id: shard.shard_id.clone(),
+    }
 }
 
 /// Writes the plan, then sends its shards (a dry run too: it writes only under `runs/`).
@@ -146,7 +187,6 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
     organizations: Vec<OrganizationReport>,
 ) -> Result<Dispatched, AwsError> {
     let layout = Layout { prefix: config.output.prefix.clone() };
-    let messages = shards(plans, &run_id, request);
     let plan = RunPlan {
         api_version: API_VERSION.into(),
         kind: "RunPlan".into(),
@@ -155,14 +195,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
         trigger: request.trigger,
         dry_run: request.dry_run,
         scope: request.scope.clone(),
-        shards: messages
-            .iter()
-            .map(|m| PlannedShard {
-                shard_id: m.shard_id.clone(),
-                account_id: m.account.account_id.clone(),
-                region: m.region.region.clone(),
-            })
-            .collect(),
+        shards: planned_shards(plans),
         organizations,
     };
     let key = plan_key(&layout, &run_id);
@@ -172,17 +205,22 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
             &key,
             serde_json::to_vec_pretty(&plan).expect("a plan serialises"),
             "application/json",
+            Condition::Any,
         )
         .await?;
-    let bodies = messages.iter().map(|m| serde_json::to_string(m).expect("a message serialises")).collect();
+    let bodies = plan
+        .shards
+        .iter()
+        .map(|s| serde_json::to_string(&message(&run_id, s)).expect("a message serialises"))
+        .collect();
     let queue_url = config.execution.queue_url.as_deref().expect("fan-out has a queue (validated)");
     queue.send(queue_url, bodies).await?;
-    info!(run_id, shards = messages.len(), "shards dispatched");
+    info!(run_id, shards = plan.shards.len(), "shards dispatched");
     Ok(Dispatched {
         summary_key: layout.run_key(&run_id),
         run_id,
         status: "dispatched",
-        shards: messages.len(),
+        shards: plan.shards.len(),
         plan_key: key,
         organizations: plan.organizations,
     })
@@ -190,88 +228,138 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
 
 /// Runs every shard of an SQS event; those a retry can fix are reported back as batch item
 /// failures, so SQS redelivers them alone (and moves them to the dead-letter queue after
-/// `maxReceiveCount` deliveries).
+/// `maxReceiveCount` deliveries). Refused messages are acknowledged.
 pub async fn handle<P: Platform, S: ObjectStore>(
     platform: &P,
     store: &S,
     config: &Config,
     event: &SqsEvent,
     deadline: Option<Instant>,
-) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
+) -> Batch {
+    let mut batch = Batch::default();
     for record in &event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("shard", message_id = %id);
-        if !shard(platform, store, config, record, deadline).instrument(span).await {
-            response.batch_item_failures.push(BatchItemFailure { item_identifier: id });
+        match deliver(platform, store, config, record, deadline).instrument(span).await {
+            Delivery::Done => {}
+            Delivery::Retry => batch.response.batch_item_failures.push(BatchItemFailure { item_identifier: id }),
+            Delivery::Refused(refusal) => {
+                warn!(message_id = %id, reason = %refusal, "message refused: acknowledged, nothing read or written");
+                batch.refused += 1;
+            }
         }
     }
-    response
+    batch
 }
 
-/// One delivery of one shard; false when it should be retried.
-async fn shard<P: Platform, S: ObjectStore>(
+/// One delivery of one shard.
+async fn deliver<P: Platform, S: ObjectStore>(
     platform: &P,
     store: &S,
     config: &Config,
     record: &SqsMessage,
     deadline: Option<Instant>,
-) -> bool {
-    let message: ShardMessage = match serde_json::from_str(record.body.as_deref().unwrap_or_default()) {
-        Ok(m) if is_shard(&m) => m,
-        other => {
-            // Not a shard of ours: no retry can fix it; it is dropped, and said so.
-            warn!(error = ?other.err(), "message is not a shard; dropped");
-            return true;
+) -> Delivery {
+    let message = match accept(record.body.as_deref().unwrap_or_default(), OffsetDateTime::now_utc()) {
+        Ok(message) => message,
+        Err(refusal) => return Delivery::Refused(refusal),
+    };
+    let (plan, planned) = match planned(store, config, &message).await {
+        Ok(found) => found,
+        Err(Ok(refusal)) => return Delivery::Refused(refusal),
+        Err(Err(e)) => {
+            warn!(error = %e, "the run's plan could not be read; retrying the shard");
+            return Delivery::Retry;
         }
     };
+    let account = plan::shard_plan(
+        config,
+        &planned.account_id,
+        &planned.region,
+        planned.listed_by.as_deref(),
+        &plan.scope.clusters,
+    );
+    let account = match account {
+        Ok(account) => account,
+        Err(why) => return Delivery::Refused(Refusal::NotConfigured { shard: planned.shard_id, why }),
+    };
     let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-    let report = run_shard(platform, store, config, &message, deadline).await;
+    let report = run_shard(platform, store, config, &plan, account, deadline).await;
     let retrying = retryable(&report);
-    let hint = out_of_time(&report).then(|| too_large_hint(&message));
+    let hint = out_of_time(&report).then(|| too_large_hint(&planned));
     let layout = Layout { prefix: config.output.prefix.clone() };
-    let written = ShardReport { shard_id: message.shard_id.clone(), attempt, retrying, hint, report };
+    let written = ShardReport { shard_id: planned.shard_id.clone(), attempt, retrying, hint, report };
     let body = serde_json::to_vec_pretty(&written).expect("a shard report serialises");
-    let key = shard_key(&layout, &message.run_id, &message.shard_id);
-    if let Err(e) = store.put(&config.output.bucket, &key, body, "application/json").await {
+    let key = shard_key(&layout, &plan.run_id, &planned.shard_id);
+    if let Err(e) = store.put(&config.output.bucket, &key, body, "application/json", Condition::Any).await {
         warn!(error = %e, "the shard report could not be written; retrying the shard");
-        return false;
+        return Delivery::Retry;
     }
-    info!(shard = message.shard_id, attempt, retrying, status = ?written.report.status, "shard done");
+    info!(shard = planned.shard_id, attempt, retrying, status = ?written.report.status, "shard done");
     // A last attempt that fails goes to the dead-letter queue: the summary must still come.
     if !retrying || attempt >= config.execution.max_receive_count {
-        if let Err(e) = summarise_if_complete(store, config, &message.run_id).await {
+        if let Err(e) = summarise_if_complete(store, config, &plan.run_id).await {
             warn!(error = %e, "the run summary could not be written");
         }
     }
-    !retrying
+    if retrying {
+        Delivery::Retry
+    } else {
+        Delivery::Done
+    }
 }
 
-/// The trip of one account and region, as a run of its own.
-pub async fn run_shard<P: Platform, S: ObjectStore>(
-    platform: &P,
+/// A body that is a shard message of this function, for a run id of its format not dated in
+/// the future; nothing else is parsed (a padded body is refused before it is read).
+pub fn accept(body: &str, now: OffsetDateTime) -> Result<ShardMessage, Refusal> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Refusal::NotAShard(format!("a body of {} bytes (at most {MAX_BODY_BYTES})", body.len())));
+    }
+    let message: ShardMessage = serde_json::from_str(body).map_err(|e| Refusal::NotAShard(e.to_string()))?;
+    if message.kind != "Shard" || message.api_version != API_VERSION {
+        return Err(Refusal::NotAShard(format!("kind {:?}, apiVersion {:?}", message.kind, message.api_version)));
+    }
+    RunId::parse_received(&message.run_id, now)?;
+    Ok(message)
+}
+
+/// The run's plan and the message's shard in it. `Err(Ok(_))`: refused; `Err(Err(_))`: the
+/// plan could not be read now, and a retry may.
+async fn planned<S: ObjectStore>(
     store: &S,
     config: &Config,
     message: &ShardMessage,
+) -> Result<(RunPlan, PlannedShard), Result<Refusal, AwsError>> {
+    let plan = match read_plan(store, config, &message.run_id).await {
+        Ok(plan) if plan.run_id == message.run_id => plan,
+        Ok(_) => return Err(Ok(Refusal::NoPlan(message.run_id.clone()))),
+        Err(e) if e.kind == ErrorKind::NotFound || e.code == INVALID_PLAN => {
+            return Err(Ok(Refusal::NoPlan(message.run_id.clone())))
+        }
+        Err(e) => return Err(Err(e)),
+    };
+    let Some(planned) = plan.shards.iter().find(|s| s.shard_id == message.shard_id).cloned() else {
+        return Err(Ok(Refusal::NotPlanned { run: message.run_id.clone(), shard: message.shard_id.clone() }));
+    };
+    Ok((plan, planned))
+}
+
+/// The trip of one planned account and region, as a run of its own.
+async fn run_shard<P: Platform, S: ObjectStore>(
+    platform: &P,
+    store: &S,
+    config: &Config,
+    plan: &RunPlan,
+    account: AccountPlan,
     deadline: Option<Instant>,
 ) -> Report {
-    let scope = Scope { clusters: message.clusters.iter().cloned().collect(), ..Scope::default() };
-    let request = RunRequest { trigger: Trigger::Shard, dry_run: message.dry_run, scope, deadline };
-    let plan = AccountPlan {
-        account_id: message.account.account_id.clone(),
-        role_arn: message.account.role_arn.clone(),
-        regions: vec![message.region.clone()],
-    };
-    let mut report = run::publish_plans(platform, store, config, &request, message.run_id.clone(), vec![plan]).await;
+    let scope = Scope { clusters: plan.scope.clusters.clone(), ..Scope::default() };
+    let request = RunRequest { trigger: Trigger::Shard, dry_run: plan.dry_run, scope, deadline };
+    let mut report = run::publish_plans(platform, store, config, &request, plan.run_id.clone(), vec![account]).await;
     // A named warehouse may be in another shard's region: the summary says which were found.
     report.clusters_not_found.clear();
     report.summarise();
     report
-}
-
-/// A shard of this format, whose run id cannot leave the `runs/` folder of a key.
-fn is_shard(m: &ShardMessage) -> bool {
-    m.kind == "Shard" && m.api_version == API_VERSION && is_run_id(&m.run_id) && is_run_id(&m.shard_id)
 }
 
 /// Whether the invocation's deadline cut the shard short.
@@ -279,12 +367,12 @@ fn out_of_time(report: &Report) -> bool {
     report.failures().any(|f| f.kind == ErrorKind::Deadline)
 }
 
-fn too_large_hint(message: &ShardMessage) -> String {
+fn too_large_hint(shard: &PlannedShard) -> String {
     format!(
         "shard {} did not finish within one invocation: a retry reads what it did not reach, but the warehouses \
          of account {} in {} may be more than 15 minutes can read; split it by warehouse: list them as named \
          clusters and workgroups (option 2) in sources of their own, or narrow the databases with filters",
-        message.shard_id, message.account.account_id, message.region.region
+        shard.shard_id, shard.account_id, shard.region
     )
 }
 
@@ -311,9 +399,9 @@ async fn summarise_if_complete<S: ObjectStore>(store: &S, config: &Config, run_i
 
 async fn read_plan<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> Result<RunPlan, AwsError> {
     let key = plan_key(&Layout { prefix: config.output.prefix.clone() }, run_id);
-    let bytes = store.get(&config.output.bucket, &key).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| AwsError::from_code("s3:GetObject", Some("InvalidPlan"), format!("{key}: {e}")))
+    let object = store.get(&config.output.bucket, &key).await?;
+    serde_json::from_slice(&object.bytes)
+        .map_err(|e| AwsError::from_code("s3:GetObject", Some(INVALID_PLAN), format!("{key}: {e}")))
 }
 
 /// The run's one summary, from its plan and every shard report there is, written to
@@ -326,7 +414,7 @@ pub async fn summarise<S: ObjectStore>(store: &S, config: &Config, run_id: &str)
         .map(|planned| async {
             let key = shard_key(&layout, run_id, &planned.shard_id);
             let report = match store.get(&config.output.bucket, &key).await {
-                Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+                Ok(object) => serde_json::from_slice(&object.bytes).ok(),
                 Err(_) => None,
             };
             (planned, report)
@@ -337,7 +425,7 @@ pub async fn summarise<S: ObjectStore>(store: &S, config: &Config, run_id: &str)
     let mut summary = merge(&plan, reads, config.execution.max_receive_count);
     let body = serde_json::to_vec_pretty(&summary).expect("a summary serialises");
     let key = layout.run_key(run_id);
-    store.put(&config.output.bucket, &key, body, "application/json").await?;
+    store.put(&config.output.bucket, &key, body, "application/json", Condition::Any).await?;
     summary.report_key = Some(key);
     Ok(summary)
 }
@@ -394,4 +482,104 @@ fn merge(plan: &RunPlan, reads: Vec<(PlannedShard, Option<ShardReport>)>, max_re
     };
     report.summarise();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    //! What a message may ask for, decided without the stack.
+
+    use super::*;
+    use crate::config::DeploymentDefaults;
+    use crate::testing::MemoryStore;
+
+    const RUN: &str = "20261205T090000000Z-1a2b3c4d";
+
+    fn now() -> OffsetDateTime {
+        time::macros::datetime!(2026-12-05 09:01 UTC)
+    }
+
+    fn body(run_id: &str, shard_id: &str) -> String {
+        serde_json::to_string(&ShardMessage {
+            api_version: API_VERSION.into(),
+            kind: "Shard".into(),
+            run_id: run_id.into(),
+            shard_id: shard_id.into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_bare_shard_message_of_a_well_formed_recent_run_is_accepted() {
+        assert_eq!(accept(&body(RUN, "111111111111-us-east-1"), now()).unwrap().shard_id, "111111111111-us-east-1");
+        let carried = body(RUN, "s").replace("}", r#","account":{"accountId":"1","roleArn":"x"}}"#);
+        let padded = format!(r#"{{"kind":"Shard","pad":"{}"}}"#, "x".repeat(200_000));
+        for (junk, why) in [
+            ("not json", "expected"),
+            ("{}", "missing field"),
+            (carried.as_str(), "unknown field `account`"),
+            (padded.as_str(), "bytes"),
+            (&body(RUN, "s").replace("Shard", "Plan"), "kind"),
+        ] {
+            let refused = accept(junk, now()).unwrap_err();
+            assert!(matches!(&refused, Refusal::NotAShard(m) if m.contains(why)), "{refused} for {junk:.60}");
+        }
+        assert!(matches!(accept(&body("r", "s"), now()), Err(Refusal::RunId(RunIdError::Format(_)))));
+        let future = accept(&body("20261205T093000000Z-1a2b3c4d", "s"), now());
+        assert!(matches!(future, Err(Refusal::RunId(RunIdError::Future { .. }))), "{future:?}");
+    }
+
+    fn config() -> Config {
+        let text = r#"{"output": {"bucket": "bucket", "prefix": "p/"}, "roleName": "Reader", "sources": [
+            {"accountId": "111111111111", "clusters": [
+                {"region": "eu-west-1", "clusterIdentifier": "sales", "dbUser": "reader"},
+                {"region": "eu-central-1", "clusterIdentifier": "mart"}]}]}"#;
+        let defaults = DeploymentDefaults { region: Some("us-east-1".into()), ..DeploymentDefaults::default() };
+        Config::parse(text, &defaults).unwrap()
+    }
+
+    async fn store_with_plan(shards: &[(&str, &str)]) -> MemoryStore {
+        let store = MemoryStore::default();
+        let plan = serde_json::json!({
+            "apiVersion": API_VERSION, "kind": "RunPlan", "runId": RUN, "startedAt": "2026-12-05T09:00:00Z",
+            "trigger": "scheduled", "dryRun": false,
+            "shards": shards.iter().map(|(account, region)| serde_json::json!(
+                {"shardId": format!("{account}-{region}"), "accountId": account, "region": region})).collect::<Vec<_>>()
+        });
+        store.objects.lock().unwrap().insert(format!("p/runs/{RUN}/plan.json"), plan.to_string().into_bytes());
+        store
+    }
+
+    async fn resolve(store: &MemoryStore, shard_id: &str) -> Result<AccountPlan, Refusal> {
+        let message = accept(&body(RUN, shard_id), now())?;
+        let (plan, planned) = planned(store, &config(), &message).await.map_err(|e| e.unwrap())?;
+        plan::shard_plan(&config(), &planned.account_id, &planned.region, None, &plan.scope.clusters)
+            .map_err(|why| Refusal::NotConfigured { shard: planned.shard_id, why })
+    }
+
+    #[tokio::test]
+    async fn a_shard_is_visited_as_the_config_says_and_only_if_its_run_planned_it() {
+        let planned = [("111111111111", "eu-west-1"), ("222222222222", "us-east-1"), ("111111111111", "us-east-1")];
+        let store = store_with_plan(&planned).await;
+        let visit = resolve(&store, "111111111111-eu-west-1").await.unwrap();
+        assert_eq!(visit.role_arn, "arn:aws:iam::111111111111:role/Reader");
+        let plan::Selection::Named { clusters, .. } = &visit.regions[0].selection else { panic!("{visit:?}") };
+        assert_eq!(clusters[0].db_user.as_deref(), Some("reader"), "the login is the config's");
+
+        let not_planned = resolve(&store, "111111111111-eu-central-1").await;
+        assert!(matches!(not_planned, Err(Refusal::NotPlanned { .. })), "{not_planned:?}");
+        for gone in ["222222222222-us-east-1", "111111111111-us-east-1"] {
+            let not_configured = resolve(&store, gone).await;
+            assert!(matches!(not_configured, Err(Refusal::NotConfigured { .. })), "{gone}: {not_configured:?}");
+        }
+        let no_plan = resolve(&MemoryStore::default(), "111111111111-eu-west-1").await;
+        assert!(matches!(no_plan, Err(Refusal::NoPlan(_))), "{no_plan:?}");
+    }
+
+    #[test]
+    fn a_run_planned_into_shards_has_one_per_account_and_region() {
+        let config = config();
+        let plans = plan::plan(&config, &Scope::default(), &[]).unwrap();
+        let ids: Vec<String> = planned_shards(&plans).into_iter().map(|s| s.shard_id).collect();
+        assert_eq!(ids, ["111111111111-eu-west-1", "111111111111-eu-central-1"]);
+    }
 }

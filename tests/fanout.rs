@@ -20,18 +20,21 @@ use support::*;
 struct Fleet {
     org: Org,
     accounts: Vec<String>,
+    clusters: Vec<String>,
 }
 
 async fn fleet(test: &str) -> Fleet {
     let org = org(test).await;
     let accounts: Vec<String> = (1..=3).map(|n| account_id(test, n + 10)).collect();
+    let mut clusters = Vec::new();
     for (n, account) in accounts.iter().enumerate() {
         let id = unique(&format!("{}-{n}", test.replace('_', "-")));
+        clusters.push(id.clone());
         let seed = ClusterSeed { id: &id, node_type: "ra3.xlplus", db_name: "dev", tags: &[("team", "data")] };
         create_cluster(&org.moto, account, "us-east-1", seed).await;
         create_warehouse(account, &id, &[("dev", &fixture(&["orders", "customers"]))]).await;
     }
-    Fleet { org, accounts }
+    Fleet { org, accounts, clusters }
 }
 
 impl Fleet {
@@ -45,6 +48,13 @@ impl Fleet {
         let q = queue(&self.org.moto, &format!("{name}-{}", self.org.account), 3).await;
         let config = self.config("fan/", json!({"mode": "fanout", "queueUrl": q.url}));
         (q, config)
+    }
+
+    /// Sends each body to the queue as a message of its own.
+    async fn send(&self, q: &Queue, bodies: &[String]) {
+        for body in bodies {
+            q.client.send_message().queue_url(&q.url).message_body(body).send().await.expect("SendMessage");
+        }
     }
 
     /// Plans a run: the planner's receipt.
@@ -268,4 +278,98 @@ async fn a_narrowed_fanned_out_run_removes_nothing_else() {
     assert_eq!(summary.clusters_not_found, vec!["nowhere".to_string()]);
     assert_eq!(summary.status, RunStatus::Partial, "a named warehouse was not found");
     assert!(summary.shards.iter().all(|s| s.state == ShardState::Succeeded), "{:?}", summary.shards);
+}
+
+fn shard_body(run_id: &str, shard_id: &str) -> String {
+    json!({"apiVersion": "redshift-registry/v1", "kind": "Shard", "runId": run_id, "shardId": shard_id}).to_string()
+}
+
+/// A message is a request, never an authority: forged shards (an account in no source, a role
+/// ARN or a database login of the sender's choosing, a far-future run id, a shard its run never
+/// planned, a run with no plan) and junk are acknowledged and refused: nothing is read or
+/// written, no manifest changes, and the next real run commits as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_and_junk_messages_read_nothing_and_write_nothing() {
+    let fleet = fleet("fan_forged").await;
+    let (q, config) = fleet.fanout("forged").await;
+    let (run_id, _) = fleet.dispatch(&config).await;
+    q.drain(&fleet.org.moto, &config).await;
+    let before = fleet.org.objects("fan/").await;
+    let statements_before = counters(&fleet.accounts[1], &fleet.clusters[1]).await.get("ExecuteStatement").copied();
+
+    let (a, b) = (&fleet.accounts[0], &fleet.accounts[1]);
+    let other_role = format!("arn:aws:iam::{b}:role/DataRegistryRedshiftReader");
+    // The shape the consumer once trusted: account, role and selection in the body.
+    let carried = |account: Value, selection: Value| {
+        json!({"apiVersion": "redshift-registry/v1", "kind": "Shard", "runId": run_id, "shardId": format!("{a}-us-east-1"),
+               "dryRun": false, "account": account, "region": {"region": "us-east-1", "selection": selection}})
+        .to_string()
+    };
+    let bodies = vec![
+        shard_body(&run_id, "333333333333-us-east-1"),
+        carried(json!({"accountId": a, "roleArn": other_role}), json!({"discover": {"only": []}})),
+        carried(
+            json!({"accountId": a, "roleArn": format!("arn:aws:iam::{a}:role/DataRegistryRedshiftReader")}),
+            json!({"named": {"clusters": [{"region": "us-east-1", "clusterIdentifier": fleet.clusters[0], "dbUser": "admin"}], "workgroups": []}}),
+        ),
+        shard_body("99991231T235959999Z-00000000", &format!("{a}-us-east-1")),
+        shard_body(&run_id, &format!("{a}-ap-south-1")),
+        shard_body("20261201T000000000Z-0000abcd", &format!("{a}-us-east-1")),
+        shard_body("../../index", &format!("{a}-us-east-1")),
+        "not json".to_string(),
+        "{}".to_string(),
+        json!({"apiVersion": "redshift-registry/v1", "kind": "Shard", "pad": "x".repeat(200_000)}).to_string(),
+    ];
+    fleet.send(&q, &bodies).await;
+    let deliveries = q.drain(&fleet.org.moto, &config).await;
+    assert_eq!(deliveries.len(), bodies.len(), "each delivered once: acknowledged, not retried");
+    assert!(deliveries.iter().all(|d| d.refused && !d.failed), "{deliveries:#?}");
+    assert_eq!(fleet.org.objects("fan/").await, before, "nothing written, nothing removed");
+    let statements_after = counters(&fleet.accounts[1], &fleet.clusters[1]).await.get("ExecuteStatement").copied();
+    assert_eq!(statements_after, statements_before, "the other account's warehouse was not read");
+
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (newer, _) = fleet.dispatch(&config).await;
+    assert!(q.drain(&fleet.org.moto, &config).await.iter().all(|d| !d.failed && !d.refused));
+    for (key, bytes) in fleet.org.objects("fan/index/").await {
+        let index: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(index["runId"], json!(newer), "{key}");
+    }
+}
+
+/// A shard is resolved against the config that runs it: an account the config no longer has
+/// is not visited, though the run's plan has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_whose_account_left_the_config_does_nothing() {
+    let fleet = fleet("fan_left").await;
+    let (q, config) = fleet.fanout("left").await;
+    fleet.dispatch(&config).await;
+    let mut narrowed = config.clone();
+    narrowed["sources"].as_array_mut().unwrap().truncate(2);
+    let deliveries = q.drain(&fleet.org.moto, &narrowed).await;
+    let gone = &fleet.accounts[2];
+    for d in &deliveries {
+        assert_eq!(d.refused, d.body.contains(gone.as_str()), "{d:?}");
+        assert!(!d.failed, "{d:?}");
+    }
+    assert!(fleet.org.objects("fan/").await.keys().all(|k| !k.contains(gone.as_str())), "nothing of {gone}");
+}
+
+/// A statement whose connection the cluster drops (a reboot, resize or maintenance) makes the
+/// shard a batch item failure: SQS delivers it again, and the redelivery reads it whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_that_lost_its_connection_is_retried_and_succeeds() {
+    let fleet = fleet("fan_lost_connection").await;
+    let (q, config) = fleet.fanout("lostconn").await;
+    let (run_id, _) = fleet.dispatch(&config).await;
+    set_knobs(&fleet.accounts[0], &fleet.clusters[0], json!({"connectionsLost": 1})).await;
+    let deliveries = q.drain(&fleet.org.moto, &config).await;
+    let failed: Vec<&support::esm::Delivery> = deliveries.iter().filter(|d| d.failed).collect();
+    assert_eq!(failed.len(), 1, "{deliveries:#?}");
+    assert!(failed[0].body.contains(&format!("{}-us-east-1", fleet.accounts[0])));
+    let summary = fleet.summary(&config, &run_id).await;
+    assert_eq!(summary.status, RunStatus::Succeeded, "{summary:#?}");
+    let shard = summary.shards.iter().find(|s| s.shard_id == format!("{}-us-east-1", fleet.accounts[0])).unwrap();
+    assert_eq!((shard.state, shard.attempt), (ShardState::Succeeded, Some(2)));
+    assert_eq!(fleet.manifests("fan/").await.len(), 3 * 3, "orders, customers and v in each");
 }

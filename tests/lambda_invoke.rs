@@ -157,17 +157,27 @@ async fn aws_lambda_invoke_against_cargo_lambda_watch() {
     assert_eq!(record["RunsNotSucceeded"], json!(0), "{record}");
     assert_eq!(record["Databases"], json!(1), "{record}");
 
-    // events/sqs.json, its shard pointed at this account: a batch response, no item failed, and
-    // the shard's report where the summary will look for it.
+    // events/sqs.json, its shard pointed at this account, of a run whose plan the planner wrote:
+    // a batch response, no item failed, and the shard's report where the summary will look.
     let mut event: Value =
         serde_json::from_slice(&std::fs::read(repo_root().join("events/sqs.json")).unwrap()).unwrap();
-    let body = event["Records"][0]["body"].as_str().unwrap().replace("111111111111", &account);
+    let mut shard: Value = serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();
+    // Planned now, after the manual run above: an older run's shard would yield to it.
+    shard["runId"] = json!(redshift_registry::run_id::RunId::new().to_string());
+    let body = shard.to_string().replace("111111111111", &account);
     event["Records"][0]["body"] = json!(body);
+    let shard: Value = serde_json::from_str(&body).unwrap();
+    let plan = json!({
+        "apiVersion": "redshift-registry/v1", "kind": "RunPlan", "runId": shard["runId"],
+        "startedAt": "2026-11-27T07:00:00Z", "trigger": "scheduled", "dryRun": false,
+        "shards": [{"shardId": shard["shardId"], "accountId": account, "region": "us-east-1"}]
+    });
+    let plan_key = format!("registry/runs/{}/plan.json", shard["runId"].as_str().unwrap());
+    put_object(&moto, bucket, &plan_key, plan.to_string().into_bytes()).await;
     let sqs_event = tempdir_file("sqs-event.json");
     std::fs::write(&sqs_event, event.to_string()).unwrap();
     let batch = aws_lambda_invoke(port, &sqs_event, "lambda-sqs-out.json");
     assert_eq!(batch, json!({"batchItemFailures": []}));
-    let shard: Value = serde_json::from_str(&body).unwrap();
     let key = format!("runs/{}/shards/{}.json", shard["runId"].as_str().unwrap(), shard["shardId"].as_str().unwrap());
     let keys = list_keys(&moto, bucket, "").await;
     let written = keys.iter().find(|k| k.ends_with(&key)).unwrap_or_else(|| panic!("{key} not in {keys:?}"));

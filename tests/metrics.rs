@@ -93,7 +93,7 @@ fn emf(level: &'static str) -> Emf {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_metrics_record_is_valid_emf_and_carries_the_reports_counts() {
     let (report, _, _) = partial_dry_run("metrics_record").await;
-    let line = emf("INFO").line(&report);
+    let line = emf("INFO").record(&report).to_string();
     assert!(!line.contains('\n'), "one line");
     let record: Value = serde_json::from_str(&line).unwrap();
     assert_valid_emf(&record);
@@ -148,10 +148,11 @@ async fn the_metrics_record_is_valid_emf_and_carries_the_reports_counts() {
         datasets_unchanged: 37,
         datasets_removed: 41,
         publish_failed: 43,
+        publish_superseded: 47,
         ..Counts::default()
     };
     varied.status = RunStatus::Failed;
-    let record: Value = serde_json::from_str(&emf("INFO").line(&varied)).unwrap();
+    let record: Value = serde_json::from_str(&emf("INFO").record(&varied).to_string()).unwrap();
     assert_valid_emf(&record);
     let c = &varied.counts;
     for (name, value) in [
@@ -168,6 +169,7 @@ async fn the_metrics_record_is_valid_emf_and_carries_the_reports_counts() {
         ("DatasetsUnchanged", c.datasets_unchanged),
         ("DatasetsRemoved", c.datasets_removed),
         ("PublishFailed", c.publish_failed),
+        ("PublishSuperseded", c.publish_superseded),
         ("RunsNotSucceeded", 1),
         ("RunsFailed", 1),
     ] {
@@ -177,7 +179,7 @@ async fn the_metrics_record_is_valid_emf_and_carries_the_reports_counts() {
 
     // A succeeded run counts no failure.
     varied.status = RunStatus::Succeeded;
-    let record: Value = serde_json::from_str(&emf("INFO").line(&varied)).unwrap();
+    let record: Value = serde_json::from_str(&emf("INFO").record(&varied).to_string()).unwrap();
     assert_eq!((record["RunsNotSucceeded"].as_f64(), record["RunsFailed"].as_f64()), (Some(0.0), Some(0.0)));
 }
 
@@ -222,7 +224,7 @@ fn namespace_function_and_level_come_from_the_environment() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_record_has_lambdas_level_and_timestamp_fields() {
     let (report, _, _) = partial_dry_run("metrics_level").await;
-    let record: Value = serde_json::from_str(&emf("WARN").line(&report)).unwrap();
+    let record: Value = serde_json::from_str(&emf("WARN").record(&report).to_string()).unwrap();
     assert_valid_emf(&record);
     assert_eq!(record["level"], "WARN");
     // Lambda uses `timestamp` only when it is RFC 3339; it is the run's end.

@@ -427,3 +427,72 @@ async fn any_sequence_of_runs_leaves_one_manifest_per_live_dataset() {
     let now = ["dev.sales.orders", "dev.sales.refunds", "dev.sales.v", "mart.sales.dims", "mart.sales.v"];
     one_manifest_per_live_dataset(&org, &cluster, &now).await;
 }
+
+/// Two runs that interleave on one warehouse, over moto's S3 through the real SDK: the index is
+/// written with a conditional write, so exactly one commit wins, and every file the winning
+/// index lists is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_commits_racing_on_one_index_in_s3_leave_exactly_one_winner() {
+    use redshift_registry::aws::S3Objects;
+    use redshift_registry::catalog::{DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, ReadEvent, Unconfirmed};
+    use redshift_registry::catalog::{WarehouseCatalog, WarehouseId};
+    use redshift_registry::outputs::{Outputs, RunContext};
+    use redshift_registry::ports::Output;
+
+    let moto = moto_url();
+    let bucket = bucket_name("commit_race");
+    ensure_bucket(&moto, &bucket).await;
+    let store = S3Objects::new(&function_config(&moto).await, true);
+    let config = config(json!({"output": {"bucket": bucket, "prefix": "race/"}, "roleName": "R",
+        "sources": [{"accountId": "111111111111", "regions": ["us-east-1"]}]}));
+    let db = DatabaseCatalog {
+        name: "dev".into(),
+        kind: DatabaseKind::Local,
+        datasets: 1,
+        notes: vec![],
+        unconfirmed: Unconfirmed::Nothing,
+    };
+    let catalog = WarehouseCatalog {
+        account_id: "111111111111".into(),
+        region: "us-east-1".into(),
+        warehouse: WarehouseId::ClusterIdentifier(unique("race")),
+        labels: Default::default(),
+        databases: vec![db.clone()],
+        unread_databases: vec![],
+    };
+    let dataset = Dataset {
+        schema: "s".into(),
+        name: "t".into(),
+        kind: DatasetKind::Table,
+        owner: None,
+        description: None,
+        view_definition: None,
+        location: None,
+        row_count: None,
+        size_mb: None,
+        columns: vec![],
+    };
+    let (older, newer) = ("20261205T090000000Z-00000001", "20261205T090000000Z-00000002");
+    let context =
+        |run_id| RunContext { bucket: &bucket, run_id, committed_at: "t", dry_run: false, writes_in_parallel: 4 };
+    let (one, two) = (Outputs::new(&store, &config, context(older)), Outputs::new(&store, &config, context(newer)));
+    let mut publishing = Vec::new();
+    for outputs in [&one, &two] {
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        sender.send(ReadEvent::Dataset { database: "dev".into(), dataset: dataset.clone() }).await.unwrap();
+        sender.send(ReadEvent::DatabaseRead(db.clone())).await.unwrap();
+        drop(sender);
+        publishing.push(outputs.publish(&catalog, receiver).await);
+    }
+    let second = publishing.pop().unwrap();
+    let won = one.commit(publishing.pop().unwrap(), &catalog).await;
+    let lost = two.commit(second, &catalog).await;
+    assert!(won[0].committed, "{won:?}");
+    assert!(!lost[0].committed && lost[0].error.as_ref().unwrap().contains("another writer committed"), "{lost:?}");
+    let index: Value = serde_json::from_slice(&get_object(&moto, &bucket, &won[0].index_key).await).unwrap();
+    assert_eq!(index["runId"], json!(older), "the first commit stands");
+    let keys = list_keys(&moto, &bucket, "race/datasets/").await;
+    for entry in index["datasets"].as_array().unwrap() {
+        assert!(keys.contains(&entry["key"].as_str().unwrap().to_string()), "{entry} lost");
+    }
+}

@@ -511,3 +511,50 @@ async fn a_named_db_user_sees_what_that_user_may_see() {
         assert_eq!(names, vec![expected]);
     }
 }
+
+/// pg_settings is read on its own (no AWS page says Redshift lists metadata_security there):
+/// when it fails, the visibility notes and their GRANTs are still there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_pg_settings_costs_only_its_note() {
+    let cluster = unique("nosettings");
+    let sql = format!(
+        r#"{CREATE_READER} CREATE SCHEMA finance; CREATE TABLE finance.ledger (id int);
+        CREATE TABLE public.t (id int); GRANT SELECT ON public.t TO "{READER}";"#
+    );
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
+    set_knobs(FUNCTION_ACCOUNT, &cluster, json!({"failSql": "pg_settings"})).await;
+    let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({}))).await);
+    let notes = dbs[0].notes.join("\n");
+    assert!(
+        notes.contains(&format!("GRANT USAGE ON SCHEMA \"finance\" TO \"{READER}\"")),
+        "the hidden schema is still reported: {notes}"
+    );
+    dataset(&dbs[0], "public", "t");
+}
+
+/// A nested Glue type can pass the Data API's 64 KB per row: it is cut with a note, and costs
+/// neither its table nor the other external tables.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_over_long_external_column_type_costs_only_its_column() {
+    let cluster = unique("longtype");
+    let nested = format!("struct<{}>", (0..9_000).map(|i| format!("f{i}:int")).collect::<Vec<_>>().join(","));
+    let sql = format!(
+        r#"{CREATE_READER}
+        CREATE SCHEMA lake; GRANT USAGE ON SCHEMA lake TO "{READER}";
+        INSERT INTO pg_internal.fixture_external_schemas (schema_name) VALUES ('lake');
+        INSERT INTO pg_internal.fixture_external_tables (schema_name, table_name, location) VALUES
+          ('lake', 'events', 's3://lake/events/'), ('lake', 'clicks', 's3://lake/clicks/');
+        INSERT INTO pg_internal.fixture_external_columns (schema_name, table_name, column_name, external_type, columnnum) VALUES
+          ('lake', 'events', 'id', 'bigint', 1), ('lake', 'events', 'payload', '{nested}', 2),
+          ('lake', 'clicks', 'url', 'string', 1);"#
+    );
+    assert!(nested.len() > 64 * 1024);
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &sql)]).await;
+    let dbs = read_ok(read(WarehouseId::ClusterIdentifier(cluster), "dev", &options(json!({}))).await);
+    let events = dataset(&dbs[0], "lake", "events");
+    assert_eq!(events.columns.len(), 2);
+    assert_eq!(events.columns[1].data_type, nested[..8_000]);
+    assert_eq!(dataset(&dbs[0], "lake", "clicks").columns[0].data_type, "string");
+    let notes = dbs[0].notes.join("\n");
+    assert!(notes.contains(&format!("external column lake.events.payload is {} characters", nested.len())), "{notes}");
+}

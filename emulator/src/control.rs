@@ -71,6 +71,15 @@ pub struct Knobs {
     /// on at the service, holding its place: a request the client saw fail (a dropped
     /// connection, a 5xx on the way) that the service still serves. The SDKs retry a 500.
     pub long_polls_left_waiting: u32,
+    /// The next N statements (ExecuteStatement/BatchExecuteStatement) lose their connection
+    /// mid-statement and end FAILED, as when the cluster reboots, resizes or enters its
+    /// maintenance window, which ends running queries (AWS re:Post,
+    /// knowledge-center/rds-redshift-queries-maintenance-window). The Data API passes the
+    /// database's error text through DescribeStatement's `Error` (API reference,
+    /// API_DescribeStatement.html); libpq words a connection closed under it "SSL SYSCALL error:
+    /// EOF detected", which Redshift drivers report with SQLSTATE 08S01. In the knobs a
+    /// statement is started with, 1 marks that statement.
+    pub connections_lost: u32,
 }
 
 fn key(account: &str, target: &str) -> (String, String) {
@@ -167,7 +176,10 @@ impl Emulator {
             if exceeded {
                 t.knobs.active_statements_exceeded -= 1;
             }
-            (t.knobs.clone(), exceeded)
+            let loses_connection = starts_statement && !exceeded && t.knobs.connections_lost > 0;
+            t.knobs.connections_lost -= u32::from(loses_connection);
+            let knobs = Knobs { connections_lost: u32::from(loses_connection), ..t.knobs.clone() };
+            (knobs, exceeded)
         };
         if knobs.latency_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(knobs.latency_ms)).await;

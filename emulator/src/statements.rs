@@ -301,6 +301,9 @@ fn statement_ms(knobs: &Knobs, sql: &str) -> u64 {
 }
 
 fn injected_failure(knobs: &Knobs, database: &str, sql: &str) -> Option<String> {
+    if knobs.connections_lost > 0 {
+        return Some("SSL SYSCALL error: EOF detected".to_string());
+    }
     if knobs.fail_database.as_deref() == Some(database) {
         return Some(format!("ERROR: injected failure for database {database}"));
     }

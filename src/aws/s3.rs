@@ -6,7 +6,7 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::ports::ObjectStore;
+use crate::ports::{Condition, Object, ObjectStore};
 
 #[derive(Clone)]
 pub struct S3Objects {
@@ -21,25 +21,31 @@ impl S3Objects {
 }
 
 impl ObjectStore for S3Objects {
-    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Object, AwsError> {
         let out =
             self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| aws_error("s3:GetObject", e))?;
+        let etag = out.e_tag().unwrap_or_default().to_string();
         let body = out.body.collect().await.map_err(|e| {
             AwsError::from_code("s3:GetObject", None, format!("reading the body of s3://{bucket}/{key}: {e}"))
         })?;
-        Ok(body.into_bytes().to_vec())
+        Ok(Object { bytes: body.into_bytes().to_vec(), etag })
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
-        self.client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| aws_error("s3:PutObject", e))?;
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        condition: Condition<'_>,
+    ) -> Result<(), AwsError> {
+        let request = self.client.put_object().bucket(bucket).key(key).content_type(content_type);
+        let request = match condition {
+            Condition::Any => request,
+            Condition::Absent => request.if_none_match("*"),
+            Condition::Unchanged(etag) => request.if_match(etag),
+        };
+        request.body(ByteStream::from(body)).send().await.map_err(|e| conditional(aws_error("s3:PutObject", e)))?;
         Ok(())
     }
 
@@ -82,5 +88,14 @@ impl ObjectStore for S3Objects {
             }
         }
         Ok(())
+    }
+}
+
+/// An If-Match write whose key is gone answers 404 NoSuchKey (API reference, PutObject): for a
+/// conditional write that is the same as a changed key, another writer's doing.
+fn conditional(error: AwsError) -> AwsError {
+    match error.code.as_str() {
+        "NoSuchKey" => AwsError { kind: crate::error::ErrorKind::Conflict, ..error },
+        _ => error,
     }
 }

@@ -331,7 +331,7 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Pen
     let unconfirmed = match visibility {
         Some(v) => {
             let kinds = external_schema_kinds(result(visibility::EXTERNAL_SCHEMAS));
-            datasets.extend(external_tables(name, &r.external, &kinds, options));
+            datasets.extend(external_tables(name, &r.external, &kinds, options, &mut notes));
             external_notes(&r.external, Some(external_schema_names(v)), &mut notes)
         }
         None => untyped_external(&r.external, &mut notes),
@@ -340,7 +340,8 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Pen
     if r.definitions.is_ok() {
         notes.extend(definition_notes(&datasets, cut, &user));
     }
-    match result(visibility::METADATA_SECURITY).first().and_then(|r| text(r, 0)).as_deref() {
+    let metadata_security = r.metadata_security.as_ref().ok().and_then(|rows| rows.first()).and_then(|r| text(r, 0));
+    match metadata_security.as_deref() {
         Some("on" | "true" | "t" | "1") => notes.push(metadata_security_note(name, &user)),
         _ if visibility.is_some() => notes.extend(visibility_notes(
             name,
@@ -477,6 +478,7 @@ fn external_tables(
     external: &ExternalRead,
     kinds: &HashMap<String, i64>,
     options: &ReadOptions,
+    notes: &mut Vec<String>,
 ) -> Vec<Dataset> {
     let mut cols: HashMap<Key, Vec<Column>> = HashMap::new();
     for r in &external.columns {
@@ -485,6 +487,15 @@ fn external_tables(
         else {
             continue;
         };
+        if let Some(length) = r.get(7).and_then(|c| c.long()).filter(|l| *l > sql::EXTERNAL_TYPE_CHARS) {
+            notes.push(format!(
+                "the type of external column {}.{}.{name} is {length} characters, more than a Data API row can \
+                 carry: its first {} are published",
+                k.0,
+                k.1,
+                sql::EXTERNAL_TYPE_CHARS
+            ));
+        }
         cols.entry(k).or_default().push(Column {
             nullable: r.get(5).and_then(|c| c.flag()).unwrap_or(true),
             partition_key: r.get(6).and_then(|c| c.long()).unwrap_or(0) > 0,

@@ -38,6 +38,10 @@ pub enum ReadError {
     Aws(#[from] AwsError),
     #[error("statement failed: {0}")]
     Failed(String),
+    /// The connection went away mid-statement (a restart, resize or maintenance): a retry can
+    /// read what this one could not.
+    #[error("statement failed, its connection lost: {0}")]
+    ConnectionLost(String),
     #[error("statement ran longer than {0} s and was cancelled")]
     TimedOut(u64),
     #[error("statement was aborted")]
@@ -48,7 +52,34 @@ pub enum ReadError {
     Scattered { schema: String, table: String },
 }
 
+/// How a statement's error reads when its connection went away under it: libpq's wording when
+/// the server end closes (a cluster rebooting, resizing, or in a maintenance window, which ends
+/// running queries: AWS re:Post, rds-redshift-queries-maintenance-window), PostgreSQL's
+/// admin_shutdown (SQLSTATE 57P01) and connection-exception class 08 (PostgreSQL
+/// documentation, errcodes-appendix.html). Compared in lower case.
+const CONNECTION_LOST: [&str; 9] = [
+    "ssl syscall error",
+    "server closed the connection unexpectedly",
+    "terminating connection due to administrator command",
+    "connection reset by peer",
+    "could not receive data from server",
+    "the connection is lost",
+    "consuming input failed",
+    "sqlstate 08",
+    "57p01",
+];
+
 impl ReadError {
+    /// A FAILED statement's error, told apart: a lost connection is transient, the rest are not.
+    pub fn failed(message: &str) -> Self {
+        let lower = message.to_ascii_lowercase();
+        if CONNECTION_LOST.iter().any(|p| lower.contains(p)) {
+            Self::ConnectionLost(message.to_string())
+        } else {
+            Self::Failed(message.to_string())
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Aws(e) => match e.kind {
@@ -57,6 +88,7 @@ impl ReadError {
                 _ => "dataApi",
             },
             Self::Failed(_) => "statementFailed",
+            Self::ConnectionLost(_) => "connectionLost",
             Self::TimedOut(_) => "timedOut",
             Self::Aborted => "aborted",
             Self::Deadline => "deadline",
@@ -69,6 +101,7 @@ impl ReadError {
         let (kind, code) = match self {
             Self::Aws(e) => (e.kind, e.code.clone()),
             Self::Deadline => (ErrorKind::Deadline, "Deadline".to_string()),
+            Self::ConnectionLost(_) => (ErrorKind::Unreachable, self.kind().to_string()),
             other => (ErrorKind::Other, other.kind().to_string()),
         };
         Failure { kind, code, message: self.to_string(), hint: self.hint(warehouse) }
@@ -89,6 +122,10 @@ impl ReadError {
                 format!("the database user lacks a privilege on {name}; see the message")
             }
             Self::Failed(_) => "a catalog statement failed; nothing of this database was changed".into(),
+            Self::ConnectionLost(_) => format!(
+                "{name} dropped the connection mid-statement (a reboot, resize or maintenance window); nothing of \
+                 this database was changed: a fan-out shard is retried, a single run reads it next time"
+            ),
             Self::TimedOut(_) => "raise limits.statementTimeoutSeconds, or read at a quieter time".into(),
             Self::Aborted => "the statement was cancelled outside this run".into(),
             Self::Deadline => "nothing of this database was changed; the next run reads it".into(),
@@ -270,6 +307,7 @@ pub struct LocalResults {
     pub external: ExternalRead,
     pub definitions: Result<Vec<Row>, ReadError>,
     pub stats: Result<Vec<Row>, ReadError>,
+    pub metadata_security: Result<Vec<Row>, ReadError>,
 }
 
 /// External tables and columns, and the external schemas that could not be read.
@@ -297,7 +335,7 @@ async fn read_local<A: DataApi>(
     let dataset = |row: Row| assemble::redshift_dataset(&row, options.pull_comments);
     let tables_sql = sql::tables(sys);
     let tables = query(api, target, database, &tables_sql, &[], b, dataset);
-    let (tables, columns, visibility, late_binding, materialized_views, external, definitions, stats) = tokio::join!(
+    let (tables, columns, visibility, late_binding, materialized_views, external, definitions, stats, security) = tokio::join!(
         tables,
         columns,
         batch(sql::visibility_batch(sys)),
@@ -306,6 +344,7 @@ async fn read_local<A: DataApi>(
         batch(sql::external_batch()),
         one(sql::view_definitions(sys)),
         one(sql::TABLE_STATS.to_string()),
+        one(sql::METADATA_SECURITY.to_string()),
     );
     let (tables, columns) = (tables?, columns?);
     // A part cut by the deadline would publish a degraded database (views without definitions,
@@ -317,9 +356,14 @@ async fn read_local<A: DataApi>(
         materialized_views.as_ref().err(),
         definitions.as_ref().err(),
         stats.as_ref().err(),
+        security.as_ref().err(),
     ];
-    if parts.into_iter().any(|e| matches!(e, Some(ReadError::Deadline))) {
+    if parts.iter().any(|e| matches!(e, Some(ReadError::Deadline))) {
         return Err(ReadError::Deadline);
+    }
+    // So would a part whose connection was lost, and a retry can read it whole.
+    if let Some(lost) = parts.into_iter().flatten().find(|e| matches!(e, ReadError::ConnectionLost(_))) {
+        return Err(lost.clone());
     }
     let external = match external {
         Ok(mut results) => {
@@ -332,7 +376,16 @@ async fn read_local<A: DataApi>(
         }
         Err(error) => external_by_schema(api, target, database, visibility.as_ref().ok(), error, options).await,
     };
-    let results = LocalResults { tables, visibility, late_binding, materialized_views, external, definitions, stats };
+    let results = LocalResults {
+        tables,
+        visibility,
+        late_binding,
+        materialized_views,
+        external,
+        definitions,
+        stats,
+        metadata_security: security,
+    };
     let pending = assemble::local_database(database, results, options);
     stream_columns(api, columns, pending, b.fetch, out).await
 }
@@ -545,7 +598,7 @@ async fn wait<A: DataApi>(api: &A, id: &str, budget: Budget, started_at: Instant
         };
         match &state.phase {
             Phase::Finished => return Ok(state),
-            Phase::Failed(message) => return Err(ReadError::Failed(message.clone())),
+            Phase::Failed(message) => return Err(ReadError::failed(message)),
             Phase::Aborted => return Err(ReadError::Aborted),
             Phase::Running if Instant::now() >= ends => {
                 if let Err(e) = api.cancel(id).await {
@@ -595,5 +648,31 @@ impl<'a, A: DataApi> Pages<'a, A> {
             rows.extend(page);
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lost connection is transient (the shard is retried); a refusal or an SQL error is not.
+    #[test]
+    fn a_lost_connection_is_told_from_a_failed_statement() {
+        for lost in [
+            "SSL SYSCALL error: EOF detected",
+            "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
+            "FATAL: terminating connection due to administrator command",
+            "[SQLState 08S01] could not receive data from server: Connection reset by peer",
+        ] {
+            let error = ReadError::failed(lost);
+            assert!(matches!(error, ReadError::ConnectionLost(_)), "{lost}");
+            assert_eq!(error.failure(&WarehouseId::ClusterIdentifier("c".into())).kind, ErrorKind::Unreachable);
+        }
+        for refused in ["ERROR: permission denied for relation svv_table_info", "ERROR: syntax error at or near \"x\""]
+        {
+            let error = ReadError::failed(refused);
+            assert!(matches!(error, ReadError::Failed(_)), "{refused}");
+            assert_eq!(error.failure(&WarehouseId::ClusterIdentifier("c".into())).kind, ErrorKind::Other);
+        }
     }
 }

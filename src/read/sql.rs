@@ -85,15 +85,15 @@ pub fn visibility_batch(include_system: bool) -> Vec<String> {
         // database and their kind (eskind), which tells a Glue table from a federated one. Its
         // `databasename` is the external database's name, so it is not a filter here.
         "SELECT schemaname::varchar, eskind FROM svv_external_schemas".to_string(),
-        METADATA_SECURITY.to_string(),
     ]
 }
 
 /// PG_SETTINGS: whether metadata security is on (t_metadata_security.html), which filters
 /// pg_class and pg_namespace too, so that hidden objects cannot be counted. UNCONFIRMED that
-/// Redshift lists `metadata_security` in pg_settings: no row reads as "unknown", and a filter
-/// never fails the batch.
-const METADATA_SECURITY: &str = "SELECT setting::varchar FROM pg_settings WHERE name = 'metadata_security'";
+/// Redshift lists `metadata_security` in pg_settings (no AWS page names pg_settings), so it runs
+/// on its own, outside the visibility batch: no row, or a failure, reads as "unknown" and costs
+/// only the metadata-security note.
+pub const METADATA_SECURITY: &str = "SELECT setting::varchar FROM pg_settings WHERE name = 'metadata_security'";
 
 /// Indexes into the results of [`visibility_batch`].
 pub mod visibility {
@@ -102,7 +102,6 @@ pub mod visibility {
     pub const NAMESPACES: usize = 2;
     pub const RELATIONS: usize = 3;
     pub const EXTERNAL_SCHEMAS: usize = 4;
-    pub const METADATA_SECURITY: usize = 5;
 }
 
 /// PG_GET_LATE_BINDING_VIEW_COLS (PG_GET_LATE_BINDING_VIEW_COLS.html): late-binding views have no
@@ -118,8 +117,16 @@ pub const MATERIALIZED_VIEWS: &str =
 
 const EXTERNAL_TABLES: &str = "SELECT schemaname, tablename, tabletype, location FROM svv_external_tables \
      WHERE redshift_database_name = current_database()";
-const EXTERNAL_COLUMNS: &str = "SELECT schemaname, tablename, columnname, external_type, columnnum, is_nullable, \
-     part_key FROM svv_external_columns WHERE redshift_database_name = current_database()";
+/// `external_type` is text (r_SVV_EXTERNAL_COLUMNS.html), and a nested Glue type (a struct of
+/// arrays of structs...) can pass the Data API's 64 KB per row, which fails the whole statement
+/// (Management Guide, data-api-troubleshooting.html): it travels cut to [`EXTERNAL_TYPE_CHARS`]
+/// characters (at most 32,000 bytes of UTF-8), with its whole length to tell a cut one.
+const EXTERNAL_COLUMNS: &str = "SELECT schemaname, tablename, columnname, substring(external_type, 1, 8000), \
+     columnnum, is_nullable, part_key, length(external_type) FROM svv_external_columns \
+     WHERE redshift_database_name = current_database()";
+
+/// Characters of an external column's type read; a longer one is cut, with a note.
+pub const EXTERNAL_TYPE_CHARS: i64 = 8_000;
 
 /// External objects as one BatchExecuteStatement: SVV_EXTERNAL_TABLES (r_SVV_EXTERNAL_TABLES.html),
 /// which lists Spectrum, federated and streaming objects alike with their `tabletype`, and

@@ -57,6 +57,8 @@ pub struct Delivery {
     pub body: String,
     pub receive_count: u32,
     pub failed: bool,
+    /// Refused as forged, stale or junk: acknowledged, nothing read or written.
+    pub refused: bool,
 }
 
 impl Queue {
@@ -103,7 +105,7 @@ impl Queue {
         let Response::Batch(batch) = invoke_function(endpoint, config, &event).await else {
             panic!("an SQS event gets a batch response")
         };
-        let failed = !batch.batch_item_failures.is_empty();
+        let failed = !batch.response.batch_item_failures.is_empty();
         let handle = message.receipt_handle().unwrap();
         if failed {
             let visible = self.client.change_message_visibility().queue_url(&self.url).receipt_handle(handle);
@@ -117,7 +119,8 @@ impl Queue {
                 .await
                 .expect("DeleteMessage");
         }
-        Delivery { body: message.body().unwrap_or_default().to_string(), receive_count, failed }
+        let refused = batch.refused > 0;
+        Delivery { body: message.body().unwrap_or_default().to_string(), receive_count, failed, refused }
     }
 
     /// Bodies in the dead-letter queue.

@@ -246,7 +246,9 @@ pub async fn run_against(endpoint: &str, config: &Config, request: &RunRequest) 
     let base = function_config(endpoint).await;
     let platform = StsPlatform::new(base.clone());
     let store = S3Objects::new(&base, true);
-    run::run(&platform, &store, config, request, run::new_run_id()).await.expect("the run starts")
+    run::run(&platform, &store, config, request, redshift_registry::run_id::RunId::new().to_string())
+        .await
+        .expect("the run starts")
 }
 
 /// Discovery and reading only: the report, and the catalogs the outputs would have been given.
