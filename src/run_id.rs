@@ -64,8 +64,8 @@ impl RunId {
     }
 
     /// Whether `other` (an id read from S3) belongs to a run that started after this one. An
-    /// id that does not parse, or is dated beyond the clock skew (written before ids were
-    /// checked), is no newer run: it must not freeze the warehouse.
+    /// id that does not parse, or is dated beyond the clock skew (one this function would
+    /// refuse from outside), is no newer run: it must not freeze the warehouse.
     pub fn is_superseded_by(&self, other: &str, now: OffsetDateTime) -> bool {
         Self::parse_received(other, now).is_ok_and(|other| other > *self)
     }

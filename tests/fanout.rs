@@ -299,7 +299,7 @@ async fn forged_and_junk_messages_read_nothing_and_write_nothing() {
 
     let (a, b) = (&fleet.accounts[0], &fleet.accounts[1]);
     let other_role = format!("arn:aws:iam::{b}:role/DataRegistryRedshiftReader");
-    // The shape the consumer once trusted: account, role and selection in the body.
+    // A body that claims account, role and selection itself: none of it may be taken.
     let carried = |account: Value, selection: Value| {
         json!({"apiVersion": "redshift-registry/v1", "kind": "Shard", "runId": run_id, "shardId": format!("{a}-us-east-1"),
                "dryRun": false, "account": account, "region": {"region": "us-east-1", "selection": selection}})

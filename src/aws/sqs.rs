@@ -33,7 +33,7 @@ impl ShardQueue for SqsQueue {
     }
 }
 
-/// Sends of a batch's refused entries, the first included.
+/// SendMessageBatch calls per chunk of 10, the first included.
 const ATTEMPTS: u32 = 4;
 
 impl SqsQueue {
