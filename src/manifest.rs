@@ -233,6 +233,12 @@ impl Format for ManifestFormat {
             sha256: String::new(),
         })
     }
+
+    /// `{database}/{schema}/{table}.json` only.
+    fn writes_key(&self, relative: &str) -> bool {
+        let segments = relative.strip_suffix(".json").map(|r| r.split('/').collect::<Vec<_>>());
+        segments.is_some_and(|s| s.len() == 3 && s.iter().all(|segment| decode_segment(segment).is_some()))
+    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,26 @@ use crate::ports::{AccountSession, DbAuth, OrganizationDirectory, Platform, Ware
 pub struct AccountPlan {
     pub account_id: String,
     pub role_arn: String,
-    /// The role of the organization source that listed the account; none for an account source.
-    pub listed_by: Option<String>,
+    /// The organization source that listed the account; none for an account source.
+    pub listed_by: Option<ListedBy>,
     pub regions: Vec<RegionPlan>,
+}
+
+/// Which organization source listed an account: its place in `sources` and its role. A shard
+/// is run under that source's rules only while the config still has both there, so that two
+/// sources sharing a role (different OUs, regions or member roles) are never taken for each other.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListedBy {
+    pub source: usize,
+    pub role_arn: String,
+}
+
+/// An account an organization source listed and no account source has.
+struct Member<'a> {
+    account: &'a str,
+    source: usize,
+    org: &'a OrganizationSource,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,11 +124,11 @@ pub fn plan(
             listed_by: None,
             regions: source_regions(source, scope, &only),
         });
-    let joined = members.iter().filter(|(account, _)| scope.has_account(account)).map(|(account, org)| AccountPlan {
-        account_id: account.to_string(),
-        role_arn: config.member_role_arn(org, account),
-        listed_by: Some(org.role_arn.clone()),
-        regions: discover_regions(&org.regions, scope, &only),
+    let joined = members.iter().filter(|m| scope.has_account(m.account)).map(|m| AccountPlan {
+        account_id: m.account.to_string(),
+        role_arn: config.member_role_arn(m.org, m.account),
+        listed_by: Some(ListedBy { source: m.source, role_arn: m.org.role_arn.clone() }),
+        regions: discover_regions(&m.org.regions, scope, &only),
     });
     Ok(explicit.chain(joined).filter(|a| !a.regions.is_empty()).collect())
 }
@@ -124,13 +141,14 @@ pub fn shard_plan(
     config: &Config,
     account: &str,
     region: &str,
-    listed_by: Option<&str>,
+    listed_by: Option<&ListedBy>,
     clusters: &BTreeSet<String>,
 ) -> Result<AccountPlan, String> {
     let listings: Vec<OrganizationAccounts> = config
         .organizations()
         .map(|(source, org)| {
-            let member = listed_by == Some(org.role_arn.as_str()) && !org.exclude_accounts.iter().any(|a| a == account);
+            let listed = listed_by.is_some_and(|l| l.source == source && l.role_arn == org.role_arn);
+            let member = listed && !org.exclude_accounts.iter().any(|a| a == account);
             OrganizationAccounts { source, accounts: Ok(member.then(|| account.to_string()).into_iter().collect()) }
         })
         .collect();
@@ -148,10 +166,7 @@ pub fn shard_plan(
 
 /// Each listed organization account that no account source has, with the first organization
 /// source that lists it, sorted by account id.
-fn joined_members<'a>(
-    config: &'a Config,
-    organizations: &'a [OrganizationAccounts],
-) -> Vec<(&'a str, &'a OrganizationSource)> {
+fn joined_members<'a>(config: &'a Config, organizations: &'a [OrganizationAccounts]) -> Vec<Member<'a>> {
     let mut planned: BTreeSet<&str> = account_sources(config).collect();
     let mut listings: Vec<&OrganizationAccounts> = organizations.iter().collect();
     listings.sort_by_key(|o| o.source);
@@ -161,9 +176,10 @@ fn joined_members<'a>(
         let (Some(org), Ok(accounts)) = (org, &listing.accounts) else {
             continue;
         };
-        members.extend(accounts.iter().filter(|a| planned.insert(a.as_str())).map(|a| (a.as_str(), org)));
+        let listed = accounts.iter().filter(|a| planned.insert(a.as_str()));
+        members.extend(listed.map(|a| Member { account: a, source: listing.source, org }));
     }
-    members.sort_unstable_by_key(|(account, _)| *account);
+    members.sort_unstable_by_key(|m| m.account);
     members
 }
 
@@ -178,12 +194,12 @@ fn check_scope(
     config: &Config,
     scope: &Scope,
     organizations: &[OrganizationAccounts],
-    members: &[(&str, &OrganizationSource)],
+    members: &[Member],
 ) -> Result<(), ScopeError> {
     let every_listed =
         config.organizations().all(|(i, _)| organizations.iter().any(|o| o.source == i && o.accounts.is_ok()));
     let mut known_accounts: Vec<&str> = account_sources(config).collect();
-    known_accounts.extend(members.iter().map(|(account, _)| *account));
+    known_accounts.extend(members.iter().map(|m| m.account));
     if every_listed {
         if let Some(a) = scope.accounts.iter().find(|a| !known_accounts.contains(&a.as_str())) {
             return Err(ScopeError { what: "account", name: a.clone(), known: known_accounts.join(", ") });

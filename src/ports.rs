@@ -4,8 +4,10 @@
 
 use std::future::Future;
 
+use time::OffsetDateTime;
+
 use crate::catalog::{Cluster, ReadEvent, WarehouseCatalog, WarehouseId, Workgroup};
-use crate::error::AwsError;
+use crate::error::{AwsError, ErrorKind};
 use crate::report::{PublishReport, RemovedWarehouse};
 
 /// Port: credentials in the organisation's accounts.
@@ -44,8 +46,8 @@ pub trait OrganizationDirectory: Send + Sync {
 
 /// Port: the object store the config may come from and everything goes to.
 pub trait ObjectStore: Send + Sync {
-    /// Every key under `prefix`, all pages.
-    fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send;
+    /// Every object under `prefix`, all pages, with when it was last written.
+    fn list_modified(&self, bucket: &str, prefix: &str) -> impl Future<Output = Result<Vec<Listed>, AwsError>> + Send;
     fn delete(&self, bucket: &str, keys: &[String]) -> impl Future<Output = Result<(), AwsError>> + Send;
     fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Object, AwsError>> + Send;
     /// Writes `body` at `key` if the key is as `condition` expects; otherwise fails with
@@ -58,6 +60,40 @@ pub trait ObjectStore: Send + Sync {
         content_type: &str,
         condition: Condition<'_>,
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
+
+    /// Every key under `prefix`, all pages.
+    fn list(&self, bucket: &str, prefix: &str) -> impl Future<Output = Result<Vec<String>, AwsError>> + Send {
+        async move { Ok(self.list_modified(bucket, prefix).await?.into_iter().map(|l| l.key).collect()) }
+    }
+
+    /// The object at `key`, or `None` when there is none. S3 answers a missing key with 403,
+    /// not 404, to a caller without an unconditioned s3:ListBucket on the bucket (GetObject API
+    /// reference), and the template grants ListBucket only under the prefix: a listing tells
+    /// absence from a real refusal.
+    fn get_if_present(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Option<Object>, AwsError>> + Send {
+        async move {
+            match self.get(bucket, key).await {
+                Ok(object) => Ok(Some(object)),
+                Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+                Err(e) if e.kind == ErrorKind::AccessDenied => {
+                    let listed = self.list(bucket, key).await?;
+                    if listed.iter().any(|k| k == key) {
+                        Err(e)
+                    } else {
+                        Ok(None)
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub modified: OffsetDateTime,
 }
 
 /// An object's content, and the ETag a conditional write names this version by.

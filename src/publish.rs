@@ -170,6 +170,9 @@ pub trait Format: Send + Sync {
     /// The entry of a listed file (`relative` to the warehouse prefix) that belongs to what the
     /// read could not see: a database not read, or a part of one it could not confirm.
     fn unseen_entry(&self, catalog: &WarehouseCatalog, relative: &str, key: &str) -> Option<IndexEntry>;
+    /// Whether a listed file (`relative` to the warehouse prefix) is at a key this layout
+    /// writes today, so that it may be an overlapping writer's not yet committed.
+    fn writes_key(&self, relative: &str) -> bool;
 }
 
 /// One format's snapshots in one bucket, for one run.
@@ -183,6 +186,11 @@ pub struct Snapshots<'a, S, F> {
     /// S3 writes in flight for one warehouse.
     pub writes_in_parallel: usize,
 }
+
+/// How long an object no index references is kept: a writer puts its files before its commit,
+/// within one invocation, and Lambda ends an invocation after 15 minutes at most (Lambda
+/// quotas). An overlapping run or a redelivered shard may be that writer.
+const IN_FLIGHT: time::Duration = time::Duration::minutes(15);
 
 /// The previous index: absent, read, or there but unreadable; with the ETag the commit's
 /// conditional write expects.
@@ -362,31 +370,17 @@ fn index_key(root: &str, account: &str, region: &str, warehouse: &WarehouseId) -
 
 impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     async fn previous(&self, key: &str) -> Result<Previous, AwsError> {
-        match self.store.get(self.bucket, key).await {
-            Ok(object) => Ok(match serde_json::from_slice::<WarehouseIndex<CommittedFile>>(&object.bytes) {
-                Ok(index) => {
-                    let mut files = index.datasets;
-                    files.sort_unstable();
-                    Previous::Read(Committed { run_id: index.run_id, etag: object.etag, files })
-                }
-                Err(e) => Previous::Unreadable { why: e.to_string(), etag: object.etag },
-            }),
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(Previous::None),
-            Err(e) if e.kind == ErrorKind::AccessDenied => self.absent_or(key, e).await,
-            Err(e) => Err(e),
-        }
-    }
-
-    /// S3 answers a missing key with 403, not 404, to a caller without an unconditioned
-    /// s3:ListBucket on the bucket (GetObject API reference), and the template grants ListBucket
-    /// only under the prefix. A listing tells a first run from a real refusal.
-    async fn absent_or(&self, key: &str, refused: AwsError) -> Result<Previous, AwsError> {
-        let listed = self.store.list(self.bucket, key).await?;
-        if listed.iter().any(|k| k == key) {
-            Err(refused)
-        } else {
-            Ok(Previous::None)
-        }
+        let Some(object) = self.store.get_if_present(self.bucket, key).await? else {
+            return Ok(Previous::None);
+        };
+        Ok(match serde_json::from_slice::<WarehouseIndex<CommittedFile>>(&object.bytes) {
+            Ok(index) => {
+                let mut files = index.datasets;
+                files.sort_unstable();
+                Previous::Read(Committed { run_id: index.run_id, etag: object.etag, files })
+            }
+            Err(e) => Previous::Unreadable { why: e.to_string(), etag: object.etag },
+        })
     }
 
     /// Opens a warehouse's snapshot for writing: reads its committed index. A warehouse whose
@@ -612,9 +606,11 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     }
 
     /// After the commit: deletes every object under the warehouse that the new index does not
-    /// reference (dropped datasets, a previous layout's keys, leftovers of an interrupted run).
-    /// Without a readable previous index, objects of databases not read cannot be told from
-    /// garbage: then only a complete read sweeps.
+    /// reference: dropped datasets (the previous index had them), a previous layout's keys, and
+    /// other keys of today's layout once older than [`IN_FLIGHT`] (younger, they may be the
+    /// files of an overlapping writer that has not committed yet). Without a readable
+    /// previous index, objects of databases not read cannot be told from garbage: then only a
+    /// complete read sweeps.
     async fn clean(
         &self,
         catalog: &WarehouseCatalog,
@@ -635,14 +631,23 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
             _ => {}
         }
         let referenced: BTreeSet<&str> = index.datasets.iter().map(|e| e.key.as_str()).collect();
+        let dropped = |key: &str| match previous {
+            Previous::Read(committed) => committed.files.binary_search_by(|f| f.key.cmp(&key_digest(key))).is_ok(),
+            _ => false,
+        };
+        let settled = OffsetDateTime::now_utc() - IN_FLIGHT;
         let prefix = self.format.warehouse_prefix(&index.account_id, &index.region, &index.warehouse);
         let swept = async {
             let doomed: Vec<String> = self
                 .store
-                .list(self.bucket, &prefix)
+                .list_modified(self.bucket, &prefix)
                 .await?
                 .into_iter()
-                .filter(|k| !referenced.contains(k.as_str()))
+                .filter(|l| {
+                    let in_flight = l.modified >= settled && self.format.writes_key(&l.key[prefix.len()..]);
+                    !referenced.contains(l.key.as_str()) && (dropped(&l.key) || !in_flight)
+                })
+                .map(|l| l.key)
                 .collect();
             if !doomed.is_empty() {
                 self.store.delete(self.bucket, &doomed).await?;
@@ -852,6 +857,25 @@ mod tests {
             assert_eq!(index.run_id, first, "the first commit stands");
             assert!(index.datasets.iter().all(|e| store.objects.lock().unwrap().contains_key(&e.key)), "no lost file");
         }
+    }
+
+    /// A file no index references yet, at a key of today's layout and written within the last
+    /// 15 minutes, may be an overlapping writer's before its commit: the clean keeps it. Older
+    /// ones, and keys of a previous layout, go.
+    #[tokio::test]
+    async fn the_clean_keeps_what_an_overlapping_writer_may_still_commit() {
+        let store = MemoryStore::default();
+        let read = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
+        assert!(run(&store, OLDER_RUN).warehouse(&read).await.committed);
+        let at = |name: &str| format!("p/datasets/111111111111/us-east-1/cluster/c/dev/s/{name}");
+        store.put("b", &at("in_flight.json"), b"{}".to_vec(), "application/json", Condition::Any).await.unwrap();
+        store.put("b", &at("a/0000.json"), b"{}".to_vec(), "application/json", Condition::Any).await.unwrap();
+        store.objects.lock().unwrap().insert(at("stale.json"), b"{}".to_vec());
+
+        let report = snapshots(&store).warehouse(&read).await;
+        assert!(report.committed, "{report:?}");
+        assert_eq!(names(&store), [at("a.json"), at("in_flight.json")], "{report:?}");
+        assert_eq!(report.cleaned, 2);
     }
 
     /// An index committed under a forged run id dated far in the future is no newer run: the

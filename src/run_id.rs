@@ -63,6 +63,11 @@ impl RunId {
         Ok(id)
     }
 
+    /// When the run started.
+    pub fn started(&self) -> OffsetDateTime {
+        self.started
+    }
+
     /// Whether `other` (an id read from S3) belongs to a run that started after this one. An
     /// id that does not parse, or is dated beyond the clock skew (one this function would
     /// refuse from outside), is no newer run: it must not freeze the warehouse.

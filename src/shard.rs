@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::error::{AwsError, ErrorKind, Failure};
 use crate::event::{RunRequest, Scope, Trigger};
 use crate::manifest::Layout;
-use crate::plan::{self, AccountPlan};
+use crate::plan::{self, AccountPlan, ListedBy};
 use crate::ports::{Condition, ObjectStore, Platform, ShardQueue};
 use crate::publish::API_VERSION;
 use crate::report::{self, AccountReport, OrganizationReport, Report, RunStatus, ShardState, ShardStatus};
@@ -44,6 +44,11 @@ const INVALID_PLAN: &str = "InvalidPlan";
 
 /// The largest message body read: a shard message is about 120 bytes.
 const MAX_BODY_BYTES: usize = 1024;
+
+/// The oldest run a shard message may name: SQS keeps a message 14 days at most (SQS quotas,
+/// MessageRetentionPeriod), so no delivery of this function's own is older. A replay of an old
+/// plan could not commit over newer runs anyway; it would only cost reads.
+const MAX_RUN_AGE: time::Duration = time::Duration::days(14);
 
 /// The body of one shard's message: which shard of which run, nothing a visit uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +69,8 @@ pub enum Refusal {
     RunId(#[from] RunIdError),
     #[error("run {0} has no readable plan under this function's output prefix")]
     NoPlan(String),
+    #[error("run {0} started more than 14 days ago, longer than SQS keeps a message")]
+    TooOld(String),
     #[error("shard {shard} is not in the plan of run {run}")]
     NotPlanned { run: String, shard: String },
     #[error("the current config does not visit shard {shard}: {why}")]
@@ -71,6 +78,7 @@ pub enum Refusal {
 }
 
 /// What one delivery came to.
+#[derive(Debug)]
 enum Delivery {
     Done,
     /// A retry can fix it: SQS delivers it again.
@@ -111,9 +119,9 @@ pub struct PlannedShard {
     pub shard_id: String,
     pub account_id: String,
     pub region: String,
-    /// The role of the organization source that listed the account, when one did.
+    /// The organization source that listed the account, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listed_by: Option<String>,
+    pub listed_by: Option<ListedBy>,
 }
 
 /// `runs/{runId}/shards/{shardId}.json`: one attempt of one shard.
@@ -266,17 +274,13 @@ async fn deliver<P: Platform, S: ObjectStore>(
     };
     let (plan, planned) = match planned(store, config, &message).await {
         Ok(found) => found,
-        Err(Ok(refusal)) => return Delivery::Refused(refusal),
-        Err(Err(e)) => {
-            warn!(error = %e, "the run's plan could not be read; retrying the shard");
-            return Delivery::Retry;
-        }
+        Err(delivery) => return delivery,
     };
     let account = plan::shard_plan(
         config,
         &planned.account_id,
         &planned.region,
-        planned.listed_by.as_deref(),
+        planned.listed_by.as_ref(),
         &plan.scope.clusters,
     );
     let account = match account {
@@ -319,27 +323,32 @@ pub fn accept(body: &str, now: OffsetDateTime) -> Result<ShardMessage, Refusal> 
     if message.kind != "Shard" || message.api_version != API_VERSION {
         return Err(Refusal::NotAShard(format!("kind {:?}, apiVersion {:?}", message.kind, message.api_version)));
     }
-    RunId::parse_received(&message.run_id, now)?;
+    if RunId::parse_received(&message.run_id, now)?.started() < now - MAX_RUN_AGE {
+        return Err(Refusal::TooOld(message.run_id));
+    }
     Ok(message)
 }
 
-/// The run's plan and the message's shard in it. `Err(Ok(_))`: refused; `Err(Err(_))`: the
-/// plan could not be read now, and a retry may.
+/// The run's plan and the message's shard in it; or what to do with the message instead:
+/// refuse it, or hand it back when the plan could not be read now and a retry may.
 async fn planned<S: ObjectStore>(
     store: &S,
     config: &Config,
     message: &ShardMessage,
-) -> Result<(RunPlan, PlannedShard), Result<Refusal, AwsError>> {
+) -> Result<(RunPlan, PlannedShard), Delivery> {
+    let no_plan = || Delivery::Refused(Refusal::NoPlan(message.run_id.clone()));
     let plan = match read_plan(store, config, &message.run_id).await {
         Ok(plan) if plan.run_id == message.run_id => plan,
-        Ok(_) => return Err(Ok(Refusal::NoPlan(message.run_id.clone()))),
-        Err(e) if e.kind == ErrorKind::NotFound || e.code == INVALID_PLAN => {
-            return Err(Ok(Refusal::NoPlan(message.run_id.clone())))
+        Ok(_) => return Err(no_plan()),
+        Err(e) if e.kind == ErrorKind::NotFound || e.code == INVALID_PLAN => return Err(no_plan()),
+        Err(e) => {
+            warn!(error = %e, "the run's plan could not be read; retrying the shard");
+            return Err(Delivery::Retry);
         }
-        Err(e) => return Err(Err(e)),
     };
     let Some(planned) = plan.shards.iter().find(|s| s.shard_id == message.shard_id).cloned() else {
-        return Err(Ok(Refusal::NotPlanned { run: message.run_id.clone(), shard: message.shard_id.clone() }));
+        let (run, shard) = (message.run_id.clone(), message.shard_id.clone());
+        return Err(Delivery::Refused(Refusal::NotPlanned { run, shard }));
     };
     Ok((plan, planned))
 }
@@ -399,7 +408,9 @@ async fn summarise_if_complete<S: ObjectStore>(store: &S, config: &Config, run_i
 
 async fn read_plan<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> Result<RunPlan, AwsError> {
     let key = plan_key(&Layout { prefix: config.output.prefix.clone() }, run_id);
-    let object = store.get(&config.output.bucket, &key).await?;
+    let Some(object) = store.get_if_present(&config.output.bucket, &key).await? else {
+        return Err(AwsError::from_code("s3:GetObject", Some("NoSuchKey"), format!("no plan at {key}")));
+    };
     serde_json::from_slice(&object.bytes)
         .map_err(|e| AwsError::from_code("s3:GetObject", Some(INVALID_PLAN), format!("{key}: {e}")))
 }
@@ -488,6 +499,8 @@ fn merge(plan: &RunPlan, reads: Vec<(PlannedShard, Option<ShardReport>)>, max_re
 mod tests {
     //! What a message may ask for, decided without the stack.
 
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::config::DeploymentDefaults;
     use crate::testing::MemoryStore;
@@ -526,6 +539,9 @@ mod tests {
         assert!(matches!(accept(&body("r", "s"), now()), Err(Refusal::RunId(RunIdError::Format(_)))));
         let future = accept(&body("20261205T093000000Z-1a2b3c4d", "s"), now());
         assert!(matches!(future, Err(Refusal::RunId(RunIdError::Future { .. }))), "{future:?}");
+        let replayed = accept(&body("20261120T090000000Z-1a2b3c4d", "s"), now());
+        assert!(matches!(replayed, Err(Refusal::TooOld(_))), "{replayed:?}");
+        assert!(accept(&body("20261122T090000000Z-1a2b3c4d", "s"), now()).is_ok(), "13 days old");
     }
 
     fn config() -> Config {
@@ -551,7 +567,10 @@ mod tests {
 
     async fn resolve(store: &MemoryStore, shard_id: &str) -> Result<AccountPlan, Refusal> {
         let message = accept(&body(RUN, shard_id), now())?;
-        let (plan, planned) = planned(store, &config(), &message).await.map_err(|e| e.unwrap())?;
+        let (plan, planned) = planned(store, &config(), &message).await.map_err(|d| match d {
+            Delivery::Refused(refusal) => refusal,
+            other => panic!("{other:?}"),
+        })?;
         plan::shard_plan(&config(), &planned.account_id, &planned.region, None, &plan.scope.clusters)
             .map_err(|why| Refusal::NotConfigured { shard: planned.shard_id, why })
     }
@@ -573,6 +592,31 @@ mod tests {
         }
         let no_plan = resolve(&MemoryStore::default(), "111111111111-eu-west-1").await;
         assert!(matches!(no_plan, Err(Refusal::NoPlan(_))), "{no_plan:?}");
+    }
+
+    /// Two organization sources may share a listing role (one per OU, each with its regions
+    /// and member role): a shard is run under the source that listed its account.
+    #[test]
+    fn organization_sources_sharing_a_role_are_told_apart() {
+        let text = r#"{"output": {"bucket": "bucket"}, "roleName": "Reader", "sources": [
+            {"organization": {"roleArn": "arn:aws:iam::999999999999:role/Lister",
+                "organizationalUnits": ["ou-ab12-aaaaaaaa"], "regions": ["eu-west-1"], "roleName": "ReaderA"}},
+            {"organization": {"roleArn": "arn:aws:iam::999999999999:role/Lister",
+                "organizationalUnits": ["ou-ab12-bbbbbbbb"], "regions": ["us-east-1"], "roleName": "ReaderB"}}]}"#;
+        let config = Config::parse(text, &DeploymentDefaults::default()).unwrap();
+        let listings = [
+            plan::OrganizationAccounts { source: 0, accounts: Ok(vec!["111111111111".into()]) },
+            plan::OrganizationAccounts { source: 1, accounts: Ok(vec!["222222222222".into()]) },
+        ];
+        let shards = planned_shards(&plan::plan(&config, &Scope::default(), &listings).unwrap());
+        let second = shards.iter().find(|s| s.account_id == "222222222222").unwrap();
+        assert_eq!(second.listed_by.as_ref().map(|l| l.source), Some(1), "{shards:?}");
+        let visit = plan::shard_plan(&config, "222222222222", "us-east-1", second.listed_by.as_ref(), &BTreeSet::new());
+        assert_eq!(visit.unwrap().role_arn, "arn:aws:iam::222222222222:role/ReaderB");
+
+        let as_first = ListedBy { source: 0, ..second.listed_by.clone().unwrap() };
+        let refused = plan::shard_plan(&config, "222222222222", "us-east-1", Some(&as_first), &BTreeSet::new());
+        assert!(refused.is_err(), "source 0 does not visit us-east-1: {refused:?}");
     }
 
     #[test]

@@ -4,15 +4,19 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use time::OffsetDateTime;
+
 use crate::error::AwsError;
-use crate::ports::{Condition, Object, ObjectStore};
+use crate::ports::{Condition, Listed, Object, ObjectStore};
 use crate::publish::sha256_hex;
 
 /// An object store in memory, with S3's conditional writes. Puts of keys containing
-/// `fail_puts` fail as S3's 500 does.
+/// `fail_puts` fail as S3's 500 does. An object put in `objects` directly was written long ago;
+/// one put through the port, now.
 #[derive(Default)]
 pub(crate) struct MemoryStore {
     pub(crate) objects: Mutex<BTreeMap<String, Vec<u8>>>,
+    pub(crate) modified: Mutex<BTreeMap<String, OffsetDateTime>>,
     pub(crate) fail_puts: Option<&'static str>,
 }
 
@@ -28,8 +32,12 @@ impl MemoryStore {
 }
 
 impl ObjectStore for MemoryStore {
-    async fn list(&self, _bucket: &str, prefix: &str) -> Result<Vec<String>, AwsError> {
-        Ok(self.objects.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    async fn list_modified(&self, _bucket: &str, prefix: &str) -> Result<Vec<Listed>, AwsError> {
+        let objects = self.objects.lock().unwrap();
+        let modified = self.modified.lock().unwrap();
+        let under = objects.keys().filter(|k| k.starts_with(prefix));
+        let at = |key: &String| modified.get(key).copied().unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Ok(under.map(|key| Listed { key: key.clone(), modified: at(key) }).collect())
     }
 
     async fn delete(&self, _bucket: &str, keys: &[String]) -> Result<(), AwsError> {
@@ -67,6 +75,7 @@ impl ObjectStore for MemoryStore {
             return Err(AwsError::from_code("s3:PutObject", Some("PreconditionFailed"), message));
         }
         objects.insert(key.into(), body);
+        self.modified.lock().unwrap().insert(key.into(), OffsetDateTime::now_utc());
         Ok(())
     }
 }

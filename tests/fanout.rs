@@ -11,7 +11,7 @@ use redshift_registry::invoke::Response;
 use redshift_registry::report::{Report, RunStatus, ShardState};
 use serde_json::{json, Value};
 use support::esm::{invoke_function, queue, Queue};
-use support::fault_front::{FaultFront, Rule};
+use support::fault_front::{FaultFront, Rewrite, Rule};
 use support::org::*;
 use support::organization::Organization;
 use support::*;
@@ -335,6 +335,25 @@ async fn forged_and_junk_messages_read_nothing_and_write_nothing() {
         let index: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(index["runId"], json!(newer), "{key}");
     }
+}
+
+/// S3 answers a missing plan with 403 under the template's prefix-only ListBucket (GetObject
+/// API reference): a message naming a run with no plan is still refused, not retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_without_a_plan_is_refused_when_s3_answers_403() {
+    let fleet = fleet("fan_noplan403").await;
+    let (q, config) = fleet.fanout("noplan403").await;
+    let hides_missing = FaultFront::start_rewriting(&fleet.org.moto, vec![Rewrite::missing_key_as_403()]).await;
+    let no_plan = redshift_registry::run_id::RunId::new().to_string();
+    fleet.send(&q, &[shard_body(&no_plan, &format!("{}-us-east-1", fleet.accounts[0]))]).await;
+    let deliveries = q.drain(&hides_missing.url, &config).await;
+    assert_eq!(deliveries.len(), 1, "acknowledged at the first delivery: {deliveries:#?}");
+    assert!(deliveries[0].refused && !deliveries[0].failed, "{deliveries:#?}");
+    assert!(
+        hides_missing.seen().iter().any(|s| s.action == "GET" && s.status == 403),
+        "the front did answer 403 for the missing plan"
+    );
+    assert!(fleet.org.objects("fan/").await.is_empty(), "nothing written");
 }
 
 /// A shard is resolved against the config that runs it: an account the config no longer has

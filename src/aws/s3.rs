@@ -3,10 +3,11 @@
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use time::OffsetDateTime;
 
 use super::aws_error;
 use crate::error::AwsError;
-use crate::ports::{Condition, Object, ObjectStore};
+use crate::ports::{Condition, Listed, Object, ObjectStore};
 
 #[derive(Clone)]
 pub struct S3Objects {
@@ -49,14 +50,18 @@ impl ObjectStore for S3Objects {
         Ok(())
     }
 
-    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, AwsError> {
+    async fn list_modified(&self, bucket: &str, prefix: &str) -> Result<Vec<Listed>, AwsError> {
         let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
-        let mut keys = Vec::new();
+        let mut listed = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| aws_error("s3:ListObjectsV2", e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            listed.extend(page.contents().iter().filter_map(|o| {
+                // An object without a time is taken as just written: it is then never too old to keep.
+                let modified = o.last_modified().and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
+                Some(Listed { key: o.key()?.to_string(), modified: modified.unwrap_or_else(OffsetDateTime::now_utc) })
+            }));
         }
-        Ok(keys)
+        Ok(listed)
     }
 
     /// DeleteObjects, 1000 keys a call; any key S3 could not delete is an error.

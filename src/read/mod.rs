@@ -54,10 +54,9 @@ pub enum ReadError {
 
 /// How a statement's error reads when its connection went away under it: libpq's wording when
 /// the server end closes (a cluster rebooting, resizing, or in a maintenance window, which ends
-/// running queries: AWS re:Post, rds-redshift-queries-maintenance-window), PostgreSQL's
-/// admin_shutdown (SQLSTATE 57P01) and connection-exception class 08 (PostgreSQL
-/// documentation, errcodes-appendix.html). Compared in lower case.
-const CONNECTION_LOST: [&str; 9] = [
+/// running queries: AWS re:Post, rds-redshift-queries-maintenance-window). Compared in lower
+/// case, at the start of a clause, so that a quoted name holding these words is not taken.
+const CONNECTION_LOST: [&str; 7] = [
     "ssl syscall error",
     "server closed the connection unexpectedly",
     "terminating connection due to administrator command",
@@ -65,15 +64,16 @@ const CONNECTION_LOST: [&str; 9] = [
     "could not receive data from server",
     "the connection is lost",
     "consuming input failed",
-    "sqlstate 08",
-    "57p01",
 ];
+
+/// SQLSTATEs of a lost connection: the connection-exception class 08 and admin_shutdown
+/// (PostgreSQL documentation, errcodes-appendix.html).
+const LOST_SQLSTATES: [&str; 2] = ["08", "57p01"];
 
 impl ReadError {
     /// A FAILED statement's error, told apart: a lost connection is transient, the rest are not.
     pub fn failed(message: &str) -> Self {
-        let lower = message.to_ascii_lowercase();
-        if CONNECTION_LOST.iter().any(|p| lower.contains(p)) {
+        if lost_connection(message) {
             Self::ConnectionLost(message.to_string())
         } else {
             Self::Failed(message.to_string())
@@ -136,6 +136,22 @@ impl ReadError {
             }
         }
     }
+}
+
+/// Whether an error message says the connection was lost: a known phrase opening a clause
+/// (the message, a line, or what follows `ERROR:`, `FATAL:` or `[SQLState ..]`), or a
+/// lost-connection SQLSTATE. Double-quoted text (names, values) is left out first.
+fn lost_connection(message: &str) -> bool {
+    let lower: String = message.to_ascii_lowercase().split('"').step_by(2).collect();
+    let phrase = lower
+        .split(['\n', ':', ']'])
+        .map(str::trim_start)
+        .any(|clause| CONNECTION_LOST.iter().any(|p| clause.starts_with(p)));
+    let sqlstate = lower.split("sqlstate").skip(1).any(|rest| {
+        let code = rest.trim_start_matches([' ', ':', '=']);
+        LOST_SQLSTATES.iter().any(|s| code.starts_with(s))
+    });
+    phrase || sqlstate
 }
 
 /// An anchored include/exclude filter over names.
@@ -349,16 +365,17 @@ async fn read_local<A: DataApi>(
     let (tables, columns) = (tables?, columns?);
     // A part cut by the deadline would publish a degraded database (views without definitions,
     // kinds guessed) that no retry fixes: the whole database waits for the next run instead.
+    // The external batch is not among them for a lost connection: it falls back to one
+    // statement per schema, each on a new session.
     let parts = [
         visibility.as_ref().err(),
-        external.as_ref().err(),
         late_binding.as_ref().err(),
         materialized_views.as_ref().err(),
         definitions.as_ref().err(),
         stats.as_ref().err(),
         security.as_ref().err(),
     ];
-    if parts.iter().any(|e| matches!(e, Some(ReadError::Deadline))) {
+    if parts.iter().chain([&external.as_ref().err()]).any(|e| matches!(e, Some(ReadError::Deadline))) {
         return Err(ReadError::Deadline);
     }
     // So would a part whose connection was lost, and a retry can read it whole.
@@ -663,13 +680,19 @@ mod tests {
             "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
             "FATAL: terminating connection due to administrator command",
             "[SQLState 08S01] could not receive data from server: Connection reset by peer",
+            "ERROR: the cluster is restarting (SQLSTATE 57P01)",
         ] {
             let error = ReadError::failed(lost);
             assert!(matches!(error, ReadError::ConnectionLost(_)), "{lost}");
             assert_eq!(error.failure(&WarehouseId::ClusterIdentifier("c".into())).kind, ErrorKind::Unreachable);
         }
-        for refused in ["ERROR: permission denied for relation svv_table_info", "ERROR: syntax error at or near \"x\""]
-        {
+        for refused in [
+            "ERROR: permission denied for relation svv_table_info",
+            "ERROR: syntax error at or near \"x\"",
+            "ERROR: relation \"public.ssl syscall error: x\" does not exist",
+            "ERROR: column \"server closed the connection unexpectedly\" does not exist",
+            "ERROR: invalid input syntax for integer: \"SQLSTATE 08000\"",
+        ] {
             let error = ReadError::failed(refused);
             assert!(matches!(error, ReadError::Failed(_)), "{refused}");
             assert_eq!(error.failure(&WarehouseId::ClusterIdentifier("c".into())).kind, ErrorKind::Other);
