@@ -5,7 +5,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${REGISTRY_VENV:-$root/.venv}"
 
 # Pinned: moto >= 5.2.5 fixes S3 checksums and timestamps; cargo-lambda ships its binary in the wheel,
-# and cross-compiles the arm64 Lambda artifact with Zig (the ziglang wheel ships it too).
+# and cross-compiles the arm64 Lambda artifact with Zig (the ziglang wheel ships it too). aws-sam-cli
+# (`sam validate --lint` in make lint, `sam build`) pins boto3 exactly (1.43.108 for 1.170.0), and
+# aws-sam-translator and cfn-lint to ranges the pins here must stay in (translator ==1.115.0,
+# cfn-lint <1.59): bump them together. awscli 1.x bundles its own botocore and is unaffected.
 py_pins=(
   "moto[server]==5.2.5"
   "cargo-lambda==1.9.2"
@@ -13,6 +16,7 @@ py_pins=(
   "cfn-lint==1.58.0"
   "awscli==1.46.3"
   "aws-sam-translator==1.115.0"
+  "aws-sam-cli==1.170.0"
 )
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -26,6 +26,9 @@ use crate::publish::{sha256_hex, File, Format, IndexEntry};
 /// Entities per file: a 100,000-table database is 100 files of bounded size, not one.
 pub const ENTITIES_PER_FILE: usize = 1000;
 const ANNOTATION: &str = "redshift-registry.io";
+/// The AWS module's well-known annotations (catalog-backend-module-aws, `constants.ts`).
+const AWS_ACCOUNT_ID: &str = "amazonaws.com/account-id";
+const AWS_ARN: &str = "amazonaws.com/arn";
 
 /// What Backstage keeps of a warehouse while it is read: the owner and parent entity of its
 /// datasets, and the datasets of each database whose read has not ended.
@@ -43,6 +46,8 @@ pub struct BackstageFormat {
     owner: String,
     owner_tag: Option<String>,
     system: Option<String>,
+    /// `metadata.namespace` of every entity; Backstage's `default` when absent.
+    namespace: Option<String>,
 }
 
 impl BackstageFormat {
@@ -54,6 +59,7 @@ impl BackstageFormat {
             owner: config.owner.clone(),
             owner_tag: config.owner_tag.clone(),
             system: config.system.clone(),
+            namespace: config.namespace.clone(),
         }
     }
 
@@ -72,6 +78,22 @@ impl BackstageFormat {
                 self.owner.clone()
             }
         }
+    }
+
+    /// `metadata` with the namespace and the console link every entity carries.
+    fn metadata(&self, catalog: &WarehouseCatalog, mut metadata: Value) -> Value {
+        if let Some(namespace) = &self.namespace {
+            metadata["namespace"] = json!(namespace);
+        }
+        if let Some(link) = console_link(catalog) {
+            metadata["links"] = json!([link]);
+        }
+        metadata
+    }
+
+    /// A ref to the warehouse's entity, in this output's namespace.
+    fn warehouse_ref(&self, name: &str) -> String {
+        format!("resource:{}/{name}", self.namespace.as_deref().unwrap_or("default"))
     }
 
     fn spec(&self, kind: &str, owner: &str, depends_on: Option<String>) -> Value {
@@ -112,16 +134,34 @@ pub fn entity_name(readable: &str, identity: &[&str]) -> String {
 /// The annotations every entity of a warehouse carries: where it is, and the AWS tags as one
 /// JSON value (tags are neither valid labels nor always valid annotation keys).
 fn place_annotations(catalog: &WarehouseCatalog) -> Map<String, Value> {
+    let mut a = Map::new();
+    a.insert(AWS_ACCOUNT_ID.into(), json!(catalog.account_id));
     let id_key = match catalog.warehouse {
         WarehouseId::ClusterIdentifier(_) => "cluster-identifier",
         WarehouseId::WorkgroupName(_) => "workgroup-name",
     };
-    let mut a = Map::new();
     a.insert(format!("{ANNOTATION}/account-id"), json!(catalog.account_id));
     a.insert(format!("{ANNOTATION}/region"), json!(catalog.region));
     a.insert(format!("{ANNOTATION}/{id_key}"), json!(catalog.warehouse.name()));
     a.insert(format!("{ANNOTATION}/aws-tags"), json!(serde_json::to_string(&catalog.labels).expect("tags serialise")));
     a
+}
+
+/// The warehouse's page in the Amazon Redshift console, where the partition has a public one.
+fn console_link(catalog: &WarehouseCatalog) -> Option<Value> {
+    let region = &catalog.region;
+    let host = match crate::config::partition_of(region) {
+        "aws" => format!("https://{region}.console.aws.amazon.com"),
+        "aws-cn" => "https://console.amazonaws.cn".to_string(),
+        "aws-us-gov" => "https://console.amazonaws-us-gov.com".to_string(),
+        _ => return None,
+    };
+    let page = match &catalog.warehouse {
+        WarehouseId::ClusterIdentifier(id) => format!("cluster-details?cluster={id}"),
+        WarehouseId::WorkgroupName(name) => format!("serverless-workgroup?workgroup={name}"),
+    };
+    let url = format!("{host}/redshiftv2/home?region={region}#{page}");
+    Some(json!({"url": url, "title": "Amazon Redshift console", "icon": "cloud"}))
 }
 
 /// One YAML document. JSON is YAML 1.2, except that YAML does not allow DEL and the C1 controls
@@ -158,16 +198,21 @@ impl BackstageFormat {
     fn warehouse_entity(&self, catalog: &WarehouseCatalog, owner: &str) -> Value {
         let kind = catalog.warehouse.kind();
         let name = catalog.warehouse.name();
+        let mut annotations = place_annotations(catalog);
+        if let Some(arn) = &catalog.arn {
+            annotations.insert(AWS_ARN.into(), json!(arn));
+        }
+        let metadata = json!({
+            "name": entity_name(name, &[&catalog.account_id, &catalog.region, kind, name]),
+            "title": name,
+            "description": format!("Amazon Redshift {kind} {name} in account {}, {}", catalog.account_id, catalog.region),
+            "annotations": annotations,
+            "tags": ["redshift"],
+        });
         json!({
             "apiVersion": "backstage.io/v1alpha1",
             "kind": "Resource",
-            "metadata": {
-                "name": entity_name(name, &[&catalog.account_id, &catalog.region, kind, name]),
-                "title": name,
-                "description": format!("Amazon Redshift {kind} {name} in account {}, {}", catalog.account_id, catalog.region),
-                "annotations": place_annotations(catalog),
-                "tags": ["redshift"],
-            },
+            "metadata": self.metadata(catalog, metadata),
             "spec": self.spec(&format!("redshift-{kind}"), owner, None),
         })
     }
@@ -184,17 +229,18 @@ impl BackstageFormat {
         annotations.insert(format!("{ANNOTATION}/manifest-key"), json!(manifest_key));
         let kind = serde_json::to_value(d.kind).expect("a kind serialises");
         let kind = kind.as_str().expect("a kind is a string").replace('_', "-");
+        let metadata = json!({
+            "name": entity_name(&full, &identity),
+            "title": full,
+            "description": description(d),
+            "annotations": annotations,
+            "tags": ["redshift", kind],
+        });
         json!({
             "apiVersion": "backstage.io/v1alpha1",
             "kind": "Resource",
-            "metadata": {
-                "name": entity_name(&full, &identity),
-                "title": full,
-                "description": description(d),
-                "annotations": annotations,
-                "tags": ["redshift", kind],
-            },
-            "spec": self.spec(&format!("redshift-{kind}"), &held.owner, Some(format!("resource:default/{}", held.parent))),
+            "metadata": self.metadata(catalog, metadata),
+            "spec": self.spec(&format!("redshift-{kind}"), &held.owner, Some(self.warehouse_ref(&held.parent))),
         })
     }
 }

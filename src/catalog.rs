@@ -251,6 +251,20 @@ impl Warehouse {
         name.unwrap_or("dev")
     }
 
+    /// The warehouse's ARN: a cluster's is built from its identifier (Redshift's resource
+    /// types, in the Service Authorization Reference), a workgroup's (named by an id, not its
+    /// name) is the one ListWorkgroups gave.
+    pub fn arn(&self, account_id: &str, region: &str) -> Option<String> {
+        match self {
+            Self::Cluster(c) => Some(format!(
+                "arn:{}:redshift:{region}:{account_id}:cluster:{}",
+                crate::config::partition_of(region),
+                c.cluster_identifier
+            )),
+            Self::Workgroup(w) => w.workgroup_arn.clone(),
+        }
+    }
+
     /// The cluster's tags, which become every dataset's labels.
     pub fn tags(&self) -> BTreeMap<String, String> {
         match self {
@@ -294,6 +308,9 @@ pub struct WarehouseCatalog {
     pub account_id: String,
     pub region: String,
     pub warehouse: WarehouseId,
+    /// The warehouse's ARN, when known (a workgroup's comes from ListWorkgroups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
     /// The cluster's tags.
     pub labels: std::collections::BTreeMap<String, String>,
     /// Databases read completely (empty while the warehouse is being read).

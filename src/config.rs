@@ -8,12 +8,16 @@ use std::fmt;
 use std::sync::LazyLock;
 
 use regex::Regex;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The validated configuration. Keys are camelCase, as the Spotify Portal integration spells them.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
+    /// Where an editor finds this file's JSON Schema (`schema/config.v1.json`); not read otherwise.
+    #[serde(rename = "$schema", default)]
+    pub schema: Option<String>,
     #[serde(default)]
     pub output: Output,
     /// Formats beside the manifests, each off unless present.
@@ -47,7 +51,7 @@ pub struct Config {
 /// Regex filters, each matched against the whole name: databases by database name, schemas by
 /// schema name, tables by dataset name `database.schema.table`. Exclude wins over include; no
 /// include list means everything.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Filters {
     #[serde(default)]
@@ -58,12 +62,15 @@ pub struct Filters {
     pub tables: Pattern,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Pattern {
+    /// Regexes, each matched against the whole name.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub include: Vec<NamePattern>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub exclude: Vec<NamePattern>,
 }
 
@@ -108,7 +115,7 @@ impl Eq for NamePattern {}
 
 /// Concurrency bounds and timeouts. The defaults stay under the Data API's per-account rates
 /// (ExecuteStatement 30/s, DescribeStatement 100/s).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Limits {
     /// Accounts visited at once.
@@ -140,7 +147,7 @@ impl Default for Limits {
 }
 
 /// `dataApi`: long polls and the result format (README: Data API calls).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DataApiConfig {
     /// `WaitTimeSeconds` of each call that waits for a statement (0-30): one long poll instead
@@ -162,7 +169,7 @@ impl DataApiConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Output {
     #[serde(default)]
@@ -171,7 +178,7 @@ pub struct Output {
     pub prefix: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Execution {
     pub mode: ExecutionMode,
@@ -188,7 +195,7 @@ impl Default for Execution {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionMode {
     /// Every account and region in this invocation.
@@ -198,7 +205,7 @@ pub enum ExecutionMode {
     Fanout,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Outputs {
     #[serde(default)]
@@ -206,7 +213,7 @@ pub struct Outputs {
 }
 
 /// Backstage catalog entities: a `Resource` per warehouse and per dataset.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackstageOutput {
     /// Under `output.prefix`; a folder of its own, apart from `datasets/`, `index/`, `runs/`.
@@ -217,6 +224,10 @@ pub struct BackstageOutput {
     /// A warehouse tag whose value, when an entity ref, owns that warehouse's entities.
     #[serde(default)]
     pub owner_tag: Option<String>,
+    /// The Backstage namespace of every entity; `default` when absent.
+    #[serde(default)]
+    #[schemars(extend("pattern" = NAMESPACE_PATTERN))]
+    pub namespace: Option<String>,
     #[serde(default)]
     pub system: Option<String>,
 }
@@ -232,6 +243,10 @@ static ENTITY_REF: LazyLock<Regex> = LazyLock::new(|| {
         .unwrap()
 });
 
+/// A Backstage namespace: a lowercase DNS label of at most 63 characters (catalog-model).
+const NAMESPACE_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+static NAMESPACE: LazyLock<Regex> = LazyLock::new(|| Regex::new(NAMESPACE_PATTERN).unwrap());
+
 pub fn is_entity_ref(s: &str) -> bool {
     ENTITY_REF.captures(s).is_some_and(|c| c[1].len() <= 63)
 }
@@ -243,10 +258,11 @@ const RESERVED_FOLDERS: [&str; 3] = ["datasets/", "index/", "runs/"];
 /// 1") discovers every cluster of those regions; `clusters` ("option 2") reads only the named ones.
 /// The two kinds share one struct, not an enum, so that serde's errors keep their JSON path;
 /// validate() accepts exactly one of `account_id` and `organization`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Source {
     #[serde(default)]
+    #[schemars(extend("pattern" = ACCOUNT_ID_PATTERN))]
     pub account_id: Option<String>,
     #[serde(default)]
     pub organization: Option<OrganizationSource>,
@@ -262,7 +278,7 @@ pub struct Source {
 
 /// The ACTIVE accounts of an organization, listed at each run through a role in its management
 /// or delegated-administrator account, each visited in `regions` with the reader role.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrganizationSource {
     /// The role that may list the organization's accounts.
@@ -278,10 +294,11 @@ pub struct OrganizationSource {
     pub role_name: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamedCluster {
     pub region: String,
+    #[schemars(extend("pattern" = CLUSTER_ID_PATTERN))]
     pub cluster_identifier: String,
     /// Connect as this database user (redshift:GetClusterCredentials) instead of the IAM identity.
     #[serde(default)]
@@ -291,10 +308,11 @@ pub struct NamedCluster {
     pub secret_arn: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamedWorkgroup {
     pub region: String,
+    #[schemars(extend("pattern" = WORKGROUP_PATTERN))]
     pub workgroup_name: String,
     #[serde(default)]
     pub secret_arn: Option<String>,
@@ -373,7 +391,8 @@ impl ConfigError {
     }
 }
 
-static ACCOUNT_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9]{12}$").unwrap());
+const ACCOUNT_ID_PATTERN: &str = r"^[0-9]{12}$";
+static ACCOUNT_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(ACCOUNT_ID_PATTERN).unwrap());
 // Commercial, GovCloud, China and ISO partitions: `us-east-1`, `us-gov-west-1`, `cn-north-1`, `us-isob-east-1`.
 static REGION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$").unwrap());
@@ -387,11 +406,13 @@ static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
 static OU_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$").unwrap());
 static ROLE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@-]{1,64}$").unwrap());
 // Redshift: 1-63 lowercase letters, digits or hyphens, starting with a letter, no `--`, no trailing `-`.
-static CLUSTER_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z]([a-z0-9]|-[a-z0-9]){0,62}$").unwrap());
+const CLUSTER_ID_PATTERN: &str = r"^[a-z]([a-z0-9]|-[a-z0-9]){0,62}$";
+static CLUSTER_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(CLUSTER_ID_PATTERN).unwrap());
 static BUCKET: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
 static EXTERNAL_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@:/-]+$").unwrap());
 
-static WORKGROUP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9-]{3,64}$").unwrap());
+const WORKGROUP_PATTERN: &str = r"^[a-z0-9-]{3,64}$";
+static WORKGROUP: LazyLock<Regex> = LazyLock::new(|| Regex::new(WORKGROUP_PATTERN).unwrap());
 static SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^arn:(aws(?:-cn|-us-gov|-iso|-iso-b|-iso-e|-iso-f)?):secretsmanager:[a-z0-9-]+:([0-9]{12}):secret:[A-Za-z0-9/_+=.@-]+$")
         .unwrap()
@@ -506,6 +527,12 @@ fn check_backstage(bad: &mut impl FnMut(String, String), b: &BackstageOutput, ou
             );
         }
     }
+    if let Some(ns) = b.namespace.as_ref().filter(|ns| !NAMESPACE.is_match(ns)) {
+        bad(
+            format!("{at}.namespace"),
+            format!("{ns:?} is not a Backstage namespace (a lowercase DNS label like \"data\")"),
+        );
+    }
     if b.owner_tag.as_ref().is_some_and(|t| t.is_empty()) {
         bad(format!("{at}.ownerTag"), "empty: name a cluster tag or remove the key".into());
     }
@@ -573,7 +600,16 @@ pub fn is_cluster_identifier(s: &str) -> bool {
 
 impl Config {
     /// Parses and validates a config document, filling from `defaults` what it leaves out.
+    /// Reads a config: its JSON syntax (a problem with its line and column), its structure
+    /// against the committed JSON Schema (every problem, each with its path), then the rules
+    /// (every problem again). The same checks run for `--check-config`, offline.
     pub fn parse(text: &str, defaults: &DeploymentDefaults) -> Result<Self, ConfigError> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError::one("$", format!("not valid JSON: {e}; fix the file there")))?;
+        let structural: Vec<Problem> = SCHEMA_VALIDATOR.iter_errors(&value).flat_map(structural_problems).collect();
+        if !structural.is_empty() {
+            return Err(ConfigError { problems: structural });
+        }
         let de = &mut serde_json::Deserializer::from_str(text);
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -872,6 +908,89 @@ fn normalise_prefix(prefix: &str) -> String {
     }
 }
 
+/// The config's JSON Schema as committed (`schema/config.v1.json`, generated from these types
+/// by [`json_schema`]; a test fails when the two differ).
+pub const SCHEMA: &str = include_str!("../schema/config.v1.json");
+
+static SCHEMA_VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
+    let schema = serde_json::from_str(SCHEMA).expect("the committed schema is JSON");
+    jsonschema::validator_for(&schema).expect("the committed schema compiles")
+});
+
+/// The JSON Schema of the config, from the types above.
+pub fn json_schema() -> String {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Config)).expect("a schema serialises");
+    without_null(&mut schema);
+    schema["title"] = "redshift-registry config, v1".into();
+    serde_json::to_string_pretty(&schema).expect("a schema serialises") + "\n"
+}
+
+/// An absent key, not null, leaves an option unset: the schema says so (schemars allows null
+/// for every `Option`).
+fn without_null(schema: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(map) = schema else {
+        if let Value::Array(items) = schema {
+            items.iter_mut().for_each(without_null);
+        }
+        return;
+    };
+    if map.get("default") == Some(&Value::Null) {
+        map.remove("default");
+    }
+    if let Some(Value::Array(types)) = map.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types.remove(0);
+            map.insert("type".into(), only);
+        }
+    }
+    if let Some(Value::Array(any)) = map.get_mut("anyOf") {
+        any.retain(|s| s.get("type") != Some(&Value::from("null")));
+        if let [Value::Object(only)] = any.as_slice() {
+            let only = only.clone();
+            map.remove("anyOf");
+            map.extend(only);
+        }
+    }
+    map.values_mut().for_each(without_null);
+}
+
+/// What a schema error says, as problems. Patterns are left to the rules, whose messages say
+/// what the value should look like.
+fn structural_problems(error: jsonschema::ValidationError) -> Vec<Problem> {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let at = json_path(&error.instance_path.to_string());
+    match &error.kind {
+        Kind::Pattern { .. } => Vec::new(),
+        Kind::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|key| Problem {
+                path: format!("{at}.{key}"),
+                message: format!("unknown key `{key}`: check its spelling against schema/config.v1.json"),
+            })
+            .collect(),
+        Kind::Required { property } => {
+            vec![Problem { path: at, message: format!("missing key {property}: it is required here") }]
+        }
+        _ => vec![Problem { path: at, message: error.to_string() }],
+    }
+}
+
+/// A JSON pointer (`/sources/0/accountId`) as the JSON path problems are named by
+/// (`$.sources[0].accountId`).
+fn json_path(pointer: &str) -> String {
+    let mut path = String::from("$");
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        match segment.parse::<usize>() {
+            Ok(index) => path.push_str(&format!("[{index}]")),
+            Err(_) => path.push_str(&format!(".{segment}")),
+        }
+    }
+    path
+}
+
 /// serde_json appends "at line 1 column 42"; the JSON path already says where.
 fn strip_serde_position(message: &str) -> String {
     match message.rfind(" at line ") {
@@ -924,6 +1043,19 @@ impl ConfigSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The committed schema is the one the types give; `REGISTRY_WRITE_SCHEMA=1` rewrites it.
+    #[test]
+    fn the_committed_schema_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/config.v1.json");
+        if std::env::var("REGISTRY_WRITE_SCHEMA").is_ok_and(|v| v == "1") {
+            std::fs::write(path, json_schema()).unwrap();
+        }
+        assert!(
+            SCHEMA == json_schema(),
+            "schema/config.v1.json is stale: run `REGISTRY_WRITE_SCHEMA=1 cargo nextest run the_committed_schema` and commit it"
+        );
+    }
 
     #[test]
     fn prefix_is_normalised_to_a_folder() {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{Config, ConfigError, ConfigSource, DeploymentDefaults, ExecutionMode};
-use crate::error::AwsError;
+use crate::error::{AwsError, ErrorKind};
 use crate::event::{self, EventError, Invocation, RunRequest};
 use crate::plan::ScopeError;
 use crate::ports::{ObjectStore, Platform, ShardQueue};
@@ -54,22 +54,40 @@ pub async fn load_config<S: ObjectStore>(
     defaults: &DeploymentDefaults,
 ) -> Result<Config, InvocationError> {
     let text = match source {
-        ConfigSource::Inline(text) => text.clone(),
-        ConfigSource::File(path) => tokio::fs::read_to_string(path)
-            .await
-            .map_err(|e| InvocationError::ConfigUnreadable { uri: path.clone(), error: e.to_string() })?,
-        ConfigSource::S3 { bucket, key } => {
-            let object = store.get(bucket, key).await.map_err(|e| InvocationError::ConfigUnreadable {
-                uri: format!("s3://{bucket}/{key}"),
-                error: e.to_string(),
-            })?;
-            String::from_utf8(object.bytes).map_err(|_| InvocationError::ConfigUnreadable {
-                uri: format!("s3://{bucket}/{key}"),
-                error: "not UTF-8 text".into(),
-            })?
-        }
+        ConfigSource::S3 { bucket, key } => read_s3_config(store, bucket, key).await?,
+        local => local_config_text(local)?.expect("a local source"),
     };
     Ok(Config::parse(&text, defaults)?)
+}
+
+/// The text of a config that needs no AWS call to read (inline or a file); `None` for S3.
+pub fn local_config_text(source: &ConfigSource) -> Result<Option<String>, InvocationError> {
+    match source {
+        ConfigSource::Inline(text) => Ok(Some(text.clone())),
+        ConfigSource::File(path) => std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|e| InvocationError::ConfigUnreadable { uri: path.clone(), error: e.to_string() }),
+        ConfigSource::S3 { .. } => Ok(None),
+    }
+}
+
+async fn read_s3_config<S: ObjectStore>(store: &S, bucket: &str, key: &str) -> Result<String, InvocationError> {
+    let uri = format!("s3://{bucket}/{key}");
+    let object = store.get(bucket, key).await.map_err(|e| {
+        let error = match e.kind {
+            // Without s3:ListBucket on the key, S3 answers a missing key with 403 (GetObject API
+            // reference): the template grants ListBucket only under the output prefix.
+            ErrorKind::NotFound | ErrorKind::AccessDenied => format!(
+                "{e}. No config there yet, or the function may not read it: check it with \
+                 `redshift-registry --check-config config.json`, then upload it with `aws s3 cp config.json {uri}` \
+                 (the stack's ConfigKey in its OutputBucket; README: The config is missing or invalid)"
+            ),
+            _ => e.to_string(),
+        };
+        InvocationError::ConfigUnreadable { uri: uri.clone(), error }
+    })?;
+    String::from_utf8(object.bytes)
+        .map_err(|_| InvocationError::ConfigUnreadable { uri, error: "not UTF-8 text".into() })
 }
 
 /// What an invocation returns: a run's report (a summary is one), the planner's receipt, or

@@ -12,7 +12,8 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use redshift_registry::aws::{self, S3Objects, SqsQueue, StsPlatform};
-use redshift_registry::config::{ConfigSource, DeploymentDefaults};
+use redshift_registry::config::{Config, ConfigSource, DeploymentDefaults};
+use redshift_registry::event;
 use redshift_registry::invoke::{self, InvocationError, Response};
 use redshift_registry::metrics::Emf;
 use redshift_registry::report::{self, RunStatus};
@@ -126,6 +127,37 @@ async fn serve() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What can be checked without AWS, checked before the SDK loads: its region lookup would
+/// otherwise print its warnings before the one line that matters.
+fn check_before_aws(payload: &Value) -> Result<(), InvocationError> {
+    event::invocation(payload)?;
+    if let Some(text) = invoke::local_config_text(&ConfigSource::from_env()?)? {
+        Config::parse(&text, &DeploymentDefaults::from_env())?;
+    }
+    Ok(())
+}
+
+/// `--check-config FILE`: every problem of a config with its JSON path, offline. Exit 0 when
+/// valid, 2 when not.
+fn check_config(path: &str) -> ExitCode {
+    let checked = std::fs::read_to_string(path).map_err(|e| vec![format!("{path}: {e}")]).and_then(|text| {
+        Config::parse(&text, &DeploymentDefaults::from_env())
+            .map_err(|e| e.problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect())
+    });
+    match checked {
+        Ok(config) => {
+            println!("{path}: valid, {} sources", config.sources.len());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            let noun = if problems.len() == 1 { "problem" } else { "problems" };
+            eprintln!("{path}: {} {noun}", problems.len());
+            problems.iter().for_each(|p| eprintln!("  {p}"));
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// The metrics of an invocation: its run's, or its refused messages'.
 fn metrics_record(response: &Response) -> Option<Value> {
     let emf = Emf::from_env();
@@ -136,7 +168,8 @@ fn metrics_record(response: &Response) -> Option<Value> {
     }
 }
 
-const USAGE: &str = "usage: redshift-registry [--event FILE]   (the event is read from stdin without --event)";
+const USAGE: &str = "usage: redshift-registry [--event FILE]   (the event is read from stdin without --event)
+       redshift-registry --check-config FILE   (offline: every problem of a config, exit 2 if any)";
 
 /// One invocation outside Lambda: the JSON report on stdout, a short summary for a person on
 /// stderr (and the metrics record after it with `REGISTRY_EMF=1`). Exit 0 when the run
@@ -152,9 +185,11 @@ async fn once() -> anyhow::Result<ExitCode> {
         [flag, path] if flag == "--event" => {
             std::fs::read_to_string(path).with_context(|| format!("reading the event file {path}"))?
         }
+        [flag, path] if flag == "--check-config" => return Ok(check_config(path)),
         _ => anyhow::bail!(USAGE),
     };
     let payload: Value = serde_json::from_str(&text).context("the event is not JSON")?;
+    check_before_aws(&payload)?;
     let response = Function::from_env().await.invoke(&payload, None).await?;
     println!("{}", serde_json::to_string_pretty(&response)?);
     let Some(report) = response.report() else { return Ok(ExitCode::SUCCESS) };

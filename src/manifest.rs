@@ -338,6 +338,7 @@ mod tests {
             account_id: "111111111111".into(),
             region: "us-east-1".into(),
             warehouse: WarehouseId::ClusterIdentifier("c".into()),
+            arn: None,
             labels: BTreeMap::new(),
             databases: vec![],
             unread_databases: vec![],

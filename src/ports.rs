@@ -225,7 +225,7 @@ pub struct Page {
 
 /// How results travel: typed JSON records (GetStatementResult) or CSV text
 /// (GetStatementResultV2), the config's `dataApi.resultFormat`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ResultFormat {
     #[default]

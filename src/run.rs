@@ -303,6 +303,7 @@ impl<O: Output> Visit<'_, O> {
             account_id: account_id.to_string(),
             region: region.to_string(),
             warehouse: id.clone(),
+            arn: warehouse.arn(account_id, region),
             labels: warehouse.tags(),
             databases: Vec::new(),
             unread_databases: Vec::new(),

@@ -122,6 +122,15 @@ async fn backstage_ingests_the_output_and_follows_drops() {
         serde_json::from_str(orders["metadata"]["annotations"]["redshift-registry.io/aws-tags"].as_str().unwrap())
             .unwrap();
     assert_eq!(tags, json!({"owner": "group:default/sales"}));
+    // The AWS module's annotations, and the warehouse's page in the console.
+    let arn = format!("arn:aws:redshift:us-east-1:{}:cluster:{tagged}", org.account);
+    assert_eq!(warehouse["metadata"]["annotations"]["amazonaws.com/arn"], json!(arn));
+    assert_eq!(orders["metadata"]["annotations"]["amazonaws.com/account-id"], json!(org.account));
+    let console = format!(
+        "https://us-east-1.console.aws.amazon.com/redshiftv2/home?region=us-east-1#cluster-details?cluster={tagged}"
+    );
+    assert_eq!(warehouse["metadata"]["links"][0]["url"], json!(console));
+    assert_eq!(orders["metadata"]["links"], warehouse["metadata"]["links"], "a dataset links its warehouse");
 
     let plain = report.accounts[0].regions[0].warehouses.iter().find(|w| w.id.name() == untagged).unwrap();
     let backstage = plain.published("backstage").expect("published to backstage");
@@ -136,4 +145,24 @@ async fn backstage_ingests_the_output_and_follows_drops() {
     let mut gone = titles(&read);
     gone.retain(|t| !titles(&after).contains(t));
     assert_eq!(gone, BTreeSet::from(["dev.sales.refunds".to_string()]));
+}
+
+/// With `namespace`, every entity is in it and each dataset's `dependsOn` names its warehouse
+/// there: Backstage validates them and relates the two.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_holds_every_entity_and_relation() {
+    let org = org("bs_namespace").await;
+    let cluster = unique("bs-ns");
+    org.cluster(&cluster, &[("dev", &fixture(&["orders"]))]).await;
+    let config =
+        org.config(json!({"outputs": {"backstage": {"owner": "group:data/data-platform", "namespace": "data"}}}));
+    let report = run_against(&org.moto, &config, &RunRequest::default()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let read = backstage_reads(&org);
+    assert_eq!(read["invalid"], json!([]), "every entity valid");
+    let entities = read["entities"].as_array().unwrap();
+    assert!(!entities.is_empty());
+    assert!(entities.iter().all(|e| e["entity"]["metadata"]["namespace"] == "data"), "{entities:#?}");
+    let warehouse = entity(&read, &cluster)["metadata"]["name"].as_str().unwrap().to_string();
+    assert_eq!(entity(&read, "dev.sales.orders")["spec"]["dependsOn"], json!([format!("resource:data/{warehouse}")]));
 }

@@ -456,6 +456,7 @@ async fn two_commits_racing_on_one_index_in_s3_leave_exactly_one_winner() {
         account_id: "111111111111".into(),
         region: "us-east-1".into(),
         warehouse: WarehouseId::ClusterIdentifier(unique("race")),
+        arn: None,
         labels: Default::default(),
         databases: vec![db.clone()],
         unread_databases: vec![],
