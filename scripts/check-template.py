@@ -23,11 +23,13 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from cfnlint.api import ManualArgs
+from cfnlint.api import lint as cfn_lint
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
@@ -38,10 +40,11 @@ source_path = root / "source-account.yaml"
 
 
 
-def lint(path, *args):
-    result = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), *args, "--", str(path)], capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"cfn-lint failed on {path.name}:\n{result.stdout}{result.stderr}")
+def lint(path, ignore=()):
+    """cfn-lint in this process (its rules and schemas load once, not once per case): errors and warnings fail."""
+    matches = cfn_lint(path.read_text(), config=ManualArgs(regions=["us-east-1"], ignore_checks=list(ignore)))
+    if matches:
+        sys.exit(f"cfn-lint failed on {path.name}:\n" + "\n".join(str(m) for m in matches))
 
 
 # cfn-lint evaluates every combination of the conditions; each case below is linted again as
@@ -136,15 +139,439 @@ ROLE_ARN = {"Fn::GetAtt": ["RegistryFunctionRole", "Arn"]}
 ORG_ROLE = "arn:aws:iam::999999999999:role/registry-organizations-reader"
 KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 ORG_ID = "o-a1b2c3d4e5"
+ALARM_EMAIL = "data-platform-oncall@example.com"
 # The two optional narrowings (OutputBucketKmsKeyArn, ReaderOrganizationId) are set or left empty together:
 # each adds one statement or condition of its own, and cfn-lint already sees every combination.
-main_cases = list(
-    itertools.product(["false", "true"], ["", ORG_ROLE], ["", "arn:aws:sns:us-east-1:123456789012:registry"], [("", ""), (KMS_KEY, ORG_ID)])
-)
-for fan_out, org_role, topic, (kms_key, org_id) in main_cases:
+# AlarmEmail is set when exactly one of OrganizationRoleArn and the narrowings is: every combination of
+# AlarmTopicArn and AlarmEmail then comes with FanOut false and true, in the same 16 cases.
+main_cases = [
+    (fan_out, org_role, topic, narrowing, ALARM_EMAIL if bool(org_role) != bool(narrowing[0]) else "")
+    for fan_out, org_role, topic, narrowing in itertools.product(
+        ["false", "true"], ["", ORG_ROLE], ["", "arn:aws:sns:us-east-1:123456789012:registry"], [("", ""), (KMS_KEY, ORG_ID)]
+    )
+]
+# --- operations: what the code writes, parsed from src/ ------------------------------------------
+# The alarms' notifications, the log group, the dashboard, the saved queries and the declared
+# environment are checked against the code rather than against names copied here: the metric names
+# and dimension sets of src/metrics.rs, the fields and messages of the tracing events and spans in
+# src/, and the variables src/ reads.
+SRC = {p.relative_to(root).as_posix(): p.read_text() for p in sorted((root / "src").rglob("*.rs"))}
+METRICS_RS = SRC.get("src/metrics.rs", "")
+STR_CONSTS = {}
+for text in SRC.values():
+    STR_CONSTS.update(re.findall(r'\bconst\s+([A-Z][A-Z0-9_]*)\s*:\s*&str\s*=\s*"([^"]*)"\s*;', text))
+
+
+def emitted_metrics():
+    """The metric names src/metrics.rs writes: metrics()'s flag/count entries, the named Metric
+    literals (Duration) and the ones named by a constant (RefusedMessages)."""
+    names = set(re.findall(r'\b(?:flag|count)\(\s*"([A-Za-z0-9]+)"', METRICS_RS))
+    names |= set(re.findall(r'\bMetric\s*\{\s*name:\s*"([A-Za-z0-9]+)"', METRICS_RS))
+    names |= {STR_CONSTS.get(c, c) for c in re.findall(r'\bMetric\s*\{\s*name:\s*([A-Z][A-Z0-9_]*)\b', METRICS_RS)}
+    return names
+
+
+def emitted_dimension_sets():
+    """The EMF document's CloudWatchMetrics Dimensions (a list of dimension sets)."""
+    found = re.findall(r'"Dimensions"\s*:\s*(\[\s*\[[^\]]*\](?:\s*,\s*\[[^\]]*\])*\s*\])', METRICS_RS)
+    return [json.loads(f) for f in found]
+
+
+def macro_calls(text, names):
+    """The argument lists of the macros `names` (name!(...)) in Rust source, parentheses and string
+    literals respected."""
+    for m in re.finditer(r"\b(?:tracing::)?(" + "|".join(names) + r")!\(", text):
+        i, depth, args, cur, in_str = m.end(), 1, [], "", False
+        while i < len(text) and depth:
+            c = text[i]
+            if in_str:
+                cur += c
+                if c == "\\":
+                    cur += text[i + 1]
+                    i += 1
+                elif c == '"':
+                    in_str = False
+            elif c == '"':
+                in_str, cur = True, cur + c
+            elif c in "([{":
+                depth, cur = depth + 1, cur + c
+            elif c in ")]}":
+                depth -= 1
+                if depth:
+                    cur += c
+            elif c == "," and depth == 1:
+                args.append(cur.strip())
+                cur = ""
+            else:
+                cur += c
+            i += 1
+        if cur.strip():
+            args.append(cur.strip())
+        yield m.group(1), args
+
+
+def field_of(arg):
+    """The field an argument of a tracing macro records, and how (`%` Display, `?` Debug, `` value)."""
+    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([%?]?)(.*)", arg, re.S)
+    if m:
+        return m.group(1), m.group(2)
+    m = re.fullmatch(r"([%?]?)([A-Za-z_][A-Za-z0-9_.]*)", arg)
+    if m:
+        return m.group(2).rsplit(".", 1)[-1], m.group(1)
+    return None, None
+
+
+def tracing_events():
+    """Every tracing event in src/: (level, message, {field: sigil}, file)."""
+    events = []
+    for path, text in SRC.items():
+        for level, args in macro_calls(text, ["trace", "debug", "info", "warn", "error"]):
+            if not args or not re.fullmatch(r'"(?:[^"\\]|\\.)*"', args[-1]):
+                continue
+            fields = dict(f for f in map(field_of, args[:-1]) if f[0] and f[0] != "target")
+            events.append((level.upper(), json.loads(args[-1]), fields, path))
+    return events
+
+
+def tracing_spans():
+    """Every span in src/: {span name: {field}}."""
+    spans = {}
+    for text in SRC.values():
+        for _, args in macro_calls(text, ["info_span", "debug_span", "trace_span", "warn_span", "error_span"]):
+            if args and re.fullmatch(r'"[^"]*"', args[0]):
+                spans.setdefault(json.loads(args[0]), set()).update(f for f, _ in map(field_of, args[1:]) if f)
+    return spans
+
+
+METRIC_NAMES = emitted_metrics()
+DIMENSION_SETS = emitted_dimension_sets()
+EVENTS = tracing_events()
+SPANS = tracing_spans()
+# lambda_runtime's span around each invocation (lambda_runtime::layers::trace::request_span, outside src/):
+# the root of every line's `spans`.
+SPANS["Lambda runtime invoke"] = {"requestId", "xrayTraceId"}
+# How the spans nest (src/run.rs: account > region > warehouse; src/read/mod.rs: database inside a
+# warehouse's trip; src/shard.rs: the shard span around a shard's run): `spans.N` of a line is the
+# N-th from the root, in a run and in a shard invocation.
+SPAN_STACKS = [
+    ["Lambda runtime invoke", "account", "region", "warehouse", "database"],
+    ["Lambda runtime invoke", "shard", "account", "region", "warehouse", "database"],
+]
+EVENT_FIELDS = {f for _, _, fields, _ in EVENTS for f in fields}
+MESSAGES = {msg for _, msg, _, _ in EVENTS}
+run_status = re.search(r"pub enum RunStatus\s*\{(.*?)\}", SRC.get("src/report.rs", ""), re.S)
+RUN_STATUSES = set(re.findall(r"^\s*([A-Z][A-Za-z]*),", re.sub(r"//[^\n]*", "", run_status.group(1)), re.M)) if run_status else set()
+if not METRIC_NAMES or not DIMENSION_SETS or not EVENTS or not SPANS or not RUN_STATUSES:
+    errors.append(
+        "could not read src/: metrics, dimension sets, tracing events, spans or RunStatus not found "
+        f"({len(METRIC_NAMES)}, {len(DIMENSION_SETS)}, {len(EVENTS)}, {len(SPANS)}, {len(RUN_STATUSES)})"
+    )
+# The queries read the JSON tracing format of src/main.rs init_tracing: event fields at the root,
+# the span list under `spans`.
+main_rs = SRC.get("src/main.rs", "")
+for piece in (".json()", ".flatten_event(true)", ".with_span_list(true)"):
+    if piece not in main_rs:
+        errors.append(f"src/main.rs init_tracing no longer has {piece}: the saved queries read that JSON layout")
+if 'function: var("AWS_LAMBDA_FUNCTION_NAME")' not in METRICS_RS:
+    errors.append("src/metrics.rs: the Function dimension is no longer the Lambda function's name (AWS_LAMBDA_FUNCTION_NAME)")
+
+
+def env_reads():
+    """The variables src/ reads: env::var / var_os with a literal or a constant, the closures
+    `var("…")` over env::var, and RUST_LOG through EnvFilter::try_from_default_env; each with whether
+    the code treats an empty value as unset (the read, or the closure it goes through, filters
+    `is_empty()`), or None when it reads the value otherwise."""
+    reads = {}
+    for text in SRC.values():
+        for m in re.finditer(r"\b(env::var(?:_os)?|var)\(\s*(?:\"([A-Z][A-Z0-9_]*)\"|([A-Z][A-Z0-9_]*))\s*\)", text):
+            name = m.group(2) or STR_CONSTS.get(m.group(3))
+            if not name:
+                continue
+            statement = text[m.start() : text.find(";", m.end())]
+            if m.group(1) == "var":  # a closure `let var = |name: &str| std::env::var(name)...`
+                closure = text.rfind("let var = |", 0, m.start())
+                statement = text[closure : text.find(";", closure)] if closure >= 0 else ""
+            empty_is_unset = "is_empty()" in statement and ".filter(" in statement
+            reads[name] = reads.get(name, True) and empty_is_unset
+    if "try_from_default_env" in main_rs:
+        reads["RUST_LOG"] = False
+    return reads
+
+
+ENV_READS = env_reads()
+# Read by the code but not declared on the function, and why (the template's comment says the same).
+NOT_DECLARED = {
+    "REGISTRY_EMF": "read only outside Lambda (src/main.rs once); under Lambda the record always goes to stdout",
+    "RUST_LOG": "an empty RUST_LOG is not unset: EnvFilter would drop every line",
+}
+RESERVED = re.compile(r"AWS_LAMBDA_.*|AWS_REGION|AWS_DEFAULT_REGION|AWS_EXECUTION_ENV|_HANDLER|LAMBDA_.*|AWS_ACCESS_KEY.*|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN")
+# What each declared variable that stands for "unset" must be, and that empty must mean unset for it.
+DECLARED_UNSET = {"REGISTRY_CONFIG": "", "REGISTRY_S3_FORCE_PATH_STYLE": "false"}
+if not ENV_READS:
+    errors.append("found no environment variable read in src/")
+if "REGISTRY_S3_FORCE_PATH_STYLE" in ENV_READS and not re.search(
+    r'var\("REGISTRY_S3_FORCE_PATH_STYLE"\)\.is_ok_and\(\|v\| v\.eq_ignore_ascii_case\("true"\) \|\| v == "1"\)', SRC.get("src/aws/mod.rs", "")
+):
+    errors.append('src/aws/mod.rs: REGISTRY_S3_FORCE_PATH_STYLE is no longer "true"/"1" only; check that "false" still means unset')
+
+
+def render(node, refs, atts, where):
+    """A string built from Fn::Sub / Fn::Join / Ref / Fn::GetAtt, with refs and attributes standing for
+    what CloudFormation substitutes."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, dict) and len(node) == 1:
+        (fn, arg), = node.items()
+        if fn == "Ref" and arg in refs:
+            return refs[arg]
+        if fn == "Fn::GetAtt" and ".".join(arg) in atts:
+            return atts[".".join(arg)]
+        if fn == "Fn::Join":
+            return arg[0].join(render(x, refs, atts, where) for x in arg[1])
+        if fn == "Fn::Sub":
+            text, variables = (arg, {}) if isinstance(arg, str) else arg
+            local = {k: render(v, refs, atts, where) for k, v in variables.items()}
+
+            def one(m):
+                if m.group(1):
+                    return "${" + m.group(2) + "}"
+                name = m.group(2)
+                if name in local:
+                    return local[name]
+                if name in refs:
+                    return refs[name]
+                if name in atts:
+                    return atts[name]
+                errors.append(f"{where}: ${{{name}}} is not a parameter, resource or attribute the check knows")
+                return "?"
+
+            return re.sub(r"\$\{(!?)([A-Za-z0-9_:.]+)\}", one, text)
+    errors.append(f"{where}: cannot render {node!r}")
+    return ""
+
+
+FUNCTION_NAME = "registry-stack-RegistryFunction-AbC123"
+DLQ_NAME = "registry-stack-ShardDeadLetterQueue-AbC123"
+# What the dashboard must show (the issue's list), each a metric the code emits or an AWS one.
+DASHBOARD_NEEDS = {
+    "runs by status": {"Runs", "RunsNotSucceeded", "RunsFailed"},
+    "datasets written and removed": {"DatasetsWritten", "DatasetsRemoved"},
+    "failures by scope": {"AccountsFailed", "RegionsFailed", "WarehousesFailed", "DatabasesFailed"},
+    "run duration": {"Duration"},
+    "refused messages": {"RefusedMessages"},
+    "publish superseded": {"PublishSuperseded"},
+    "Lambda errors and duration": {"AWS/Lambda:Errors", "AWS/Lambda:Duration"},
+}
+QUERY_WORDS = {"fields", "filter", "sort", "limit", "as", "and", "or", "not", "in", "asc", "desc", "like", "by", "stats", "display", "parse"}
+QUERY_FUNCTIONS = {"coalesce", "ispresent", "isempty", "isblank", "concat", "count", "strlen"}
+
+
+def check_operations(case, cfn, res, values, fan_out, topic, email):
+    """The alarms' actions, the log group, the dashboard, the saved queries and the environment in
+    one case's template as CloudFormation gets it."""
+    # Alarms: AlarmTopicArn and the AlarmEmail topic, each when set; no actions when neither is.
+    expected_actions = ([{"Ref": "AlarmTopicArn"}] if topic else []) + ([{"Ref": "AlarmEmailTopic"}] if email else [])
+    alarms = {n: r["Properties"] for n, r in res.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    if len(alarms) != (3 if fan_out == "true" else 2):
+        errors.append(f"[{case}] expected the 2 alarms (and the dead-letter one with FanOut), found {sorted(alarms)}")
+    for name, alarm in alarms.items():
+        if alarm.get("AlarmActions", []) != expected_actions:
+            errors.append(f"[{case}] {name}'s AlarmActions are {alarm.get('AlarmActions')}, expected {expected_actions or 'none'}")
+        for other in ("OKActions", "InsufficientDataActions"):
+            if other in alarm and alarm[other] != expected_actions:
+                errors.append(f"[{case}] {name}'s {other} must notify what its AlarmActions notify")
+    sns = {n: r for n, r in res.items() if r["Type"].startswith("AWS::SNS::")}
+    expected_sns = {"AlarmEmailTopic": "AWS::SNS::Topic", "AlarmEmailSubscription": "AWS::SNS::Subscription"} if email else {}
+    if {n: r["Type"] for n, r in sns.items()} != expected_sns:
+        errors.append(f"[{case}] SNS resources are {sorted(sns)}, expected {sorted(expected_sns)}")
+    elif email:
+        sub = sns["AlarmEmailSubscription"]["Properties"]
+        if sub != {"TopicArn": {"Ref": "AlarmEmailTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}:
+            errors.append(f"[{case}] AlarmEmailSubscription must subscribe AlarmEmail by email to AlarmEmailTopic: {sub}")
+    outputs = cfn.get("Outputs", {})
+    if ("AlarmEmailTopicArn" in outputs) != bool(email) or (email and outputs["AlarmEmailTopicArn"]["Value"] != {"Ref": "AlarmEmailTopic"}):
+        errors.append(f"[{case}] output AlarmEmailTopicArn must be the AlarmEmail topic, exactly when AlarmEmail is set")
+
+    # The log group: the function writes to it (LoggingConfig.LogGroup), in JSON, kept LogRetentionDays.
+    groups = {n: r for n, r in res.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    fn = res["RegistryFunction"]["Properties"]
+    logging_config = fn.get("LoggingConfig", {})
+    if list(groups) != ["RegistryLogGroup"]:
+        errors.append(f"[{case}] expected one log group, RegistryLogGroup: {sorted(groups)}")
+    else:
+        group = groups["RegistryLogGroup"]
+        if group["Properties"].get("RetentionInDays") != {"Ref": "LogRetentionDays"}:
+            errors.append(f"[{case}] RegistryLogGroup's RetentionInDays must be the LogRetentionDays parameter")
+        if "DeletionPolicy" not in group or "UpdateReplacePolicy" not in group:
+            errors.append(f"[{case}] RegistryLogGroup must say its DeletionPolicy and UpdateReplacePolicy")
+        if "LogGroupName" in group["Properties"] and group.get("DeletionPolicy") == "Retain":
+            errors.append(f"[{case}] a retained log group with a fixed name would block a new stack of the same name")
+    if logging_config.get("LogGroup") != {"Ref": "RegistryLogGroup"} or logging_config.get("LogFormat") != "JSON":
+        errors.append(f"[{case}] the function must log JSON to RegistryLogGroup (LoggingConfig LogFormat JSON, LogGroup): {logging_config}")
+    if outputs.get("LogGroupName", {}).get("Value") != {"Ref": "RegistryLogGroup"}:
+        errors.append(f"[{case}] output LogGroupName must be RegistryLogGroup")
+
+    # The dashboard: JSON once substituted, naming only what src/metrics.rs emits, with its dimensions.
+    dashboards = {n: r["Properties"] for n, r in res.items() if r["Type"] == "AWS::CloudWatch::Dashboard"}
+    if list(dashboards) != ["RegistryDashboard"]:
+        errors.append(f"[{case}] expected one dashboard, RegistryDashboard: {sorted(dashboards)}")
+        return
+    refs = {"AWS::Region": "us-east-1", "AWS::StackName": "registry-stack", "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+    refs.update({p: v for p, v in values.items()}, RegistryFunction=FUNCTION_NAME, RegistryDashboard="registry-stack-us-east-1")
+    atts = {"ShardDeadLetterQueue.QueueName": DLQ_NAME} if fan_out == "true" else {}
+    where = f"[{case}] RegistryDashboard"
+    name = render(dashboards["RegistryDashboard"].get("DashboardName"), refs, atts, where)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", name) or "us-east-1" not in name:
+        errors.append(f"{where}: DashboardName {name!r} must be letters, digits, - and _ and name the region (dashboards are global)")
+    try:
+        body = json.loads(render(dashboards["RegistryDashboard"].get("DashboardBody"), refs, atts, where))
+    except json.JSONDecodeError as e:
+        errors.append(f"{where}: DashboardBody is not JSON once substituted: {e}")
+        return
+    shown, grid = set(), set()
+    for w in body.get("widgets", []):
+        props = w.get("properties", {})
+        title = props.get("title", "?")
+        cells = {(x, y) for x in range(w.get("x", 0), w.get("x", 0) + w.get("width", 6)) for y in range(w.get("y", 0), w.get("y", 0) + w.get("height", 6))}
+        if w.get("x", 0) + w.get("width", 6) > 24 or cells & grid:
+            errors.append(f"{where}: widget {title!r} is off the 24-column grid or overlaps another")
+        grid |= cells
+        if w.get("type") != "metric":
+            continue
+        if props.get("region") != "us-east-1":
+            errors.append(f"{where}: widget {title!r} must be in the stack's region (${{AWS::Region}})")
+        ids = set()
+        for row in props.get("metrics", []):
+            opts = row[-1] if row and isinstance(row[-1], dict) else {}
+            ids.add(opts.get("id"))
+            if "expression" in opts:
+                continue
+            spec = row[:-1] if opts else row
+            if len(spec) < 2 or len(spec) % 2 or "." in spec or ".." in spec:
+                errors.append(f"{where}: widget {title!r}: write each metric out as [namespace, name, dimension, value, ...]: {row}")
+                continue
+            namespace, metric, dims = spec[0], spec[1], dict(zip(spec[2::2], spec[3::2]))
+            if namespace == values["MetricsNamespace"]:
+                if metric not in METRIC_NAMES:
+                    errors.append(f"{where}: widget {title!r} names {metric}, which src/metrics.rs does not emit")
+                if list(dims) not in [d for found in DIMENSION_SETS for d in found]:
+                    errors.append(f"{where}: widget {title!r}: {metric} with dimensions {list(dims)}, src/metrics.rs emits {DIMENSION_SETS}")
+                if dims.get("Function") != FUNCTION_NAME:
+                    errors.append(f"{where}: widget {title!r}: {metric}'s Function must be the function's name (${{RegistryFunction}})")
+                shown.add(metric)
+            elif namespace == "AWS/Lambda" and dims == {"FunctionName": FUNCTION_NAME}:
+                shown.add(f"AWS/Lambda:{metric}")
+            elif namespace == "AWS/SQS" and dims == {"QueueName": DLQ_NAME} and metric == "ApproximateNumberOfMessagesVisible":
+                shown.add("AWS/SQS:dead-letter queue")
+            else:
+                errors.append(f"{where}: widget {title!r}: unexpected metric {namespace} {metric} {dims}")
+        for row in props.get("metrics", []):
+            expression = row[-1].get("expression", "") if row and isinstance(row[-1], dict) else ""
+            unknown = set(re.findall(r"\b[a-z][A-Za-z0-9_]*\b", expression)) - ids - {"FILL", "SUM", "METRICS"}
+            if unknown:
+                errors.append(f"{where}: widget {title!r}: expression {expression!r} names ids {sorted(unknown)} it does not define")
+        for line in props.get("annotations", {}).get("horizontal", []):
+            if "timeout" in line.get("label", "") and line.get("value") != fn.get("Timeout"):
+                errors.append(f"{where}: the timeout line is at {line.get('value')}, the function's Timeout is {fn.get('Timeout')}")
+    for what, needed in DASHBOARD_NEEDS.items():
+        if not needed <= shown:
+            errors.append(f"{where}: {what}: {sorted(needed - shown)} not shown")
+    if ("AWS/SQS:dead-letter queue" in shown) != (fan_out == "true"):
+        errors.append(f"{where}: the dead-letter queue's depth must be shown exactly when FanOut is true")
+    for out_name, ref in (("DashboardName", {"Ref": "RegistryDashboard"}),):
+        if outputs.get(out_name, {}).get("Value") != ref:
+            errors.append(f"[{case}] output {out_name} must be {ref}")
+    url = outputs.get("DashboardUrl", {}).get("Value")
+    if not url or "${RegistryDashboard}" not in json.dumps(url):
+        errors.append(f"[{case}] output DashboardUrl must link to RegistryDashboard")
+
+    # Saved queries: on the function's log group, reading fields and messages the code writes.
+    queries = {n: r["Properties"] for n, r in res.items() if r["Type"] == "AWS::Logs::QueryDefinition"}
+    if sorted(queries) != ["RefusedMessagesQuery", "RunFailuresQuery", "RunNotesQuery"]:
+        errors.append(f"[{case}] saved queries are {sorted(queries)}, expected RunFailuresQuery, RunNotesQuery, RefusedMessagesQuery")
+    for qname, q in queries.items():
+        check_query(f"[{case}] {qname}", q)
+
+    # The environment: every variable the code reads, declared but those that must not be.
+    env = fn["Environment"]["Variables"]
+    for var, empty_is_unset in sorted(ENV_READS.items()):
+        if var in NOT_DECLARED or RESERVED.fullmatch(var):
+            if var in env:
+                errors.append(f"[{case}] {var} must not be declared on the function ({NOT_DECLARED.get(var, 'reserved by Lambda')})")
+        elif var not in env:
+            errors.append(f"[{case}] src/ reads {var}: declare it in the function's Environment.Variables (sam local invoke --env-vars)")
+        elif env[var] == "" and not empty_is_unset:
+            errors.append(f"[{case}] {var} is declared empty, but src/ does not treat an empty {var} as unset")
+    for var in env:
+        if var not in ENV_READS:
+            errors.append(f"[{case}] the function declares {var}, which src/ does not read")
+    for var, unset in DECLARED_UNSET.items():
+        if env.get(var) != unset:
+            errors.append(f"[{case}] {var} must be declared {unset!r} (unset) by default: {env.get(var)!r}")
+        elif unset == "" and not ENV_READS.get(var):
+            errors.append(f"[{case}] {var} is declared empty, but src/ does not treat an empty {var} as unset")
+    if env.get("REGISTRY_METRICS_NAMESPACE") != {"Ref": "MetricsNamespace"} or STR_CONSTS.get("NAMESPACE_VAR") != "REGISTRY_METRICS_NAMESPACE":
+        errors.append(f"[{case}] REGISTRY_METRICS_NAMESPACE (src/metrics.rs NAMESPACE_VAR) must be the MetricsNamespace parameter")
+
+
+def check_query(where, q):
+    if q.get("LogGroupNames") != [{"Ref": "RegistryLogGroup"}]:
+        errors.append(f"{where}: must query RegistryLogGroup alone: {q.get('LogGroupNames')}")
+    if not json.dumps(q.get("Name", "")).startswith('{"Fn::Sub": "${AWS::StackName}/'):
+        errors.append(f"{where}: its Name must start with the stack's name (the folder in Logs Insights)")
+    text = q.get("QueryString", "")
+    if "ispresent(target)" not in text:
+        errors.append(f"{where}: must keep to tracing lines (ispresent(target)), not the EMF records")
+    for field, literal in re.findall(r'\b(message|status|level)\s*!?=\s*"([^"]*)"', text) + [
+        ("message", s) for group in re.findall(r"\bmessage\s+in\s*\[([^\]]*)\]", text) for s in re.findall(r'"([^"]*)"', group)
+    ]:
+        if field == "message" and literal not in MESSAGES:
+            errors.append(f"{where}: no tracing event in src/ has the message {literal!r}")
+        if field == "status" and literal not in RUN_STATUSES:
+            errors.append(f"{where}: status {literal!r} is not a RunStatus of src/report.rs ({sorted(RUN_STATUSES)})")
+        if field == "level" and literal not in {"TRACE", "DEBUG", "INFO", "WARN", "ERROR"}:
+            errors.append(f"{where}: level {literal!r} is not one tracing writes")
+    if re.search(r'\bstatus\s*!?=', text):
+        # `status` compared with a variant name: every line the query takes it from logs it with `?` (Debug).
+        for level, msg, fields, path in EVENTS:
+            if "status" in fields and fields["status"] != "?":
+                errors.append(f"{where}: {path} logs status of {msg!r} other than with ? (Debug), the variant name")
+    code = re.sub(r'"[^"]*"', '""', text)
+    aliases = set(re.findall(r"\bas\s+([A-Za-z_]\w*)", code))
+    for m in re.finditer(r"(?<![@\w.])([A-Za-z_]\w*(?:\.\w+)*)(\s*\()?", code):
+        token, call = m.group(1), m.group(2)
+        if call or token in QUERY_WORDS or token in aliases or token.isdigit():
+            if call and token not in QUERY_FUNCTIONS:
+                errors.append(f"{where}: check-template.py does not know the function {token}()")
+            continue
+        parts = token.split(".")
+        if parts[0] == "spans" and len(parts) == 3 and parts[1].isdigit():
+            depth, field = int(parts[1]), parts[2]
+            at = [s[depth] for s in SPAN_STACKS if depth < len(s)]
+            if not any(field in SPANS.get(span, set()) for span in at):
+                errors.append(f"{where}: {token}: no span at depth {depth} ({at}) records {field}")
+        elif token in {"level", "message", "target"}:
+            continue
+        elif token not in EVENT_FIELDS:
+            errors.append(f"{where}: {token} is not a field of any tracing event in src/")
+    # A span field read at one depth must be read at every depth its span has (run and shard lines).
+    for args in re.findall(r"coalesce\(([^)]*)\)", code):
+        refs = [a.strip().split(".") for a in args.split(",")]
+        fields = {r[2] for r in refs if len(r) == 3 and r[0] == "spans"}
+        for field in fields:
+            depths = {s.index(span) for s in SPAN_STACKS for span in s if field in SPANS.get(span, set())}
+            if {int(r[1]) for r in refs if r[2:] == [field]} != depths:
+                errors.append(f"{where}: coalesce of {field} must read it at every depth its span has: {sorted(depths)}")
+    for depth, field in re.findall(r"\bspans\.(\d+)\.(\w+)", re.sub(r"coalesce\([^)]*\)", "", code)):
+        if field != "requestId":
+            errors.append(f"{where}: spans.{depth}.{field} outside a coalesce: its depth differs between runs and shards")
+
+
+
+for fan_out, org_role, topic, (kms_key, org_id), email in main_cases:
     case = (
         f"FanOut={fan_out}, OrganizationRoleArn={'set' if org_role else 'empty'}, AlarmTopicArn={'set' if topic else 'empty'}, "
-        f"OutputBucketKmsKeyArn and ReaderOrganizationId {'set' if kms_key else 'empty'}"
+        f"AlarmEmail={'set' if email else 'empty'}, OutputBucketKmsKeyArn and ReaderOrganizationId {'set' if kms_key else 'empty'}"
     )
     given = {
         "OutputBucket": "registry-bucket",
@@ -153,6 +580,7 @@ for fan_out, org_role, topic, (kms_key, org_id) in main_cases:
         "AlarmTopicArn": topic,
         "OutputBucketKmsKeyArn": kms_key,
         "ReaderOrganizationId": org_id,
+        "AlarmEmail": email,
     }
     values = {p: str(spec["Default"]) for p, spec in main_params.items() if "Default" in spec}
     values.update(given)
@@ -173,9 +601,13 @@ for fan_out, org_role, topic, (kms_key, org_id) in main_cases:
     # cfn-lint on the template CloudFormation gets in this case (the parameters these conditions
     # stand for are then unused: W2001 is expected).
     with tempfile.TemporaryDirectory() as tmp:
-        resolved_path = Path(tmp) / f"template-fanout-{fan_out}{'-org' if org_role else ''}{'-topic' if topic else ''}{'-kms' if kms_key else ''}.json"
+        resolved_path = (
+            Path(tmp)
+            / f"template-fanout-{fan_out}{'-org' if org_role else ''}{'-topic' if topic else ''}{'-email' if email else ''}{'-kms' if kms_key else ''}.json"
+        )
         resolved_path.write_text(json.dumps(cfn, indent=1))
-        lint(resolved_path, "--ignore-checks", "W2001")
+        lint(resolved_path, ["W2001"])
+    check_operations(case, cfn, res, values, fan_out, topic, email)
 
     fn_resource = res["RegistryFunction"]["Properties"]
     if fn_resource.get("Runtime") != "provided.al2023" or fn_resource.get("Architectures") != ["arm64"]:
@@ -381,6 +813,7 @@ for name, samples in {
         ("1234abcd-12ab-34cd-56ef-1234567890ab", False),
     ],
     "ReaderOrganizationId": [("", True), (ORG_ID, True), ("o-" + "a" * 32, True), ("o-short", False), ("O-A1B2C3D4E5", False)],
+    "AlarmEmail": [("", True), (ALARM_EMAIL, True), ("a.b+alarms@sub.example.org", True), ("oncall", False), ("a@b", False), ("a b@example.com", False)],
 }.items():
     spec = main_params.get(name, {})
     if spec.get("Default") != "":
@@ -388,6 +821,12 @@ for name, samples in {
     for sample, ok in samples:
         if bool(re.fullmatch(spec.get("AllowedPattern", ""), sample)) != ok:
             errors.append(f"{name}'s AllowedPattern {'refuses' if ok else 'accepts'} {sample!r}")
+
+# LogRetentionDays: exactly the values CloudWatch Logs takes for RetentionInDays (cfn-lint's resource schema).
+retention = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::Logs::LogGroup").schema["properties"]["RetentionInDays"]["enum"]
+spec = main_params.get("LogRetentionDays", {})
+if (spec.get("Type"), spec.get("AllowedValues"), spec.get("Default")) != ("Number", retention, 30):
+    errors.append(f"parameter LogRetentionDays must be a Number of {retention}, default 30: {spec}")
 
 # events/sqs.json: what the event source mapping delivers, one shard message as the planner writes it.
 records = sqs_event.get("Records", [])

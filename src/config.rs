@@ -146,7 +146,7 @@ impl Default for Limits {
     }
 }
 
-/// `dataApi`: long polls and the result format (README: Data API calls).
+/// `dataApi`: long polls and the result format (docs/how-a-run-goes.md).
 #[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct DataApiConfig {

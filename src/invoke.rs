@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use crate::config::{Config, ConfigError, ConfigSource, DeploymentDefaults, ExecutionMode};
 use crate::error::{AwsError, ErrorKind};
@@ -149,6 +150,9 @@ async fn start<P: Platform, S: ObjectStore, Q: ShardQueue>(
         return Ok(Response::Report(Box::new(run::run(platform, store, config, request, run_id).await?)));
     }
     let (plans, organizations) = run::plan_run(platform, config, &request.scope, &run_id).await?;
-    let dispatched = shard::dispatch(store, queue, config, request, run_id, &plans, organizations).await;
-    dispatched.map(Response::Dispatched).map_err(InvocationError::Dispatch)
+    let mut dispatched = shard::dispatch(store, queue, config, request, run_id, &plans, organizations)
+        .await
+        .map_err(InvocationError::Dispatch)?;
+    dispatched.overdue = shard::summarise_overdue(store, config, OffsetDateTime::now_utc()).await;
+    Ok(Response::Dispatched(dispatched))
 }

@@ -115,7 +115,7 @@ async fn serve() -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| Diagnostic { error_type: e.error_type().to_string(), error_message: e.to_string() })?;
         // Straight to stdout, not through tracing: no subscriber filter may drop it.
-        if let Some(record) = metrics_record(&response) {
+        for record in metrics_records(&response) {
             if let Err(e) = Emf::from_env().write(&record, std::io::stdout().lock()) {
                 tracing::error!(error = %e, "the metrics record could not be written");
             }
@@ -158,13 +158,17 @@ fn check_config(path: &str) -> ExitCode {
     }
 }
 
-/// The metrics of an invocation: its run's, or its refused messages'.
-fn metrics_record(response: &Response) -> Option<Value> {
+/// The metrics of an invocation: its run's; with fan-out, those of the run summaries it wrote
+/// (a shard that completed its run, a planner that found runs overdue) and its refused messages.
+fn metrics_records(response: &Response) -> Vec<Value> {
     let emf = Emf::from_env();
     match response {
-        Response::Report(report) => Some(emf.record(report)),
-        Response::Batch(batch) if batch.refused > 0 => Some(emf.refusals_record(batch.refused)),
-        _ => None,
+        Response::Report(report) => vec![emf.record(report)],
+        Response::Batch(batch) => {
+            let refusals = (batch.refused > 0).then(|| emf.refusals_record(batch.refused));
+            batch.summaries.iter().map(|s| emf.record(s)).chain(refusals).collect()
+        }
+        Response::Dispatched(dispatched) => dispatched.overdue.iter().map(|s| emf.record(s)).collect(),
     }
 }
 

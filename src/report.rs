@@ -62,6 +62,56 @@ pub struct OrganizationReport {
     pub error: Option<Failure>,
 }
 
+/// Every database with notes on what its read could not see, named by where it is.
+fn unseen(report: &Report) -> Vec<(String, &[String])> {
+    let mut found = Vec::new();
+    for a in &report.accounts {
+        for r in &a.regions {
+            for w in &r.warehouses {
+                for d in w.databases.iter().filter(|d| !d.notes.is_empty()) {
+                    let place = format!(
+                        "account {} {} {} {}, database {}",
+                        a.account_id,
+                        r.region,
+                        w.id.kind(),
+                        w.id.name(),
+                        d.name
+                    );
+                    found.push((place, d.notes.as_slice()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The statements the notes suggest (each `GRANT ...;` or `CREATE ROLE ...;`), once each, in
+/// order. A `;` inside a quoted name does not end one.
+fn grants(notes: &[String]) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for note in notes {
+        let mut start = 0;
+        let mut quoted = false;
+        for (i, c) in note.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                ';' if !quoted => {
+                    let clause = &note[start..i];
+                    let at = ["GRANT ", "CREATE ROLE "].iter().filter_map(|k| clause.find(k)).min();
+                    if let Some(statement) = at.map(|at| format!("{};", &clause[at..])) {
+                        if !found.contains(&statement) {
+                            found.push(statement);
+                        }
+                    }
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
 /// What to do about an organization that could not be listed.
 pub fn organization_hint(error: &AwsError, role_arn: &str) -> String {
     match error.kind {
@@ -69,7 +119,7 @@ pub fn organization_hint(error: &AwsError, role_arn: &str) -> String {
             "the function may not list the organization through {role_arn}: it must be assumable by the function's \
              role and allow organizations:ListAccounts, ListAccountsForParent and \
              ListOrganizationalUnitsForParent, in the management or a delegated-administrator account \
-             (README: AWS Organizations as a source); the explicit sources were read"
+             (README: Organization accounts cannot be listed); the explicit sources were read"
         ),
         _ => format!(
             "{}; the explicit sources were read, the organization's accounts are read next run",
@@ -447,7 +497,7 @@ pub fn account_hint(error: &AwsError, account_id: &str, role_arn: &str) -> Strin
         ErrorKind::AccessDenied => format!(
             "the function's role may not assume {role_arn}: check that the role exists in account {account_id}, \
              that its trust policy names the function's role (and the externalId, if set), and that the function's \
-             policy allows sts:AssumeRole on it (README: Source account setup)"
+             policy allows sts:AssumeRole on it (README: The reader role cannot be assumed)"
         ),
         ErrorKind::RegionNotEnabled => {
             format!("STS refused the credentials for account {account_id}: {}", error.message)
@@ -461,11 +511,11 @@ pub fn region_hint(error: &AwsError, account_id: &str, region: &str) -> String {
     match error.kind {
         ErrorKind::RegionNotEnabled => format!(
             "region {region} refused the assumed role's credentials: it is probably an opt-in region not enabled \
-             for account {account_id}; enable it (Account settings → AWS Regions) or remove it from the config"
+             for account {account_id}; enable it (Account settings → AWS Regions) or remove it from the config (README: An opt-in region refuses the credentials)"
         ),
         ErrorKind::AccessDenied => format!(
             "the assumed role in account {account_id} may not call {} in {region}: \
-             attach the reader policy from the README",
+             attach the reader policy (README: The reader role lacks a permission)",
             error.operation
         ),
         _ => region_or_account_hint(error),
@@ -478,7 +528,7 @@ pub fn workgroups_hint(error: &AwsError, account_id: &str, region: &str) -> Stri
         ErrorKind::AccessDenied => format!(
             "the assumed role in account {account_id} may not list Redshift Serverless workgroups in {region}; \
              its clusters were read; to read workgroups too, allow redshift-serverless:ListWorkgroups, \
-             ListNamespaces, GetWorkgroup, GetNamespace and GetCredentials (README: reader policy)"
+             ListNamespaces, GetWorkgroup, GetNamespace and GetCredentials (README: The reader role lacks a permission)"
         ),
         ErrorKind::Unreachable => format!(
             "the Redshift Serverless endpoint of {region} did not answer (Serverless may not be offered there); \
@@ -583,8 +633,31 @@ pub fn human_summary(report: &Report) -> String {
     if let Some(e) = &report.report_error {
         failures.push((format!("the report could not be written: {e}"), String::new()));
     }
-    if failures.is_empty() {
-        let _ = writeln!(out, "no failures");
+    let unseen = unseen(report);
+    if !unseen.is_empty() {
+        let notes: usize = unseen.iter().map(|(_, notes)| notes.len()).sum();
+        let _ = writeln!(out, "{notes} notes on what the reader could not see, in {} databases:", unseen.len());
+        for (place, notes) in &unseen {
+            let _ = writeln!(out, "  {place}:");
+            for note in notes.iter() {
+                let _ = writeln!(out, "    - {note}");
+            }
+            let grants = grants(notes);
+            if !grants.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    to fix, as a superuser in that database (README: Schemas hidden from the reader):"
+                );
+                for grant in &grants {
+                    let _ = writeln!(out, "      {grant}");
+                }
+            }
+        }
+    }
+    if failures.is_empty() && unseen.is_empty() {
+        let _ = writeln!(out, "no failures, nothing hidden from the reader");
+    } else if failures.is_empty() {
+        let _ = writeln!(out, "no failures, but the notes above say what the registry is missing");
     } else {
         let _ = writeln!(out, "{} failure{}:", failures.len(), if failures.len() == 1 { "" } else { "s" });
         for (what, hint) in failures {

@@ -93,6 +93,9 @@ pub struct Batch {
     pub response: SqsBatchResponse,
     #[serde(skip)]
     pub refused: usize,
+    /// The run summaries these shards completed (for the metrics).
+    #[serde(skip)]
+    pub summaries: Vec<Report>,
 }
 
 /// `runs/{runId}/plan.json`: what a fanned-out run set out to do.
@@ -149,11 +152,22 @@ pub struct Dispatched {
     pub summary_key: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub organizations: Vec<OrganizationReport>,
+    /// Earlier runs found without a final summary, summarised now (for the metrics).
+    #[serde(skip)]
+    pub overdue: Vec<Report>,
 }
 
 fn plan_key(layout: &Layout, run_id: &str) -> String {
     format!("{}runs/{run_id}/plan.json", layout.prefix)
 }
+
+/// `runs/open/{runId}`: a fanned-out run whose summary is not final yet. Listing these finds
+/// the runs a lost or stuck shard left without one, in a folder that stays small.
+fn open_key(layout: &Layout, run_id: &str) -> String {
+    format!("{}{OPEN}{run_id}", layout.prefix)
+}
+
+const OPEN: &str = "runs/open/";
 
 fn shard_key(layout: &Layout, run_id: &str, shard_id: &str) -> String {
     format!("{}runs/{run_id}/shards/{shard_id}.json", layout.prefix)
@@ -216,6 +230,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
             Condition::Any,
         )
         .await?;
+    store.put(&config.output.bucket, &open_key(&layout, &run_id), Vec::new(), "text/plain", Condition::Any).await?;
     let bodies = plan
         .shards
         .iter()
@@ -231,6 +246,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
         shards: plan.shards.len(),
         plan_key: key,
         organizations: plan.organizations,
+        overdue: Vec::new(),
     })
 }
 
@@ -248,7 +264,7 @@ pub async fn handle<P: Platform, S: ObjectStore>(
     for record in &event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("shard", message_id = %id);
-        match deliver(platform, store, config, record, deadline).instrument(span).await {
+        match deliver(platform, store, config, record, deadline, &mut batch.summaries).instrument(span).await {
             Delivery::Done => {}
             Delivery::Retry => batch.response.batch_item_failures.push(BatchItemFailure { item_identifier: id }),
             Delivery::Refused(refusal) => {
@@ -267,6 +283,7 @@ async fn deliver<P: Platform, S: ObjectStore>(
     config: &Config,
     record: &SqsMessage,
     deadline: Option<Instant>,
+    summaries: &mut Vec<Report>,
 ) -> Delivery {
     let message = match accept(record.body.as_deref().unwrap_or_default(), OffsetDateTime::now_utc()) {
         Ok(message) => message,
@@ -302,8 +319,9 @@ async fn deliver<P: Platform, S: ObjectStore>(
     info!(shard = planned.shard_id, attempt, retrying, status = ?written.report.status, "shard done");
     // A last attempt that fails goes to the dead-letter queue: the summary must still come.
     if !retrying || attempt >= config.execution.max_receive_count {
-        if let Err(e) = summarise_if_complete(store, config, &plan.run_id).await {
-            warn!(error = %e, "the run summary could not be written");
+        match summarise_if_complete(store, config, &plan.run_id).await {
+            Ok(summary) => summaries.extend(summary),
+            Err(e) => warn!(error = %e, "the run summary could not be written"),
         }
     }
     if retrying {
@@ -380,7 +398,8 @@ fn too_large_hint(shard: &PlannedShard) -> String {
     format!(
         "shard {} did not finish within one invocation: a retry reads what it did not reach, but the warehouses \
          of account {} in {} may be more than 15 minutes can read; split it by warehouse: list them as named \
-         clusters and workgroups (option 2) in sources of their own, or narrow the databases with filters",
+         clusters and workgroups (option 2) in sources of their own, or narrow the databases with filters \
+         (README: Shards in the dead-letter queue)",
         shard.shard_id, shard.account_id, shard.region
     )
 }
@@ -396,14 +415,69 @@ pub fn retryable(report: &Report) -> bool {
         || regions().flat_map(|r| &r.warehouses).flat_map(|w| &w.publish).any(|p| p.error.is_some())
 }
 
-async fn summarise_if_complete<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> Result<(), AwsError> {
+/// The run's summary once every shard has reported, when it is final.
+async fn summarise_if_complete<S: ObjectStore>(
+    store: &S,
+    config: &Config,
+    run_id: &str,
+) -> Result<Option<Report>, AwsError> {
     let layout = Layout { prefix: config.output.prefix.clone() };
     let plan = read_plan(store, config, run_id).await?;
     let prefix = format!("{}runs/{run_id}/shards/", layout.prefix);
-    if store.list(&config.output.bucket, &prefix).await?.len() >= plan.shards.len() {
-        summarise(store, config, run_id).await?;
+    if store.list(&config.output.bucket, &prefix).await?.len() < plan.shards.len() {
+        return Ok(None);
     }
-    Ok(())
+    let summary = summarise(store, config, run_id).await?;
+    Ok((summary.counts.shards_unfinished == 0).then_some(summary))
+}
+
+/// How long after its start a run may still be waiting for shards: every delivery SQS makes
+/// of a shard (`maxReceiveCount`), each after the queue's visibility timeout (5,400 s in the
+/// template), plus one invocation.
+fn overdue_after(config: &Config) -> time::Duration {
+    time::Duration::seconds(5400) * config.execution.max_receive_count + time::Duration::minutes(15)
+}
+
+/// Summarises each earlier run still open past [`overdue_after`]: a shard was lost, throttled
+/// or stuck, and no shard wrote the final summary. Its unfinished shards are shown as such.
+/// Run by the planner, so every run gets its summary without being asked.
+pub async fn summarise_overdue<S: ObjectStore>(store: &S, config: &Config, now: OffsetDateTime) -> Vec<Report> {
+    let layout = Layout { prefix: config.output.prefix.clone() };
+    let bucket = &config.output.bucket;
+    let prefix = format!("{}{OPEN}", layout.prefix);
+    let open = match store.list(bucket, &prefix).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            warn!(error = %e, "open runs could not be listed; their summaries wait for the next run");
+            return Vec::new();
+        }
+    };
+    let mut summaries = Vec::new();
+    for key in open {
+        let run_id = &key[prefix.len()..];
+        if RunId::parse(run_id).is_ok_and(|id| id.started() > now - overdue_after(config)) {
+            continue;
+        }
+        let summarised = summarise(store, config, run_id).await;
+        let closed = match summarised {
+            Ok(summary) => {
+                warn!(run_id, unfinished = summary.counts.shards_unfinished, "an overdue run was summarised");
+                summaries.push(summary);
+                true
+            }
+            Err(e) if e.kind == ErrorKind::NotFound || e.code == INVALID_PLAN => true,
+            Err(e) => {
+                warn!(run_id, error = %e, "an overdue run could not be summarised; the next run tries again");
+                false
+            }
+        };
+        if closed {
+            if let Err(e) = store.delete(bucket, std::slice::from_ref(&key)).await {
+                warn!(run_id, error = %e, "an overdue run's marker could not be removed");
+            }
+        }
+    }
+    summaries
 }
 
 async fn read_plan<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> Result<RunPlan, AwsError> {
@@ -437,6 +511,9 @@ pub async fn summarise<S: ObjectStore>(store: &S, config: &Config, run_id: &str)
     let body = serde_json::to_vec_pretty(&summary).expect("a summary serialises");
     let key = layout.run_key(run_id);
     store.put(&config.output.bucket, &key, body, "application/json", Condition::Any).await?;
+    if summary.counts.shards_unfinished == 0 {
+        store.delete(&config.output.bucket, &[open_key(&layout, run_id)]).await?;
+    }
     summary.report_key = Some(key);
     Ok(summary)
 }

@@ -187,3 +187,28 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Every "(README: Heading)" a hint or error names is a heading of the README.
+#[test]
+fn every_readme_reference_in_the_code_is_a_heading() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let headings: Vec<&str> =
+        readme.lines().filter(|l| l.starts_with('#')).map(|l| l.trim_start_matches('#').trim()).collect();
+    let mut sources = vec![root().join("src")];
+    let mut references = Vec::new();
+    while let Some(path) = sources.pop() {
+        if path.is_dir() {
+            sources.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (_, rest) in text.match_indices("README: ").map(|(i, _)| ((), &text[i + 8..])) {
+                let name = &rest[..rest.find(')').expect("a reference ends with )")];
+                references.push((path.clone(), name.to_string()));
+            }
+        }
+    }
+    assert!(references.len() >= 8, "{references:?}");
+    for (path, name) in references {
+        assert!(headings.contains(&name.as_str()), "{path:?} names README heading {name:?}, which is not there");
+    }
+}

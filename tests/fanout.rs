@@ -7,8 +7,11 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use redshift_registry::aws::S3Objects;
 use redshift_registry::invoke::Response;
 use redshift_registry::report::{Report, RunStatus, ShardState};
+use redshift_registry::run_id::RunId;
+use redshift_registry::shard;
 use serde_json::{json, Value};
 use support::esm::{invoke_function, queue, Queue};
 use support::fault_front::{FaultFront, Rewrite, Rule};
@@ -108,6 +111,7 @@ async fn a_fanned_out_run_gives_the_manifests_of_a_single_one() {
     assert_eq!(summary["counts"]["datasetsWritten"], json!(single.counts.datasets_written));
     assert_eq!(summary["counts"]["accounts"], json!(3));
     assert_eq!(summary["counts"]["regions"], json!(6));
+    assert!(fleet.org.objects("fan/runs/open/").await.is_empty(), "a run with its final summary is closed");
 }
 
 /// A shard whose commit fails twice is handed back twice and succeeds at its third delivery,
@@ -209,6 +213,21 @@ async fn a_shard_that_never_finishes_shows_in_the_summary() {
     let unfinished: Vec<_> = summary.shards.iter().filter(|s| s.state == ShardState::NotFinished).collect();
     assert_eq!(unfinished.len(), 1, "{:?}", summary.shards);
     assert_eq!(unfinished[0].attempt, None);
+
+    // Unasked, a planner hours later summarises the run and closes it; before then it waits.
+    let open = format!("fan/runs/open/{run_id}");
+    assert!(fleet.org.objects("fan/runs/open/").await.contains_key(&open), "the run is still open");
+    delete_object(&fleet.org.moto, &fleet.org.bucket, &format!("fan/runs/{run_id}.json")).await;
+    let store = S3Objects::new(&function_config(&fleet.org.moto).await, true);
+    let parsed = support::config(config.clone());
+    let started = RunId::parse(&run_id).unwrap().started();
+    assert!(shard::summarise_overdue(&store, &parsed, started + time::Duration::hours(1)).await.is_empty());
+    let overdue = shard::summarise_overdue(&store, &parsed, started + time::Duration::hours(5)).await;
+    assert_eq!(overdue.len(), 1);
+    assert_eq!((overdue[0].status, overdue[0].counts.shards_unfinished), (RunStatus::Partial, 1));
+    let written = fleet.org.objects("fan/runs/").await;
+    assert!(written.contains_key(&format!("fan/runs/{run_id}.json")), "the summary is written");
+    assert!(!written.contains_key(&open), "and the run closed");
 }
 
 /// A three-account organization, one OU left out, covered end to end with fan-out: the same

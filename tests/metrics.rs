@@ -245,3 +245,36 @@ async fn the_human_summary_names_each_account_and_region_and_every_failure_with_
     assert!(summary.contains("    hint: named in the config but account"), "{summary}");
     assert!(!summary.contains('\x1b'), "{summary}");
 }
+
+/// A run without failures that could not see everything says so: the human summary lists each
+/// database's notes and the GRANTs that fix them, and says "no failures" only with the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_human_summary_lists_what_the_reader_could_not_see_with_its_grants() {
+    let moto = moto_url();
+    let acct = account_id("metrics_unseen", 1);
+    let bucket = bucket_name("metrics_unseen");
+    ensure_bucket(&moto, &bucket).await;
+    let cluster = unique("unseen");
+    let seed = ClusterSeed { id: &cluster, node_type: "ra3.xlplus", db_name: "dev", tags: &[] };
+    create_cluster(&moto, &acct, "us-east-1", seed).await;
+    let hidden = format!("{READER_TABLE} CREATE SCHEMA \"fin;ance\"; CREATE TABLE \"fin;ance\".ledger (id int);");
+    create_warehouse(&acct, &cluster, &[("dev", &hidden)]).await;
+    let cfg = config(json!({
+        "output": {"bucket": bucket, "prefix": "registry/"},
+        "roleName": "DataRegistryRedshiftReader",
+        "sources": [{"accountId": acct, "clusters": [{"region": "us-east-1", "clusterIdentifier": cluster}]}]
+    }));
+    let report = run_against(&moto, &cfg, &event::parse(&json!({"dryRun": true})).unwrap()).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{report:#?}");
+    let summary = report::human_summary(&report);
+    assert!(summary.contains(&format!("account {acct} us-east-1 cluster {cluster}, database dev:")), "{summary}");
+    assert!(
+        summary.contains("to fix, as a superuser in that database (README: Schemas hidden from the reader):"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("      GRANT USAGE ON SCHEMA \"fin;ance\" TO \"IAMR:DataRegistryRedshiftReader\";\n"),
+        "a quoted ; stays in its statement: {summary}"
+    );
+    assert!(summary.contains("no failures, but the notes above say what the registry is missing"), "{summary}");
+}

@@ -112,14 +112,15 @@ impl ReadError {
         match self {
             Self::Aws(e) if e.kind == ErrorKind::AccessDenied => format!(
                 "the assumed role may not use the Data API on {name}: allow redshift-data:* statements and \
-                 redshift:GetClusterCredentialsWithIAM (or redshift-serverless:GetCredentials) in the reader policy"
+                 redshift:GetClusterCredentialsWithIAM (or redshift-serverless:GetCredentials) in the reader policy \
+                 (README: The reader role lacks a permission)"
             ),
             Self::Aws(e) if e.kind == ErrorKind::Throttled => {
                 "the Data API throttled after retries; the next run reads this again".into()
             }
             Self::Aws(_) => format!("the Data API refused a call for {name}; see the message"),
             Self::Failed(m) if m.contains("permission denied") => {
-                format!("the database user lacks a privilege on {name}; see the message")
+                format!("the database user lacks a privilege on {name}; see the message (README: A database user lacks a privilege)")
             }
             Self::Failed(_) => "a catalog statement failed; nothing of this database was changed".into(),
             Self::ConnectionLost(_) => format!(
@@ -128,7 +129,10 @@ impl ReadError {
             ),
             Self::TimedOut(_) => "raise limits.statementTimeoutSeconds, or read at a quieter time".into(),
             Self::Aborted => "the statement was cancelled outside this run".into(),
-            Self::Deadline => "nothing of this database was changed; the next run reads it".into(),
+            Self::Deadline => {
+                "nothing of this database was changed; the next run reads it (README: A run is cut by the deadline)"
+                    .into()
+            }
             Self::Scattered { .. } => {
                 "the warehouse did not honour ORDER BY on svv_redshift_columns; previously published datasets \
                  of this database are kept"
