@@ -330,6 +330,8 @@ pub struct DeploymentDefaults {
     pub region: Option<String>,
     pub queue_url: Option<String>,
     pub max_receive_count: Option<String>,
+    /// Checked away from the stack (`--check-config`): what its environment fills may be absent.
+    pub offline: bool,
 }
 
 impl DeploymentDefaults {
@@ -342,6 +344,7 @@ impl DeploymentDefaults {
             region: var("AWS_REGION"),
             queue_url: var("REGISTRY_QUEUE_URL"),
             max_receive_count: var("REGISTRY_MAX_RECEIVE_COUNT"),
+            offline: false,
         }
     }
 }
@@ -617,7 +620,7 @@ impl Config {
             ConfigError::one(path, strip_serde_position(&e.inner().to_string()))
         })?;
         config.apply_defaults(defaults)?;
-        config.validate()?;
+        config.validate(defaults.offline)?;
         Ok(config)
     }
 
@@ -658,12 +661,16 @@ impl Config {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// `offline`: checked away from the stack (`--check-config`), whose environment fills the
+    /// bucket and the queue URL the config leaves out: their absence is no problem there.
+    fn validate(&self, offline: bool) -> Result<(), ConfigError> {
         let mut p = Vec::new();
         let mut bad = |path: String, message: String| p.push(Problem { path, message });
 
         if self.output.bucket.is_empty() {
-            bad("$.output.bucket".into(), "missing: name the S3 bucket the manifests go to".into());
+            if !offline {
+                bad("$.output.bucket".into(), "missing: name the S3 bucket the manifests go to".into());
+            }
         } else if !BUCKET.is_match(&self.output.bucket) || self.output.bucket.contains("..") {
             bad(
                 "$.output.bucket".into(),
@@ -708,7 +715,11 @@ impl Config {
             check_backstage(&mut bad, b, &self.output.prefix);
         }
         let queue = self.execution.queue_url.as_deref();
-        if self.execution.mode == ExecutionMode::Fanout && !queue.is_some_and(|q| q.starts_with("http")) {
+        let unset_offline = offline && queue.is_none();
+        if self.execution.mode == ExecutionMode::Fanout
+            && !unset_offline
+            && !queue.is_some_and(|q| q.starts_with("http"))
+        {
             bad(
                 "$.execution.queueUrl".into(),
                 "fan-out needs the SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>); \
