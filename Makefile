@@ -12,9 +12,15 @@ install:
 services: install
 	bash scripts/services.sh
 
+# The templates through the real SAM CLI too (pinned by scripts/install.sh): `sam validate --lint`
+# is SAM's parsing, then cfn-lint as a library, offline: no AWS call and no credentials; the region
+# is the one cfn-lint checks the resource types against. SAM_CLI_TELEMETRY=0: no usage data sent.
+lint: export SAM_CLI_TELEMETRY = 0
 lint: install
 	cargo fmt --all -- --check
 	python scripts/check-template.py
+	sam validate --lint --region us-east-1 --template template.yaml
+	sam validate --lint --region us-east-1 --template source-account.yaml
 
 test: services lint
 	. .run/services.env && cargo nextest run --workspace --no-fail-fast

@@ -13,6 +13,16 @@ administration alone; asynchronous invocations are not retried by Lambda and fai
 own; the dead-letter and failed-invocation queues are retained; the optional KMS key and organization
 id add exactly their grant and condition.
 
+Operations, checked against what src/ writes and reads rather than against names copied here: every
+alarm notifies AlarmTopicArn and the AlarmEmail topic, each exactly when set (all four combinations,
+with FanOut false and true); the function logs JSON to RegistryLogGroup, whose retention is
+LogRetentionDays (allowed: exactly the values of cfn-lint's schema of RetentionInDays); the dashboard
+body is JSON once substituted and names only metrics src/metrics.rs emits, with its dimension set and
+the function's name, the dead-letter queue's depth exactly with FanOut; the saved Logs Insights queries
+are on that log group and name only messages, fields and span fields of the tracing events and spans
+in src/ (at the depths their spans have); the function declares every variable src/ reads but those
+Lambda reserves and those an empty value would not leave unset.
+
 Then source-account.yaml, the reader role of every source account: cfn-lint, and, for every
 combination of its switches, that the role is allowed exactly the actions the code can use
 (READER_ACTIONS below, cross-checked against the operations named in src/aws/*.rs), and that
@@ -155,7 +165,12 @@ main_cases = [
 # environment are checked against the code rather than against names copied here: the metric names
 # and dimension sets of src/metrics.rs, the fields and messages of the tracing events and spans in
 # src/, and the variables src/ reads.
-SRC = {p.relative_to(root).as_posix(): p.read_text() for p in sorted((root / "src").rglob("*.rs"))}
+# Unit-test modules (`#[cfg(test)] mod tests`, at the end of a file) left out: what they read or log
+# is not the function's.
+SRC = {
+    p.relative_to(root).as_posix(): re.split(r"\n#\[cfg\(test\)\]\s*\nmod \w+", p.read_text())[0]
+    for p in sorted((root / "src").rglob("*.rs"))
+}
 METRICS_RS = SRC.get("src/metrics.rs", "")
 STR_CONSTS = {}
 for text in SRC.values():
@@ -411,7 +426,41 @@ def check_operations(case, cfn, res, values, fan_out, topic, email):
     if outputs.get("LogGroupName", {}).get("Value") != {"Ref": "RegistryLogGroup"}:
         errors.append(f"[{case}] output LogGroupName must be RegistryLogGroup")
 
-    # The dashboard: JSON once substituted, naming only what src/metrics.rs emits, with its dimensions.
+    check_dashboard(case, cfn, res, values, fan_out)
+
+    # Saved queries: on the function's log group, reading fields and messages the code writes.
+    queries = {n: r["Properties"] for n, r in res.items() if r["Type"] == "AWS::Logs::QueryDefinition"}
+    if sorted(queries) != ["RefusedMessagesQuery", "RunFailuresQuery", "RunNotesQuery"]:
+        errors.append(f"[{case}] saved queries are {sorted(queries)}, expected RunFailuresQuery, RunNotesQuery, RefusedMessagesQuery")
+    for qname, q in queries.items():
+        check_query(f"[{case}] {qname}", q)
+
+    # The environment: every variable the code reads, declared but those that must not be.
+    env = fn["Environment"]["Variables"]
+    for var, empty_is_unset in sorted(ENV_READS.items()):
+        if var in NOT_DECLARED or RESERVED.fullmatch(var):
+            if var in env:
+                errors.append(f"[{case}] {var} must not be declared on the function ({NOT_DECLARED.get(var, 'reserved by Lambda')})")
+        elif var not in env:
+            errors.append(f"[{case}] src/ reads {var}: declare it in the function's Environment.Variables (sam local invoke --env-vars)")
+        elif env[var] == "" and not empty_is_unset:
+            errors.append(f"[{case}] {var} is declared empty, but src/ does not treat an empty {var} as unset")
+    for var in env:
+        if var not in ENV_READS:
+            errors.append(f"[{case}] the function declares {var}, which src/ does not read")
+    for var, unset in DECLARED_UNSET.items():
+        if env.get(var) != unset:
+            errors.append(f"[{case}] {var} must be declared {unset!r} (unset) by default: {env.get(var)!r}")
+        elif unset == "" and not ENV_READS.get(var):
+            errors.append(f"[{case}] {var} is declared empty, but src/ does not treat an empty {var} as unset")
+    if env.get("REGISTRY_METRICS_NAMESPACE") != {"Ref": "MetricsNamespace"} or STR_CONSTS.get("NAMESPACE_VAR") != "REGISTRY_METRICS_NAMESPACE":
+        errors.append(f"[{case}] REGISTRY_METRICS_NAMESPACE (src/metrics.rs NAMESPACE_VAR) must be the MetricsNamespace parameter")
+
+
+def check_dashboard(case, cfn, res, values, fan_out):
+    """The dashboard: JSON once substituted, naming only what src/metrics.rs emits, with its dimensions."""
+    fn = res["RegistryFunction"]["Properties"]
+    outputs = cfn.get("Outputs", {})
     dashboards = {n: r["Properties"] for n, r in res.items() if r["Type"] == "AWS::CloudWatch::Dashboard"}
     if list(dashboards) != ["RegistryDashboard"]:
         errors.append(f"[{case}] expected one dashboard, RegistryDashboard: {sorted(dashboards)}")
@@ -485,34 +534,6 @@ def check_operations(case, cfn, res, values, fan_out, topic, email):
     if not url or "${RegistryDashboard}" not in json.dumps(url):
         errors.append(f"[{case}] output DashboardUrl must link to RegistryDashboard")
 
-    # Saved queries: on the function's log group, reading fields and messages the code writes.
-    queries = {n: r["Properties"] for n, r in res.items() if r["Type"] == "AWS::Logs::QueryDefinition"}
-    if sorted(queries) != ["RefusedMessagesQuery", "RunFailuresQuery", "RunNotesQuery"]:
-        errors.append(f"[{case}] saved queries are {sorted(queries)}, expected RunFailuresQuery, RunNotesQuery, RefusedMessagesQuery")
-    for qname, q in queries.items():
-        check_query(f"[{case}] {qname}", q)
-
-    # The environment: every variable the code reads, declared but those that must not be.
-    env = fn["Environment"]["Variables"]
-    for var, empty_is_unset in sorted(ENV_READS.items()):
-        if var in NOT_DECLARED or RESERVED.fullmatch(var):
-            if var in env:
-                errors.append(f"[{case}] {var} must not be declared on the function ({NOT_DECLARED.get(var, 'reserved by Lambda')})")
-        elif var not in env:
-            errors.append(f"[{case}] src/ reads {var}: declare it in the function's Environment.Variables (sam local invoke --env-vars)")
-        elif env[var] == "" and not empty_is_unset:
-            errors.append(f"[{case}] {var} is declared empty, but src/ does not treat an empty {var} as unset")
-    for var in env:
-        if var not in ENV_READS:
-            errors.append(f"[{case}] the function declares {var}, which src/ does not read")
-    for var, unset in DECLARED_UNSET.items():
-        if env.get(var) != unset:
-            errors.append(f"[{case}] {var} must be declared {unset!r} (unset) by default: {env.get(var)!r}")
-        elif unset == "" and not ENV_READS.get(var):
-            errors.append(f"[{case}] {var} is declared empty, but src/ does not treat an empty {var} as unset")
-    if env.get("REGISTRY_METRICS_NAMESPACE") != {"Ref": "MetricsNamespace"} or STR_CONSTS.get("NAMESPACE_VAR") != "REGISTRY_METRICS_NAMESPACE":
-        errors.append(f"[{case}] REGISTRY_METRICS_NAMESPACE (src/metrics.rs NAMESPACE_VAR) must be the MetricsNamespace parameter")
-
 
 def check_query(where, q):
     if q.get("LogGroupNames") != [{"Ref": "RegistryLogGroup"}]:
@@ -540,8 +561,10 @@ def check_query(where, q):
     aliases = set(re.findall(r"\bas\s+([A-Za-z_]\w*)", code))
     for m in re.finditer(r"(?<![@\w.])([A-Za-z_]\w*(?:\.\w+)*)(\s*\()?", code):
         token, call = m.group(1), m.group(2)
-        if call or token in QUERY_WORDS or token in aliases or token.isdigit():
-            if call and token not in QUERY_FUNCTIONS:
+        if token in QUERY_WORDS or token in aliases:
+            continue
+        if call:
+            if token not in QUERY_FUNCTIONS:
                 errors.append(f"{where}: check-template.py does not know the function {token}()")
             continue
         parts = token.split(".")
@@ -847,14 +870,15 @@ else:
         errors.append("events/sqs.json: runId must be like 20261127T070000000Z-1a2b3c4d, shardId {accountId}-{region}")
     if record.get("attributes", {}).get("ApproximateReceiveCount") != "1":
         errors.append("events/sqs.json: attributes.ApproximateReceiveCount must be \"1\"")
-    readme_text = (root / "README.md").read_text()
-    section = readme_text.partition("## Fan-out over SQS\n")[2].partition("\n## ")[0]
-    if not section or readme_text.index("## Fan-out over SQS") > readme_text.index("## Deploy"):
-        errors.append("README needs the section \"## Fan-out over SQS\" before \"## Deploy\"")
+    # The fan-out guide (docs/fan-out.md, once README's "Fan-out over SQS") shows the same body.
+    fan_out_doc = root / "docs/fan-out.md"
+    section = fan_out_doc.read_text() if fan_out_doc.exists() else ""
+    if not section.startswith("# Fan-out over SQS\n"):
+        errors.append("docs/fan-out.md must be the guide \"# Fan-out over SQS\"")
     elif not any(
         json.loads(block) == body for block in re.findall(r"```json\n(.*?)```", section, re.S) if block.lstrip().startswith("{")
     ):
-        errors.append("README, Fan-out over SQS: no JSON example equal to the body of events/sqs.json")
+        errors.append("docs/fan-out.md: no JSON example equal to the body of events/sqs.json")
 
 
 # --- source-account.yaml: the reader role of every source account ---------------------------
@@ -1016,24 +1040,32 @@ for *flags, external_id in combinations:
         twice = sorted({a for a in granted if granted.count(a) > 1})
         errors.append(f"[{case}] the reader role allows {extra} beyond the code's needs, lacks {lacking}, repeats {twice}")
 
-# The README describes the role from the template, not a second copy: every action in its table.
-readme = (root / "README.md").read_text()
+# The permissions guide (docs/permissions.md, once in the README) describes the role from the template,
+# not a second copy: every action in its table.
+permissions_doc = root / "docs/permissions.md"
+readme = permissions_doc.read_text() if permissions_doc.exists() else ""
 missing = [a for a in READER_ACTIONS if f"`{a}`" not in readme]
 if "source-account.yaml" not in readme or missing:
-    errors.append(f"README must point to source-account.yaml and name every action it grants; missing {missing}")
+    errors.append(f"docs/permissions.md must point to source-account.yaml and name every action it grants; missing {missing}")
 
 if errors:
     sys.exit("template check failed:\n- " + "\n- ".join(errors))
 print(
     f"template: cfn-lint clean, and again as CloudFormation gets it in all {len(main_cases)} cases (FanOut, "
-    "OrganizationRoleArn, AlarmTopicArn, OutputBucketKmsKeyArn with ReaderOrganizationId); SAM transform ok; schedule "
+    "OrganizationRoleArn, AlarmTopicArn, AlarmEmail, OutputBucketKmsKeyArn with ReaderOrganizationId); SAM transform ok; schedule "
     "payload, runtime and IAM scope as expected; queue, queue policy, dead-letter queue, event source mapping "
     "(BatchSize 1, ReportBatchItemFailures, MaxConcurrency) and alarm only with FanOut=true, visibility timeout >= 6x "
     "the function's, SQS actions on the queue's ARN alone (and SendMessage on FailedInvocationsQueue); the queue policy denies sqs:SendMessage to all but the "
     "function's role and anything without TLS, and nothing else to the role or the administrators; asynchronous "
     "invocations: MaximumRetryAttempts 0, OnFailure FailedInvocationsQueue; dead-letter and failed-invocation queues "
-    "retained; KMS grant and aws:ResourceOrgID condition exactly when set; events/sqs.json and the README's message "
+    "retained; KMS grant and aws:ResourceOrgID condition exactly when set; events/sqs.json and docs/fan-out.md's message "
     "body agree"
+)
+print(
+    f"operations: alarm actions per AlarmTopicArn/AlarmEmail; log group (LogRetentionDays, the function's LoggingConfig); "
+    f"dashboard JSON, its metrics among the {len(METRIC_NAMES)} src/metrics.rs emits, dimensions {DIMENSION_SETS[0] if DIMENSION_SETS else []}; "
+    f"3 saved queries on the log group naming only messages and fields of the {len(EVENTS)} tracing events and "
+    f"{len(SPANS)} spans; {len(ENV_READS)} variables src/ reads, declared but the reserved and the unsafe-when-empty"
 )
 print(
     f"source-account.yaml: cfn-lint clean; exactly the {len(READER_ACTIONS)} actions the code can use, each under its "

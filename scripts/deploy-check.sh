@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the artifact `sam build` deploys (template.yaml: BuildMethod rust-cargolambda on arm64,
-# that is `cargo lambda build --release --arm64`) and runs that aarch64 bootstrap once under
+# Builds the artifact with `sam build` itself (template.yaml: BuildMethod rust-cargolambda on
+# arm64, which runs `cargo lambda build --release --arm64` into target/) and runs that aarch64
+# bootstrap, as sam copied it to .aws-sam/build/, once under
 # qemu-user against the local stack: a dry run over the demo organisation, which it seeds first
 # with scripts/demo.sh. Needs the services running (`make deploy-check` starts them).
 # Exit codes: 0 built, ran, and the dry run succeeded with the demo's counts; 3 the Rust standard
@@ -13,7 +14,7 @@ venv="${REGISTRY_VENV:-$root/.venv}"
 # cargo-lambda and Zig (pip ziglang, found by cargo-lambda as `python3 -m ziglang`) come from the venv.
 export PATH="$venv/bin:$PATH"
 target=aarch64-unknown-linux-gnu
-bootstrap=target/lambda/redshift-registry/bootstrap
+bootstrap=.aws-sam/build/RegistryFunction/bootstrap
 sysroot=/usr/aarch64-linux-gnu
 run="$root/.run"
 
@@ -35,10 +36,12 @@ python3 -m ziglang version >/dev/null 2>&1 || fail "Zig is missing (pip ziglang 
 command -v qemu-aarch64 >/dev/null 2>&1 || fail "qemu-aarch64 is missing (Debian qemu-user): run make install"
 [ -e "$sysroot/lib/ld-linux-aarch64.so.1" ] || fail "the aarch64 C library is missing (Debian libc6-arm64-cross): run make install"
 
-# 2. The artifact, built the way sam build builds it, in target/ like every other build here.
-echo "== cargo lambda build --release --arm64" >&2
+# 2. The artifact, built by sam build as `sam deploy` would upload it (its cargo-lambda build
+# shares target/ with every other build here). No telemetry: the machine may be offline.
+echo "== sam build --template template.yaml" >&2
 start=$(date +%s)
-cargo lambda build --release --arm64
+rm -f "$bootstrap"
+SAM_CLI_TELEMETRY=0 sam build --template template.yaml >&2
 secs=$(($(date +%s) - start))
 kind="$(file -b "$bootstrap")"
 case "$kind" in
