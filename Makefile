@@ -34,7 +34,7 @@ demo: services
 deploy-check: services
 	bash scripts/deploy-check.sh
 
-# The whole function as a user runs it (README: Reading large warehouses): the release binary on
+# The whole function as a user runs it (docs/benchmarks.md): the release binary on
 # one warehouse of 2,000, 20,000 and 100,000 tables and on 200 warehouses of 200, in three
 # configurations. Knobs: BENCH_SIZES, BENCH_ORG, BENCH_LATENCY_MS, BENCH_STATEMENT_MS, ...
 bench: export EMULATOR_PROFILE = release
@@ -42,7 +42,7 @@ bench: services
 	cargo build --release --bin redshift-registry
 	. .run/services.env && cargo bench --bench read_warehouse
 
-# Fan-out at organisation scale (README: Fan-out at 1,000 accounts): the release binary as planner
+# Fan-out at organisation scale (docs/fan-out.md, Fan-out at 1,000 accounts): the release binary as planner
 # and as N local workers. Knobs: ORG_BENCH_ACCOUNTS, ORG_BENCH_REGIONS, ORG_BENCH_WORKERS, ...
 bench-org: services
 	cargo build --release --bin redshift-registry

@@ -858,7 +858,7 @@ if len(records) != 1 or records[0].get("eventSource") != "aws:sqs":
 else:
     record = records[0]
     body = json.loads(record["body"])
-    # A shard message names its run and shard, nothing a visit uses (README, Security model).
+    # A shard message names its run and shard, nothing a visit uses (docs/security.md).
     if sorted(body) != ["apiVersion", "kind", "runId", "shardId"] or (body["apiVersion"], body["kind"]) != (
         "redshift-registry/v1",
         "Shard",
@@ -870,7 +870,7 @@ else:
         errors.append("events/sqs.json: runId must be like 20261127T070000000Z-1a2b3c4d, shardId {accountId}-{region}")
     if record.get("attributes", {}).get("ApproximateReceiveCount") != "1":
         errors.append("events/sqs.json: attributes.ApproximateReceiveCount must be \"1\"")
-    # The fan-out guide (docs/fan-out.md, once README's "Fan-out over SQS") shows the same body.
+    # The fan-out guide (docs/fan-out.md) shows the same body.
     fan_out_doc = root / "docs/fan-out.md"
     section = fan_out_doc.read_text() if fan_out_doc.exists() else ""
     if not section.startswith("# Fan-out over SQS\n"):
@@ -1040,7 +1040,7 @@ for *flags, external_id in combinations:
         twice = sorted({a for a in granted if granted.count(a) > 1})
         errors.append(f"[{case}] the reader role allows {extra} beyond the code's needs, lacks {lacking}, repeats {twice}")
 
-# The permissions guide (docs/permissions.md, once in the README) describes the role from the template,
+# The permissions guide (docs/permissions.md) describes the role from the template,
 # not a second copy: every action in its table.
 permissions_doc = root / "docs/permissions.md"
 readme = permissions_doc.read_text() if permissions_doc.exists() else ""

@@ -6,7 +6,7 @@
 //! line's `level` member and takes a line without one as INFO, which a WARN or ERROR setting
 //! drops; the record therefore carries `level` set to INFO or, when the function's configured
 //! level (`AWS_LAMBDA_LOG_LEVEL`) is more severe, to that level, and an RFC 3339 `timestamp`.
-//! See the README, "Metrics and alarms".
+//! See docs/operations.md.
 
 use std::io::Write;
 

@@ -155,7 +155,7 @@ pub async fn execute_plans<P: Platform, O: Output>(
     };
     let accounts: Vec<AccountReport> = stream::iter(&plans)
         .map(|account| {
-            let span = tracing::info_span!("account", account_id = %account.account_id);
+            let span = tracing::info_span!("account", run_id, account_id = %account.account_id);
             visit.account(platform, account).instrument(span)
         })
         .buffered(config.limits.accounts_in_parallel)

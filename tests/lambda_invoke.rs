@@ -131,6 +131,10 @@ async fn aws_lambda_invoke_against_cargo_lambda_watch() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // The README's dry-run line, as a user pastes it.
+    let dry = readme_invoke(port);
+    assert_eq!((dry["dryRun"].as_bool(), dry["status"].as_str()), (Some(true), Some("succeeded")), "{dry:#}");
+
     let report = aws_lambda_invoke(port, &manual_event_for(&account), "lambda-out.json");
     assert_eq!(report["trigger"], "manual");
     assert_eq!(report["status"], "succeeded", "{report:#}");
@@ -207,6 +211,29 @@ fn aws_lambda_invoke(port: u16, payload: &std::path::Path, out_name: &str) -> Va
         .status()
         .expect("aws cli (scripts/install.sh installs it)");
     assert!(status.success(), "aws lambda invoke failed");
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// README step 7's `aws lambda invoke` line, run from the repository as written there, with the
+/// local endpoint added and the function name and output file filled in.
+fn readme_invoke(port: u16) -> Value {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let line = readme.lines().find(|l| l.starts_with("aws lambda invoke --function-name")).expect("README's invoke line");
+    let out = tempdir_file("readme-out.json");
+    let words: Vec<String> = line
+        .replace("<FunctionName output>", "redshift-registry")
+        .split_whitespace()
+        .map(|w| if w == "out.json" { out.display().to_string() } else { w.to_string() })
+        .collect();
+    let status = Command::new(&words[0])
+        .args(&words[1..])
+        .args(["--endpoint-url", &format!("http://127.0.0.1:{port}"), "--no-sign-request"])
+        .current_dir(repo_root())
+        .env("PATH", path_with_venv())
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .status()
+        .expect("aws cli (scripts/install.sh installs it)");
+    assert!(status.success(), "{line}");
     serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
 }
 
