@@ -91,15 +91,37 @@ impl BackstageFormat {
         metadata
     }
 
-    /// A ref to the warehouse's entity, in this output's namespace.
-    fn warehouse_ref(&self, name: &str) -> String {
+    /// A ref to an entity of this output's namespace.
+    fn resource_ref(&self, name: &str) -> String {
         format!("resource:{}/{name}", self.namespace.as_deref().unwrap_or("default"))
     }
 
-    fn spec(&self, kind: &str, owner: &str, depends_on: Option<String>) -> Value {
+    /// A dataset depends on its warehouse and on every upstream dataset whose warehouse is
+    /// known: entity names come from identities, so no lookup is needed, across warehouses too.
+    fn depends_on(&self, catalog: &WarehouseCatalog, d: &Dataset, parent: &str) -> Vec<String> {
+        let mut refs = vec![self.resource_ref(parent)];
+        for u in &d.upstream {
+            let (Some(name), Some(db), Some(schema), Some(table)) = (&u.name, &u.database, &u.schema, &u.table) else {
+                continue;
+            };
+            let (account, region, kind, warehouse) = match &u.warehouse {
+                None => (&catalog.account_id, &catalog.region, catalog.warehouse.kind(), catalog.warehouse.name()),
+                Some(w) => match (&w.region, &w.cluster_identifier, &w.workgroup_name) {
+                    (Some(region), Some(c), _) => (&w.account_id, region, "cluster", c.as_str()),
+                    (Some(region), None, Some(wg)) => (&w.account_id, region, "workgroup", wg.as_str()),
+                    _ => continue,
+                },
+            };
+            let identity = [account.as_str(), region, kind, warehouse, db, schema, table];
+            refs.push(self.resource_ref(&entity_name(name, &identity)));
+        }
+        refs
+    }
+
+    fn spec(&self, kind: &str, owner: &str, depends_on: Vec<String>) -> Value {
         let mut spec = json!({"type": kind, "owner": owner});
-        if let Some(d) = depends_on {
-            spec["dependsOn"] = json!([d]);
+        if !depends_on.is_empty() {
+            spec["dependsOn"] = json!(depends_on);
         }
         if let Some(system) = &self.system {
             spec["system"] = json!(system);
@@ -213,7 +235,7 @@ impl BackstageFormat {
             "apiVersion": "backstage.io/v1alpha1",
             "kind": "Resource",
             "metadata": self.metadata(catalog, metadata),
-            "spec": self.spec(&format!("redshift-{kind}"), owner, None),
+            "spec": self.spec(&format!("redshift-{kind}"), owner, Vec::new()),
         })
     }
 
@@ -240,7 +262,7 @@ impl BackstageFormat {
             "apiVersion": "backstage.io/v1alpha1",
             "kind": "Resource",
             "metadata": self.metadata(catalog, metadata),
-            "spec": self.spec(&format!("redshift-{kind}"), &held.owner, Some(self.warehouse_ref(&held.parent))),
+            "spec": self.spec(&format!("redshift-{kind}"), &held.owner, self.depends_on(catalog, d, &held.parent)),
         })
     }
 }

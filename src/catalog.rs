@@ -119,6 +119,87 @@ pub struct Dataset {
     pub row_count: Option<i64>,
     pub size_mb: Option<i64>,
     pub columns: Vec<Column>,
+    /// What the dataset reads, sorted, each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<Upstream>,
+}
+
+/// One thing a dataset reads: another dataset, or an S3 location.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upstream {
+    /// `database.schema.table`; none for an S3 location.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The warehouse the upstream lives in, when it is not the dataset's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<UpstreamWarehouse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<String>,
+    pub via: Via,
+}
+
+impl Upstream {
+    /// A dataset of the same warehouse.
+    pub fn dataset(database: &str, schema: &str, table: &str, via: Via) -> Self {
+        Self {
+            name: Some(format!("{database}.{schema}.{table}")),
+            database: Some(database.to_string()),
+            schema: Some(schema.to_string()),
+            table: Some(table.to_string()),
+            warehouse: None,
+            s3: None,
+            via,
+        }
+    }
+
+    /// An external table's S3 location.
+    pub fn s3(location: &str) -> Self {
+        Self {
+            name: None,
+            database: None,
+            schema: None,
+            table: None,
+            warehouse: None,
+            s3: Some(location.into()),
+            via: Via::External,
+        }
+    }
+}
+
+/// Another warehouse, by what a datashare says of its producer, and its identifier once known.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamWarehouse {
+    pub account_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_identifier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workgroup_name: Option<String>,
+}
+
+/// How an upstream is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Via {
+    /// The dependency records Redshift keeps for a regular view (pg_depend over pg_rewrite).
+    Catalog,
+    /// The view's definition, parsed as Redshift SQL.
+    Definition,
+    /// A datashare consumer database's table, shared by its producer.
+    Datashare,
+    /// An external table's location.
+    External,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

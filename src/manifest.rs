@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::catalog::{DatabaseCatalog, Dataset, DatasetKind, ReadEvent, WarehouseCatalog, WarehouseId};
+use crate::catalog::{DatabaseCatalog, Dataset, DatasetKind, ReadEvent, Upstream, WarehouseCatalog, WarehouseId};
 use crate::publish::{
     decode_segment, encode_segment, sha256_hex, warehouse_path, File, Format, IndexEntry, API_VERSION, MAX_KEY_BYTES,
 };
@@ -30,6 +30,10 @@ pub struct Manifest<'a> {
     pub external_location: Option<&'a str>,
     pub stats: Option<Stats>,
     pub columns: Vec<ManifestColumn<'a>>,
+    /// What the dataset reads (lineage); left out when nothing, so that such manifests stay
+    /// as they were.
+    #[serde(skip_serializing_if = "<[Upstream]>::is_empty")]
+    pub upstream: &'a [Upstream],
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,6 +112,7 @@ pub fn build<'a>(warehouse: &'a WarehouseCatalog, database: &'a str, d: &'a Data
         stats: (d.row_count.is_some() || d.size_mb.is_some())
             .then_some(Stats { row_count: d.row_count, size_mb: d.size_mb }),
         columns,
+        upstream: &d.upstream,
     }
 }
 
@@ -333,6 +338,7 @@ mod tests {
             row_count: None,
             size_mb: None,
             columns: vec![column],
+            upstream: Vec::new(),
         };
         let wh = WarehouseCatalog {
             account_id: "111111111111".into(),

@@ -758,6 +758,7 @@ mod tests {
             row_count: None,
             size_mb: None,
             columns: Vec::new(),
+            upstream: Vec::new(),
         }
     }
 

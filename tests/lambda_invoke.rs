@@ -218,7 +218,8 @@ fn aws_lambda_invoke(port: u16, payload: &std::path::Path, out_name: &str) -> Va
 /// local endpoint added and the function name and output file filled in.
 fn readme_invoke(port: u16) -> Value {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let line = readme.lines().find(|l| l.starts_with("aws lambda invoke --function-name")).expect("README's invoke line");
+    let line =
+        readme.lines().find(|l| l.starts_with("aws lambda invoke --function-name")).expect("README's invoke line");
     let out = tempdir_file("readme-out.json");
     let words: Vec<String> = line
         .replace("<FunctionName output>", "redshift-registry")

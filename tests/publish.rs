@@ -472,6 +472,7 @@ async fn two_commits_racing_on_one_index_in_s3_leave_exactly_one_winner() {
         row_count: None,
         size_mb: None,
         columns: vec![],
+        upstream: Vec::new(),
     };
     let (older, newer) = ("20261205T090000000Z-00000001", "20261205T090000000Z-00000002");
     let context =

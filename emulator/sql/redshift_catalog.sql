@@ -171,6 +171,43 @@ CREATE FUNCTION pg_internal.pg_get_late_binding_view_cols() RETURNS SETOF record
    WHERE pg_internal.visible(c.oid)
 $$;
 
+-- INFORMATION_SCHEMA.VIEWS as Redshift fills it: a definition only for the view's owner
+-- (PostgreSQL's rule, which Redshift keeps); a late-binding view's definition is the CREATE VIEW
+-- ... WITH NO SCHEMA BINDING statement as written (r_CREATE_VIEW.html; its placeholder here has
+-- none), and materialized views are listed too, with their CREATE MATERIALIZED VIEW statement
+-- (Redshift stores them as views; pg_get_viewdef returns that DDL). A fixture gives the text of
+-- either in fixture_view_definitions; a materialized view without one gets its statement
+-- rebuilt from PostgreSQL's definition.
+CREATE TABLE pg_internal.fixture_view_definitions (
+  view_schema text, view_name text, definition text, PRIMARY KEY (view_schema, view_name));
+GRANT SELECT ON pg_internal.fixture_view_definitions TO PUBLIC;
+ALTER VIEW information_schema.views RENAME TO postgres_views;
+CREATE VIEW information_schema.views AS
+SELECT v.table_catalog, v.table_schema, v.table_name,
+       (CASE WHEN v.view_definition IS NULL THEN NULL ELSE COALESCE(f.definition, v.view_definition) END)
+         ::information_schema.character_data AS view_definition,
+       v.check_option, v.is_updatable, v.is_insertable_into, v.is_trigger_updatable, v.is_trigger_deletable,
+       v.is_trigger_insertable_into
+  FROM information_schema.postgres_views v
+  LEFT JOIN pg_internal.fixture_view_definitions f ON f.view_schema = v.table_schema AND f.view_name = v.table_name
+UNION ALL
+SELECT pg_catalog.current_database()::information_schema.sql_identifier, n.nspname::information_schema.sql_identifier,
+       c.relname::information_schema.sql_identifier,
+       (CASE WHEN pg_catalog.pg_has_role(c.relowner, 'USAGE')
+             THEN COALESCE(f.definition, 'CREATE MATERIALIZED VIEW ' || quote_ident(n.nspname) || '.'
+                                         || quote_ident(c.relname) || ' AS' || pg_catalog.pg_get_viewdef(c.oid))
+        END)::information_schema.character_data,
+       'NONE'::information_schema.character_data, 'NO'::information_schema.yes_or_no,
+       'NO'::information_schema.yes_or_no, 'NO'::information_schema.yes_or_no, 'NO'::information_schema.yes_or_no,
+       'NO'::information_schema.yes_or_no
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_internal.fixture_view_definitions f ON f.view_schema = n.nspname AND f.view_name = c.relname
+ WHERE c.relkind = 'm'
+   AND (pg_catalog.pg_has_role(c.relowner, 'USAGE')
+        OR pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'));
+GRANT SELECT ON information_schema.views TO PUBLIC;
+
 -- SVV_MV_INFO (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_MV_INFO.html): regular users
 -- see their own materialized views only.
 -- Its names are char(128), so they come back padded with spaces, as PostgreSQL's bpchar does.

@@ -11,8 +11,8 @@ use std::sync::{Arc, LazyLock};
 use regex::Regex;
 
 use super::sql::{self, visibility};
-use super::{ExternalRead, LocalResults, ReadError, ReadOptions, Row};
-use crate::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, Unconfirmed};
+use super::{lineage, ExternalRead, LocalResults, ReadError, ReadOptions, Row};
+use crate::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, Unconfirmed, Upstream};
 
 /// Redshift's internal table behind materialized view `<mv>`: `mv_tbl__<mv>__<n>`.
 static MV_INTERNAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^mv_tbl__(.+)__[0-9]+$").unwrap());
@@ -21,6 +21,11 @@ type Key = (String, String);
 
 fn text(row: &Row, i: usize) -> Option<String> {
     row.get(i).and_then(|c| c.text()).map(str::to_string)
+}
+
+/// The materialized view whose internal table `table` is (`mv_tbl__{name}__0`), if it is one.
+pub fn materialized_view_of(table: &str) -> Option<String> {
+    MV_INTERNAL.captures(table).map(|c| c[1].to_string())
 }
 
 fn key(row: &Row, schema: usize, table: usize) -> Option<Key> {
@@ -81,6 +86,7 @@ pub fn redshift_dataset(row: &Row, pull_comments: bool) -> Option<Dataset> {
         row_count: None,
         size_mb: None,
         columns: Vec::new(),
+        upstream: Vec::new(),
     })
 }
 
@@ -302,7 +308,9 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Pen
 
     let mut datasets = Vec::new();
     let mut visible_per_schema: BTreeMap<String, usize> = BTreeMap::new();
+    let mut known = lineage::Relations::default();
     for mut d in r.tables {
+        known.insert(&d.schema, &d.name);
         if MV_INTERNAL.is_match(&d.name) {
             continue;
         }
@@ -340,6 +348,8 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Pen
     if r.definitions.is_ok() {
         notes.extend(definition_notes(&datasets, cut, &user));
     }
+    datasets.iter().filter(|d| d.location.is_some()).for_each(|d| known.insert(&d.schema, &d.name));
+    notes.extend(lineage::attach(name, &mut datasets, &r.dependencies, &known));
     let metadata_security = r.metadata_security.as_ref().ok().and_then(|rows| rows.first()).and_then(|r| text(r, 0));
     match metadata_security.as_deref() {
         Some("on" | "true" | "t" | "1") => notes.push(metadata_security_note(name, &user)),
@@ -508,6 +518,9 @@ fn external_tables(
         .filter_map(|r| {
             let (schema, name) = key(r, 0, 1)?;
             let kind = external_kind(kinds.get(&schema).copied(), &text(r, 2).unwrap_or_default())?;
+            let location = text(r, 3).filter(|l| !l.trim().is_empty());
+            // Federated and other non-S3 schemas have locations of their own: only S3 is lineage.
+            let upstream = location.iter().filter(|l| l.starts_with("s3://")).map(|l| Upstream::s3(l)).collect();
             keep(options, database, &schema, &name).then(|| Dataset {
                 columns: cols.remove(&(schema.clone(), name.clone())).unwrap_or_default(),
                 schema,
@@ -517,9 +530,10 @@ fn external_tables(
                 // Redshift has no COMMENT on external tables.
                 description: None,
                 view_definition: None,
-                location: text(r, 3).filter(|l| !l.trim().is_empty()),
+                location,
                 row_count: None,
                 size_mb: None,
+                upstream,
             })
         })
         .collect()

@@ -17,6 +17,7 @@
 //! all in; the other statements' rows are kept per database only until it is assembled.
 
 pub mod assemble;
+pub mod lineage;
 pub mod sql;
 
 use std::future::Future;
@@ -328,6 +329,8 @@ pub struct LocalResults {
     pub definitions: Result<Vec<Row>, ReadError>,
     pub stats: Result<Vec<Row>, ReadError>,
     pub metadata_security: Result<Vec<Row>, ReadError>,
+    /// View -> relation pairs the catalog records (lineage).
+    pub dependencies: Result<Vec<Row>, ReadError>,
 }
 
 /// External tables and columns, and the external schemas that could not be read.
@@ -355,7 +358,18 @@ async fn read_local<A: DataApi>(
     let dataset = |row: Row| assemble::redshift_dataset(&row, options.pull_comments);
     let tables_sql = sql::tables(sys);
     let tables = query(api, target, database, &tables_sql, &[], b, dataset);
-    let (tables, columns, visibility, late_binding, materialized_views, external, definitions, stats, security) = tokio::join!(
+    let (
+        tables,
+        columns,
+        visibility,
+        late_binding,
+        materialized_views,
+        external,
+        definitions,
+        stats,
+        security,
+        dependencies,
+    ) = tokio::join!(
         tables,
         columns,
         batch(sql::visibility_batch(sys)),
@@ -365,6 +379,7 @@ async fn read_local<A: DataApi>(
         one(sql::view_definitions(sys)),
         one(sql::TABLE_STATS.to_string()),
         one(sql::METADATA_SECURITY.to_string()),
+        one(sql::view_dependencies(sys)),
     );
     let (tables, columns) = (tables?, columns?);
     // A part cut by the deadline would publish a degraded database (views without definitions,
@@ -378,6 +393,7 @@ async fn read_local<A: DataApi>(
         definitions.as_ref().err(),
         stats.as_ref().err(),
         security.as_ref().err(),
+        dependencies.as_ref().err(),
     ];
     if parts.iter().chain([&external.as_ref().err()]).any(|e| matches!(e, Some(ReadError::Deadline))) {
         return Err(ReadError::Deadline);
@@ -406,6 +422,7 @@ async fn read_local<A: DataApi>(
         definitions,
         stats,
         metadata_security: security,
+        dependencies,
     };
     let pending = assemble::local_database(database, results, options);
     stream_columns(api, columns, pending, b.fetch, out).await

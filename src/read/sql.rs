@@ -173,6 +173,25 @@ pub fn view_definitions(include_system: bool) -> String {
     )
 }
 
+/// The relations each regular view of the connected database reads: its pg_rewrite rule's
+/// pg_depend rows, the join of AWS's admin view v_view_dependency (amazon-redshift-utils,
+/// src/AdminViews/v_view_dependency.sql), which Redshift keeps for regular views only
+/// (r_CREATE_VIEW.html: late-binding views have none). The PostgreSQL catalog tables are open
+/// to every user (c_intro_catalog_views.html). Optional: lineage then comes from definitions.
+pub fn view_dependencies(include_system: bool) -> String {
+    format!(
+        "SELECT DISTINCT vn.nspname::varchar, v.relname::varchar, rn.nspname::varchar, r.relname::varchar \
+         FROM pg_rewrite w \
+         JOIN pg_class v ON v.oid = w.ev_class AND v.relkind = 'v' \
+         JOIN pg_namespace vn ON vn.oid = v.relnamespace \
+         JOIN pg_depend d ON d.objid = w.oid \
+         JOIN pg_class r ON r.oid = d.refobjid AND r.oid <> v.oid \
+         JOIN pg_namespace rn ON rn.oid = r.relnamespace \
+         WHERE {}",
+        not_system("vn.nspname", include_system)
+    )
+}
+
 /// SVV_TABLE_INFO (r_SVV_TABLE_INFO.html): row counts and sizes of the connected database. Only
 /// superusers, or users granted SELECT on it, may read it, so it runs on its own: a refusal
 /// leaves the rest of the database read.
