@@ -82,8 +82,7 @@ impl Failure {
             kind: ErrorKind::Deadline,
             code: "Deadline".into(),
             message: format!("{what} not reached before the Lambda deadline"),
-            hint: "nothing of it was changed; the next run reads it (raise the function's timeout, or narrow the run)"
-                .into(),
+            hint: "nothing of it was changed; the next run reads it (README: A run is cut by the deadline)".into(),
         }
     }
 

@@ -624,6 +624,14 @@ pub fn human_summary(report: &Report) -> String {
             }
         }
     }
+    for o in &report.organizations {
+        if let Some(e) = &o.error {
+            failures.push((
+                format!("organization listed through {}: {}: {}", o.role_arn, e.code, e.message),
+                e.hint.clone(),
+            ));
+        }
+    }
     if !report.clusters_not_found.is_empty() {
         failures.push((
             format!("named in the request but not found: {}", report.clusters_not_found.join(", ")),

@@ -212,3 +212,14 @@ fn every_readme_reference_in_the_code_is_a_heading() {
         assert!(headings.contains(&name.as_str()), "{path:?} names README heading {name:?}, which is not there");
     }
 }
+
+/// Away from the stack, what its environment fills (bucket, reader role name, queue URL) may be
+/// left out: the config a user uploads next to a deployed stack is valid offline.
+#[test]
+fn what_the_stack_fills_may_be_left_out_offline() {
+    let dir = tempdir("stack_fills");
+    let config = json!({"execution": {"mode": "fanout"},
+                        "sources": [{"accountId": "111111111111", "regions": ["us-east-1"]}]});
+    let output = check(&written(&dir, "lean.json", &config.to_string()));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

@@ -158,4 +158,10 @@ async fn an_organization_that_cannot_be_listed_adds_no_account() {
     // An account the listing might have had is not taken for a typo.
     let maybe_member = Scope { accounts: ["999999999999".to_string()].into(), ..Scope::default() };
     assert_eq!(plan::plan(&cfg, &maybe_member, &organizations).unwrap(), Vec::new());
+
+    // The run says so where a person reads it.
+    let report = run_against(&moto_url(), &cfg, &Default::default()).await;
+    let summary = redshift_registry::report::human_summary(&report);
+    assert!(summary.contains("organization listed through arn:aws:iam::"), "{summary}");
+    assert!(summary.contains("ParentNotFoundException"), "{summary}");
 }

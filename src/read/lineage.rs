@@ -127,11 +127,12 @@ fn from_definition(
     for parts in names {
         match resolve(database, &parts, relations) {
             Some((db, schema, table)) => {
-                drop(upstream.insert(Upstream::dataset(&db, &schema, &table, Via::Definition)))
+                upstream.insert(Upstream::dataset(&db, &schema, &table, Via::Definition));
             }
-            None => misses
-                .unresolved
-                .push((view.clone(), parts.iter().map(|p| p.value.as_str()).collect::<Vec<_>>().join("."))),
+            None => {
+                let written: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
+                misses.unresolved.push((view.clone(), written.join(".")));
+            }
         }
     }
     upstream
