@@ -32,6 +32,15 @@ if [ "$missing" = 1 ]; then
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${py_pins[@]}"
 fi
 
+# The OpenLineage project's Python client checks the OpenLineage events in the tests. It has a
+# venv of its own: its requests/attrs/PyYAML ranges need not agree with aws-sam-cli's pins.
+ol_venv="${REGISTRY_OPENLINEAGE_VENV:-$root/.venv-openlineage}"
+ol_pin="openlineage-python==1.54.0"
+[ -x "$ol_venv/bin/python" ] || python3 -m venv "$ol_venv"
+if [ "$("$ol_venv/bin/python" -m pip show openlineage-python 2>/dev/null | awk '/^Version:/{print $2}')" != "${ol_pin##*==}" ]; then
+  "$ol_venv/bin/python" -m pip install --quiet --disable-pip-version-check "$ol_pin"
+fi
+
 # PostgreSQL server binaries back the Data API emulator; curl waits for the services. qemu-user
 # and the aarch64 C library run the arm64 Lambda artifact, and file checks it (make deploy-check).
 debs=()

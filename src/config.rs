@@ -210,6 +210,21 @@ pub enum ExecutionMode {
 pub struct Outputs {
     #[serde(default)]
     pub backstage: Option<BackstageOutput>,
+    #[serde(default)]
+    pub openlineage: Option<OpenLineageOutput>,
+}
+
+/// OpenLineage events of each dataset's lineage, per warehouse and database.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenLineageOutput {
+    /// Under `output.prefix`; a folder of its own, apart from `datasets/`, `index/`, `runs/`.
+    #[serde(default = "openlineage_prefix")]
+    pub prefix: String,
+}
+
+fn openlineage_prefix() -> String {
+    "openlineage/".into()
 }
 
 /// Backstage catalog entities: a `Resource` per warehouse and per dataset.
@@ -514,14 +529,7 @@ fn check_backstage(bad: &mut impl FnMut(String, String), b: &BackstageOutput, ou
             );
         }
     }
-    if b.prefix.is_empty() {
-        bad(format!("{at}.prefix"), "empty: name a folder under output.prefix, like \"backstage/\"".into());
-    } else if let Some(r) = RESERVED_FOLDERS.iter().find(|r| b.prefix.starts_with(**r) || r.starts_with(&b.prefix)) {
-        bad(
-            format!("{at}.prefix"),
-            format!("{:?} overlaps {r}, which the manifests use; choose another folder", b.prefix),
-        );
-    }
+    check_folder(bad, &format!("{at}.prefix"), &b.prefix, "backstage/");
     for (key, value) in [("owner", Some(&b.owner)), ("system", b.system.as_ref())] {
         if let Some(v) = value.filter(|v| !is_entity_ref(v)) {
             bad(
@@ -538,6 +546,15 @@ fn check_backstage(bad: &mut impl FnMut(String, String), b: &BackstageOutput, ou
     }
     if b.owner_tag.as_ref().is_some_and(|t| t.is_empty()) {
         bad(format!("{at}.ownerTag"), "empty: name a cluster tag or remove the key".into());
+    }
+}
+
+/// An output's folder under `output.prefix`: not empty, and apart from the manifests' folders.
+fn check_folder(bad: &mut impl FnMut(String, String), path: &str, prefix: &str, like: &str) {
+    if prefix.is_empty() {
+        bad(path.into(), format!("empty: name a folder under output.prefix, like {like:?}"));
+    } else if let Some(r) = RESERVED_FOLDERS.iter().find(|r| prefix.starts_with(**r) || r.starts_with(prefix)) {
+        bad(path.into(), format!("{prefix:?} overlaps {r}, which the manifests use; choose another folder"));
     }
 }
 
@@ -642,6 +659,9 @@ impl Config {
         if let Some(b) = &mut self.outputs.backstage {
             b.prefix = normalise_prefix(&b.prefix);
         }
+        if let Some(o) = &mut self.outputs.openlineage {
+            o.prefix = normalise_prefix(&o.prefix);
+        }
         let default_prefix = defaults.prefix.as_deref().map(normalise_prefix);
         merge(&mut self.output.bucket, &defaults.bucket, "$.output.bucket", "REGISTRY_OUTPUT_BUCKET");
         merge(&mut self.output.prefix, &default_prefix, "$.output.prefix", "REGISTRY_OUTPUT_PREFIX");
@@ -718,6 +738,16 @@ impl Config {
         }
         if let Some(b) = &self.outputs.backstage {
             check_backstage(&mut bad, b, &self.output.prefix);
+        }
+        if let Some(o) = &self.outputs.openlineage {
+            check_folder(&mut bad, "$.outputs.openlineage.prefix", &o.prefix, "openlineage/");
+            let backstage = self.outputs.backstage.as_ref().map(|b| b.prefix.as_str());
+            if backstage.is_some_and(|b| b.starts_with(&o.prefix) || o.prefix.starts_with(b)) {
+                bad(
+                    "$.outputs.openlineage.prefix".into(),
+                    format!("{:?} overlaps outputs.backstage.prefix; choose another folder", o.prefix),
+                );
+            }
         }
         let queue = self.execution.queue_url.as_deref();
         let unset_offline = offline && queue.is_none();

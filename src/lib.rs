@@ -20,6 +20,7 @@ pub mod event;
 pub mod invoke;
 pub mod manifest;
 pub mod metrics;
+pub mod openlineage;
 pub mod outputs;
 pub mod plan;
 pub mod ports;

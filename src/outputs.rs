@@ -1,5 +1,6 @@
-//! Which outputs a run publishes to: the manifests always, Backstage entities when the config
-//! has `outputs.backstage`. Together they are the run's one `Output`.
+//! Which outputs a run publishes to: the manifests always, Backstage entities and OpenLineage
+//! events when the config has `outputs.backstage` and `outputs.openlineage`. Together they are
+//! the run's one `Output`.
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -8,19 +9,22 @@ use std::task::{Context, Poll};
 use futures::{future, stream, StreamExt};
 use tokio::sync::mpsc::Receiver;
 
-use crate::backstage::{BackstageFormat, Held};
+use crate::backstage::{self, BackstageFormat};
 use crate::catalog::{ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::config::Config;
 use crate::error::AwsError;
 use crate::manifest::{Layout, ManifestFormat};
+use crate::openlineage::{self, OpenLineageFormat};
 use crate::ports::{ObjectStore, Output};
-use crate::publish::{File, Opened, Snapshots};
+use crate::publish::{Base, File, Format, Opened, Snapshots, Tally};
 use crate::report::{PublishReport, RemovedWarehouse};
 
-/// The outputs a config turns on: manifests always, Backstage entities when configured.
+/// The outputs a config turns on: manifests always, Backstage entities and OpenLineage events
+/// when configured.
 pub struct Outputs<'a, S> {
     pub manifests: Snapshots<'a, S, ManifestFormat>,
     pub backstage: Option<Snapshots<'a, S, BackstageFormat>>,
+    pub openlineage: Option<Snapshots<'a, S, OpenLineageFormat>>,
 }
 
 /// The reader's channel as a stream.
@@ -66,14 +70,20 @@ impl<'a, S: ObjectStore> Outputs<'a, S> {
         let layout = Layout { prefix: config.output.prefix.clone() };
         let backstage =
             config.outputs.backstage.as_ref().map(|b| run.snapshots(store, BackstageFormat::new(&layout, b)));
-        Self { manifests: run.snapshots(store, ManifestFormat::new(layout)), backstage }
+        let openlineage = config
+            .outputs
+            .openlineage
+            .as_ref()
+            .map(|o| run.snapshots(store, OpenLineageFormat::new(&layout, o, run.committed_at)));
+        Self { manifests: run.snapshots(store, ManifestFormat::new(layout)), backstage, openlineage }
     }
 }
 
 /// A warehouse being written by every output.
 pub struct Publishing {
     manifests: Opened<()>,
-    backstage: Option<Opened<Held>>,
+    backstage: Option<Opened<backstage::Held>>,
+    openlineage: Option<Opened<openlineage::Held>>,
 }
 
 /// Which output a file is for.
@@ -81,6 +91,54 @@ pub struct Publishing {
 enum To {
     Manifests,
     Backstage,
+    OpenLineage,
+}
+
+/// A configured output's snapshot, opened.
+async fn open<S: ObjectStore, F: Format>(
+    snapshots: &Option<Snapshots<'_, S, F>>,
+    catalog: &WarehouseCatalog,
+) -> Option<Opened<F::Held>> {
+    match snapshots {
+        Some(s) => Some(s.open(catalog).await),
+        None => None,
+    }
+}
+
+/// A configured output's opened snapshot in the parts publishing uses apart: what offers read,
+/// what the files are made with, what the writes are recorded in.
+fn split<H>(opened: &mut Option<Opened<H>>) -> (Option<&Base>, Option<&mut H>, Option<&mut Tally>) {
+    match opened {
+        Some(o) => (Some(&o.base), Some(&mut o.held), Some(&mut o.tally)),
+        None => (None, None, None),
+    }
+}
+
+/// The files of one read event for a configured output.
+fn files_of<S: ObjectStore, F: Format>(
+    to: To,
+    snapshots: &Option<Snapshots<'_, S, F>>,
+    base: Option<&Base>,
+    held: Option<&mut F::Held>,
+    catalog: &WarehouseCatalog,
+    event: &ReadEvent,
+) -> Vec<(To, File)> {
+    match (snapshots, base, held) {
+        (Some(s), Some(base), Some(held)) => tagged(to, s.files(catalog, base, event, held)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Commits a configured output.
+async fn commit_of<S: ObjectStore, F: Format>(
+    snapshots: &Option<Snapshots<'_, S, F>>,
+    opened: Option<Opened<F::Held>>,
+    catalog: &WarehouseCatalog,
+) -> Option<PublishReport> {
+    match (snapshots, opened) {
+        (Some(s), Some(o)) => Some(s.commit(o, catalog).await),
+        _ => None,
+    }
 }
 
 impl<S: ObjectStore> Output for Outputs<'_, S> {
@@ -89,58 +147,57 @@ impl<S: ObjectStore> Output for Outputs<'_, S> {
     /// Every event's files are offered as soon as they are built, at most
     /// `s3WritesInParallel` at once; the channel's bound holds the reader back meanwhile.
     async fn publish(&self, catalog: &WarehouseCatalog, read: Receiver<ReadEvent>) -> Publishing {
-        let mut m = self.manifests.open(catalog).await;
-        let mut b = match &self.backstage {
-            Some(b) => Some(b.open(catalog).await),
-            None => None,
+        let mut p = Publishing {
+            manifests: self.manifests.open(catalog).await,
+            backstage: open(&self.backstage, catalog).await,
+            openlineage: open(&self.openlineage, catalog).await,
         };
-        let b_initial = b.as_mut().map(|o| std::mem::take(&mut o.initial)).unwrap_or_default();
-        let initial: Vec<(To, File)> =
-            tagged(To::Manifests, std::mem::take(&mut m.initial)).chain(tagged(To::Backstage, b_initial)).collect();
+        let Publishing { manifests: m, backstage: b, openlineage: o } = &mut p;
+        let mut initial: Vec<(To, File)> = tagged(To::Manifests, std::mem::take(&mut m.initial)).collect();
+        initial.extend(b.iter_mut().flat_map(|b| tagged(To::Backstage, std::mem::take(&mut b.initial))));
+        initial.extend(o.iter_mut().flat_map(|o| tagged(To::OpenLineage, std::mem::take(&mut o.initial))));
         let (m_base, m_held, m_tally) = (&m.base, &mut m.held, &mut m.tally);
-        let (b_base, mut b_held, mut b_tally) = match &mut b {
-            Some(o) => (Some(&o.base), Some(&mut o.held), Some(&mut o.tally)),
-            None => (None, None, None),
-        };
+        let (b_base, mut b_held, mut b_tally) = split(b);
+        let (o_base, mut o_held, mut o_tally) = split(o);
         let files = Events(read).flat_map(|event| {
-            let mut files =
-                tagged(To::Manifests, self.manifests.files(catalog, m_base, &event, m_held)).collect::<Vec<_>>();
-            if let (Some(b), Some(base), Some(held)) = (&self.backstage, b_base, b_held.as_deref_mut()) {
-                files.extend(tagged(To::Backstage, b.files(catalog, base, &event, held)));
-            }
+            let mut files: Vec<(To, File)> =
+                tagged(To::Manifests, self.manifests.files(catalog, m_base, &event, m_held)).collect();
+            files.extend(files_of(To::Backstage, &self.backstage, b_base, b_held.as_deref_mut(), catalog, &event));
+            files.extend(files_of(To::OpenLineage, &self.openlineage, o_base, o_held.as_deref_mut(), catalog, &event));
             stream::iter(files)
         });
         let dry_run = self.manifests.dry_run;
         stream::iter(initial)
             .chain(files)
             .map(|(to, file)| async move {
-                let offered = match (to, &self.backstage, b_base) {
-                    (To::Backstage, Some(b), Some(base)) => b.offer(base, file).await,
+                let offered = match (to, &self.backstage, b_base, &self.openlineage, o_base) {
+                    (To::Backstage, Some(b), Some(base), _, _) => b.offer(base, file).await,
+                    (To::OpenLineage, _, _, Some(o), Some(base)) => o.offer(base, file).await,
                     _ => self.manifests.offer(m_base, file).await,
                 };
                 (to, offered)
             })
             .buffer_unordered(self.manifests.writes_in_parallel)
             .for_each(|(to, offered)| {
-                match (to, b_tally.as_deref_mut()) {
-                    (To::Backstage, Some(tally)) => tally.record(offered, dry_run),
+                match (to, b_tally.as_deref_mut(), o_tally.as_deref_mut()) {
+                    (To::Backstage, Some(tally), _) | (To::OpenLineage, _, Some(tally)) => {
+                        tally.record(offered, dry_run)
+                    }
                     _ => m_tally.record(offered, dry_run),
                 }
                 future::ready(())
             })
             .await;
-        Publishing { manifests: m, backstage: b }
+        p
     }
 
     async fn commit(&self, publishing: Publishing, catalog: &WarehouseCatalog) -> Vec<PublishReport> {
-        let backstage = async {
-            match (&self.backstage, publishing.backstage) {
-                (Some(b), Some(opened)) => Some(b.commit(opened, catalog).await),
-                _ => None,
-            }
-        };
-        let (manifests, backstage) = tokio::join!(self.manifests.commit(publishing.manifests, catalog), backstage);
-        std::iter::once(manifests).chain(backstage).collect()
+        let (manifests, backstage, openlineage) = tokio::join!(
+            self.manifests.commit(publishing.manifests, catalog),
+            commit_of(&self.backstage, publishing.backstage, catalog),
+            commit_of(&self.openlineage, publishing.openlineage, catalog),
+        );
+        std::iter::once(manifests).chain(backstage).chain(openlineage).collect()
     }
 
     async fn sweep(
@@ -151,12 +208,17 @@ impl<S: ObjectStore> Output for Outputs<'_, S> {
         workgroups_listed: bool,
     ) -> Result<Vec<RemovedWarehouse>, AwsError> {
         let mut removed = self.manifests.sweep(account, region, present, workgroups_listed).await?;
+        let mut others = Vec::new();
         if let Some(b) = &self.backstage {
-            for gone in b.sweep(account, region, present, workgroups_listed).await? {
-                match removed.iter_mut().find(|r| r.id == gone.id) {
-                    Some(r) => r.objects += gone.objects,
-                    None => removed.push(gone),
-                }
+            others.extend(b.sweep(account, region, present, workgroups_listed).await?);
+        }
+        if let Some(o) = &self.openlineage {
+            others.extend(o.sweep(account, region, present, workgroups_listed).await?);
+        }
+        for gone in others {
+            match removed.iter_mut().find(|r| r.id == gone.id) {
+                Some(r) => r.objects += gone.objects,
+                None => removed.push(gone),
             }
         }
         Ok(removed)

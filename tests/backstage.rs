@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use redshift_registry::event::RunRequest;
 use redshift_registry::report::{Report, RunStatus};
@@ -17,17 +16,8 @@ use support::*;
 
 const PREFIX: &str = "registry/backstage/";
 
-/// What Backstage made of the bucket: `{locations, entities, invalid}`.
 fn backstage_reads(org: &Org) -> Value {
-    let out = Command::new("node")
-        .arg(repo_root().join("tests/backstage/harness.mjs"))
-        .env("MOTO_URL", &org.moto)
-        .env("BUCKET", &org.bucket)
-        .env("PREFIX", PREFIX)
-        .output()
-        .expect("node runs (scripts/install.sh installs the harness)");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("harness output: {e}\n{}", String::from_utf8_lossy(&out.stderr)))
+    org.backstage_reads(PREFIX)
 }
 
 fn config(org: &Org) -> redshift_registry::config::Config {

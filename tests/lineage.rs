@@ -127,3 +127,105 @@ async fn each_view_has_exactly_the_upstreams_it_reads() {
     );
     assert_eq!(upstream_of(&db, "sales", "orders"), vec![]);
 }
+
+/// The same warehouse through a whole run: manifests carry `upstream` (valid against the
+/// manifest schema), Backstage relates each view to its upstream datasets' entities (read back
+/// by the real Backstage packages), OpenLineage events pass the OpenLineage client, and a
+/// second run writes nothing new, byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn lineage_reaches_manifests_backstage_and_openlineage() {
+    let org = support::org::org("lineage_out").await;
+    let cluster = unique("lineage-out");
+    create_cluster(
+        &org.moto,
+        &org.account,
+        "us-east-1",
+        ClusterSeed { id: &cluster, node_type: "ra3.xlplus", db_name: "dev", tags: &[] },
+    )
+    .await;
+    create_warehouse(&org.account, &cluster, &[("dev", &fixture())]).await;
+    let config = org.config(json!({"outputs": {"backstage": {"owner": "group:default/data"}, "openlineage": {}}}));
+    let first = run_against(&org.moto, &config, &Default::default()).await;
+    assert_eq!(first.status, redshift_registry::report::RunStatus::Succeeded, "{first:#?}");
+
+    let key = |t: &str| format!("registry/datasets/{}/us-east-1/cluster/{cluster}/dev/mart/{t}.json", org.account);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&get_object(&org.moto, &org.bucket, &key("weekly")).await).unwrap();
+    assert_eq!(
+        manifest["upstream"],
+        json!([{"name": "dev.mart.daily", "database": "dev", "schema": "mart", "table": "daily", "via": "definition"}])
+    );
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("schema/dataset-manifest.v1.json")).unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for (key, bytes) in org.objects("registry/datasets/").await {
+        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            validator.is_valid(&m),
+            "{key}: {:?}",
+            validator.iter_errors(&m).map(|e| e.to_string()).collect::<Vec<_>>()
+        );
+    }
+
+    let read = org.backstage_reads("registry/backstage/");
+    assert_eq!(read["invalid"], json!([]));
+    let entities = read["entities"].as_array().unwrap();
+    let by_title = |t: &str| {
+        entities.iter().find(|e| e["entity"]["metadata"]["title"] == t).unwrap_or_else(|| panic!("{t}"))["entity"]
+            .clone()
+    };
+    let daily = format!("resource:default/{}", by_title("dev.mart.daily")["metadata"]["name"].as_str().unwrap());
+    let depends: Vec<String> =
+        serde_json::from_value(by_title("dev.mart.weekly")["spec"]["dependsOn"].clone()).unwrap();
+    assert!(depends.contains(&daily), "weekly depends on daily's entity, which Backstage read: {depends:?}");
+    assert_eq!(depends.len(), 2, "its warehouse and daily: {depends:?}");
+
+    let events = org.objects("registry/openlineage/").await;
+    assert_eq!(events.len(), 1, "one file for database dev: {:?}", events.keys());
+    let (path, bytes) = events.iter().next().unwrap();
+    let lines: Vec<serde_json::Value> =
+        bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    let jobs: Vec<&str> = lines.iter().map(|e| e["job"]["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        jobs,
+        [
+            "dev.mart.click_users",
+            "dev.mart.customer_totals",
+            "dev.mart.daily",
+            "dev.mart.hidden_definition",
+            "dev.mart.money_moves",
+            "dev.mart.region_names",
+            "dev.mart.top_customers",
+            "dev.mart.weekly",
+            "dev.spectrum.clicks"
+        ]
+    );
+    let namespace = format!("redshift://{cluster}.us-east-1:5439");
+    assert_eq!(
+        lines[2]["inputs"],
+        json!([{"namespace": namespace, "name": "dev.sales.orders", "facets": {}, "inputFacets": {}}])
+    );
+    assert_eq!(lines[8]["inputs"][0]["namespace"], "s3://lake");
+    let file = std::env::temp_dir().join(format!("rr-openlineage-{}.ndjson", std::process::id()));
+    std::fs::write(&file, bytes).unwrap();
+    let checked = std::process::Command::new(repo_root().join(".venv-openlineage/bin/python"))
+        .arg(repo_root().join("tests/openlineage/validate.py"))
+        .arg(&file)
+        .output()
+        .expect("the OpenLineage client (scripts/install.sh installs it)");
+    assert!(checked.status.success(), "{path}: {}", String::from_utf8_lossy(&checked.stderr));
+    assert_eq!(String::from_utf8_lossy(&checked.stdout).trim(), "9");
+
+    let before = org.objects("registry/").await;
+    let second = run_against(&org.moto, &config, &Default::default()).await;
+    assert_eq!(second.counts.datasets_written, 0, "{second:#?}");
+    let after = org.objects("registry/").await;
+    let outputs = |all: &std::collections::BTreeMap<String, Vec<u8>>| -> std::collections::BTreeMap<String, Vec<u8>> {
+        all.iter()
+            .filter(|(k, _)| !k.contains("/index/") && !k.contains("/runs/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(outputs(&after), outputs(&before), "byte-identical, OpenLineage events included");
+}

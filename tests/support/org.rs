@@ -77,6 +77,21 @@ impl Org {
         run_against(endpoint, &self.config(json!({"pullRedshiftComments": true})), request).await
     }
 
+    /// What Backstage made of the bucket under `prefix`: `{locations, entities, invalid}`, from
+    /// the real `AwsS3EntityProvider`, S3 URL reader, `parseEntityYaml` and catalog-model
+    /// validation (tests/backstage/harness.mjs, its packages pinned in its package-lock.json).
+    pub fn backstage_reads(&self, prefix: &str) -> Value {
+        let out = std::process::Command::new("node")
+            .arg(repo_root().join("tests/backstage/harness.mjs"))
+            .env("MOTO_URL", &self.moto)
+            .env("BUCKET", &self.bucket)
+            .env("PREFIX", prefix)
+            .output()
+            .expect("node runs (scripts/install.sh installs the harness)");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("harness output: {e}\n{}", String::from_utf8_lossy(&out.stderr)))
+    }
+
     pub async fn objects(&self, prefix: &str) -> BTreeMap<String, Vec<u8>> {
         snapshot(&self.moto, &self.bucket, prefix).await
     }
