@@ -159,6 +159,27 @@ impl Upstream {
         }
     }
 
+    /// The producer's object a datashare consumer's table stands for: its schema and name in
+    /// the warehouse of that account and namespace (its database is the producer's to say).
+    pub fn shared(account_id: &str, namespace: &str, schema: &str, table: &str) -> Self {
+        let warehouse = UpstreamWarehouse {
+            account_id: account_id.into(),
+            namespace: Some(namespace.into()),
+            region: None,
+            cluster_identifier: None,
+            workgroup_name: None,
+        };
+        Self {
+            name: None,
+            database: None,
+            schema: Some(schema.into()),
+            table: Some(table.into()),
+            warehouse: Some(warehouse),
+            s3: None,
+            via: Via::Datashare,
+        }
+    }
+
     /// An external table's S3 location.
     pub fn s3(location: &str) -> Self {
         Self {

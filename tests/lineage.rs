@@ -229,3 +229,48 @@ async fn lineage_reaches_manifests_backstage_and_openlineage() {
     };
     assert_eq!(outputs(&after), outputs(&before), "byte-identical, OpenLineage events included");
 }
+
+/// A datashare consumer database's tables read the producer's objects of the same names: the
+/// producer's account and namespace come from SVV_DATASHARES, which shows a datashare only to
+/// those with ALTER or USAGE on it; without that, no upstream and a note.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_datashare_consumers_tables_read_the_producers() {
+    let cluster = unique("consumer-lineage");
+    let shared = |users: &str| {
+        format!(
+            r#"DO $$ BEGIN CREATE ROLE "{READER}"; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+            INSERT INTO pg_internal.fixture_shared_databases VALUES ('sales_share', 'admin', '222222222222', 'ns-1', 'sales', '{users}');
+            INSERT INTO pg_internal.fixture_shared_tables VALUES ('sales_share', 'public', 'orders', 'TABLE', NULL, 'producer');
+            INSERT INTO pg_internal.fixture_shared_columns (database_name, schema_name, table_name, column_name, ordinal_position, data_type)
+              VALUES ('sales_share', 'public', 'orders', 'id', 1, 'integer');"#
+        )
+    };
+    let read_shared = |cluster: String| async move {
+        let config = config(json!({"output": {"bucket": "b-b-b"}, "roleName": "R",
+                                   "sources": [{"accountId": "111111111111", "regions": ["us-east-1"]}]}));
+        let api = RedshiftData::new(&function_config(&moto_url()).await);
+        let target = Target { warehouse: WarehouseId::ClusterIdentifier(cluster), auth: DbAuth::Iam };
+        let outcomes = read_whole(&api, &target, "dev", &ReadOptions::from_config(&config)).await.expect("listed");
+        outcomes
+            .into_iter()
+            .find_map(|o| match o {
+                Outcome::Read(db) if db.name == "sales_share" => Some(db),
+                _ => None,
+            })
+            .expect("the consumer database read")
+    };
+
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &shared(&format!("{{{READER}}}")))]).await;
+    let db = read_shared(cluster.clone()).await;
+    let orders = &db.datasets[0].upstream;
+    assert_eq!(orders, &vec![Upstream::shared("222222222222", "ns-1", "public", "orders")]);
+    assert_eq!(
+        serde_json::to_value(&orders[0]).unwrap(),
+        json!({"schema": "public", "table": "orders", "warehouse": {"accountId": "222222222222", "namespace": "ns-1"}, "via": "datashare"})
+    );
+
+    create_warehouse(FUNCTION_ACCOUNT, &cluster, &[("dev", &shared("{}"))]).await;
+    let db = read_shared(cluster).await;
+    assert!(db.datasets[0].upstream.is_empty());
+    assert!(db.notes.iter().any(|n| n.contains("in no INBOUND datashare the user can see")), "{:?}", db.notes);
+}

@@ -64,7 +64,8 @@ CREATE TABLE pg_internal.fixture_external_columns (
   schema_name text, table_name text, column_name text, external_type text, columnnum int,
   part_key int DEFAULT 0, is_nullable text DEFAULT 'true');
 CREATE TABLE pg_internal.fixture_shared_databases (
-  database_name text PRIMARY KEY, database_owner text, producer_account text, producer_namespace text);
+  database_name text PRIMARY KEY, database_owner text, producer_account text, producer_namespace text,
+  share_name text, share_users text[] DEFAULT '{}');
 CREATE TABLE pg_internal.fixture_shared_tables (
   database_name text, schema_name text, table_name text, table_type text DEFAULT 'TABLE',
   remarks text, table_owner text);
@@ -207,6 +208,22 @@ SELECT pg_catalog.current_database()::information_schema.sql_identifier, n.nspna
    AND (pg_catalog.pg_has_role(c.relowner, 'USAGE')
         OR pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'));
 GRANT SELECT ON information_schema.views TO PUBLIC;
+
+-- SVV_DATASHARES (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_DATASHARES.html), the
+-- consumer's INBOUND rows: "Only users with superuser, share owner, or users with ALTER or USAGE
+-- permission on the datashare can view" them; share_users names who has those here. An INBOUND
+-- row's source_database is empty on the consumer.
+CREATE VIEW pg_internal.svv_datashares AS
+SELECT COALESCE(s.share_name, s.database_name)::varchar(128) AS share_name, 0::int AS share_id,
+       s.database_owner::varchar(128) AS share_owner, NULL::varchar(128) AS source_database,
+       s.database_name::varchar(128) AS consumer_database, 'INBOUND'::varchar(8) AS share_type,
+       NULL::timestamp AS createdate, false AS is_publicaccessible, NULL::varchar(256) AS share_acl,
+       s.producer_account::varchar(16) AS producer_account, s.producer_namespace::varchar(64) AS producer_namespace,
+       NULL::varchar(64) AS managed_by
+  FROM pg_internal.fixture_shared_databases s
+ WHERE current_user = ANY (s.share_users)
+    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
+GRANT SELECT ON pg_internal.svv_datashares TO PUBLIC;
 
 -- SVV_MV_INFO (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_MV_INFO.html): regular users
 -- see their own materialized views only.

@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock};
 use regex::Regex;
 
 use super::sql::{self, visibility};
-use super::{lineage, ExternalRead, LocalResults, ReadError, ReadOptions, Row};
+use super::{lineage, ExternalRead, LocalResults, Producer, ReadError, ReadOptions, Row};
 use crate::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, Unconfirmed, Upstream};
 
 /// Redshift's internal table behind materialized view `<mv>`: `mv_tbl__<mv>__<n>`.
@@ -592,13 +592,38 @@ fn visibility_notes(
     notes
 }
 
-/// A datashare consumer database from its SVV_REDSHIFT_TABLES datasets; its columns stream in next.
-pub fn shared_database(name: &str, tables: Vec<Dataset>, options: &ReadOptions) -> Pending {
+/// A datashare consumer database from its SVV_REDSHIFT_TABLES datasets; its columns stream in
+/// next. Each dataset reads the producer's object of the same schema and name (a consumer
+/// database keeps the producer's names: consumer-cluster-admin.html).
+pub fn shared_database(
+    name: &str,
+    tables: Vec<Dataset>,
+    producer: Option<Result<&Producer, &ReadError>>,
+    options: &ReadOptions,
+) -> Pending {
     let datasets = tables
         .into_iter()
         .filter(|d| !MV_INTERNAL.is_match(&d.name) && keep(options, name, &d.schema, &d.name))
+        .map(|d| match producer {
+            Some(Ok(p)) => {
+                Dataset { upstream: vec![Upstream::shared(&p.account_id, &p.namespace, &d.schema, &d.name)], ..d }
+            }
+            _ => d,
+        })
         .collect();
-    Pending::new(name, DatabaseKind::Shared, options, datasets)
+    let mut pending = Pending::new(name, DatabaseKind::Shared, options, datasets);
+    match producer {
+        Some(Err(e)) => pending.notes.push(format!(
+            "datashare producer not read ({}): {e}; its tables have no upstream: SVV_DATASHARES shows a datashare \
+             to superusers, its owner and users with ALTER or USAGE on it",
+            e.kind()
+        )),
+        None => pending
+            .notes
+            .push(format!("database {name} is in no INBOUND datashare the user can see; its tables have no upstream")),
+        Some(Ok(_)) => {}
+    }
+    pending
 }
 
 #[cfg(test)]

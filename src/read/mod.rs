@@ -20,6 +20,7 @@ pub mod assemble;
 pub mod lineage;
 pub mod sql;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -280,6 +281,11 @@ pub async fn read_warehouse<A: DataApi>(
         .collect();
     databases.sort();
     info!(databases = databases.len(), "databases listed");
+    let producers = match databases.iter().any(|(_, kind)| *kind == DatabaseKind::Shared) {
+        true => Some(producers(api, target, default_database, options).await),
+        false => None,
+    };
+    let producers = &producers;
     let outcomes = stream::iter(databases)
         .map(|(name, kind)| {
             let span = tracing::info_span!("database", database = %name);
@@ -287,7 +293,10 @@ pub async fn read_warehouse<A: DataApi>(
                 let read = match kind {
                     _ if options.budget().is_err() => Err(ReadError::Deadline),
                     DatabaseKind::Local => read_local(api, target, &name, options, out).await,
-                    DatabaseKind::Shared => read_shared(api, target, default_database, &name, options, out).await,
+                    DatabaseKind::Shared => {
+                        let producer = producers.as_ref().map(|p| p.as_ref().map(|p| p.get(&name)));
+                        read_shared(api, target, default_database, &name, producer, options, out).await
+                    }
                 };
                 let (event, outcome) = match read {
                     Ok(catalog) => {
@@ -503,11 +512,36 @@ async fn external_by_schema<A: DataApi>(
     out
 }
 
+/// The producer (account, namespace) of each datashare consumer database, from SVV_DATASHARES.
+async fn producers<A: DataApi>(
+    api: &A,
+    target: &Target,
+    connected: &str,
+    options: &ReadOptions,
+) -> Result<HashMap<String, Producer>, ReadError> {
+    let rows = query(api, target, connected, sql::INBOUND_DATASHARES, &[], options.budget()?, Some).await?;
+    let text = |r: &Row, i: usize| r.get(i).and_then(|c| c.text()).map(|t| t.trim().to_string());
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some((text(r, 0)?, Producer { account_id: text(r, 1)?, namespace: text(r, 2)? })))
+        .collect())
+}
+
+/// Who shares a consumer database: the producer's account and namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Producer {
+    pub account_id: String,
+    pub namespace: String,
+}
+
+/// `producer`: none when the database's datashare is not listed; an error when SVV_DATASHARES
+/// could not be read (the user lacks ALTER or USAGE on the datashare).
 async fn read_shared<A: DataApi>(
     api: &A,
     target: &Target,
     connected: &str,
     database: &str,
+    producer: Option<Result<Option<&Producer>, &ReadError>>,
     options: &ReadOptions,
     out: &Sender<ReadEvent>,
 ) -> Result<DatabaseCatalog, ReadError> {
@@ -519,7 +553,7 @@ async fn read_shared<A: DataApi>(
         }),
         run(api, target, connected, sql::SHARED_COLUMNS, &params, budget)
     );
-    let pending = assemble::shared_database(database, tables?, options);
+    let pending = assemble::shared_database(database, tables?, producer.and_then(|p| p.transpose()), options);
     stream_columns(api, columns?, pending, budget.fetch, out).await
 }
 

@@ -197,6 +197,12 @@ pub fn view_dependencies(include_system: bool) -> String {
 /// leaves the rest of the database read.
 pub const TABLE_STATS: &str = "SELECT \"schema\", \"table\", size, tbl_rows FROM svv_table_info";
 
+/// SVV_DATASHARES (r_SVV_DATASHARES.html): the producer of each datashare consumer database
+/// (INBOUND rows). Only superusers, share owners and users with ALTER or USAGE on the datashare
+/// see its rows: optional, once per warehouse.
+pub const INBOUND_DATASHARES: &str = "SELECT consumer_database, producer_account, producer_namespace \
+     FROM svv_datashares WHERE share_type = 'INBOUND'";
+
 /// SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html) of a datashare consumer database.
 pub const SHARED_TABLES: &str = "SELECT schema_name, table_name, table_type, table_owner, remarks \
                                  FROM svv_redshift_tables WHERE database_name = :database";
