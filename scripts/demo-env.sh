@@ -8,6 +8,7 @@ export AWS_ENDPOINT_URL_REDSHIFT_DATA="$EMULATOR_URL" AWS_ENDPOINT_URL_REDSHIFT_
 export REGISTRY_CONFIG='{
   "output": {"bucket": "demo-registry", "prefix": "redshift/"},
   "roleName": "DataRegistryRedshiftReader",
+  "outputs": {"backstage": {"owner": "group:default/data-platform"}, "openlineage": {}},
   "sources": [
     {"accountId": "111111111111", "regions": ["us-east-1", "eu-west-1", "ap-southeast-2"]},
     {"accountId": "222222222222", "roleArn": "arn:aws:iam::222222222222:role/Custom",

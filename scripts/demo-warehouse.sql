@@ -19,6 +19,15 @@ CREATE TABLE sales.mv_tbl__daily_revenue__0 (day date, revenue numeric(38,2));
 CREATE VIEW sales.recent_orders AS SELECT;
 INSERT INTO pg_internal.fixture_late_binding_view_cols VALUES
   ('sales', 'recent_orders', 'order_id', 'bigint', 1), ('sales', 'recent_orders', 'ordered_at', 'timestamp without time zone', 2);
+CREATE VIEW sales.top_orders AS SELECT o.order_id, c.name, o.amount FROM sales.big_orders o
+  JOIN sales.orders USING (order_id) JOIN sales.customers c USING (customer_id);
+-- What information_schema.views gives for a late-binding and a materialized view (their owner
+-- sees it: the reader owns these two), from which their lineage is parsed.
+INSERT INTO pg_internal.fixture_view_definitions VALUES
+  ('sales', 'recent_orders', 'create view sales.recent_orders as select order_id, ordered_at from sales.orders where ordered_at > getdate() - interval ''7 days'' with no schema binding;'),
+  ('sales', 'daily_revenue', 'CREATE MATERIALIZED VIEW sales.daily_revenue AUTO REFRESH YES AS SELECT ordered_at::date AS day, SUM(amount) AS revenue FROM sales.orders GROUP BY 1;');
+ALTER VIEW sales.recent_orders OWNER TO "IAMR:DataRegistryRedshiftReader";
+ALTER MATERIALIZED VIEW sales.daily_revenue OWNER TO "IAMR:DataRegistryRedshiftReader";
 
 CREATE SCHEMA lake;
 INSERT INTO pg_internal.fixture_external_schemas (schema_name) VALUES ('lake');

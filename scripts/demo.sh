@@ -19,11 +19,13 @@ as_account() {
   AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_SESSION_TOKEN=$token aws "$@"
 }
 
-# The warehouse behind a cluster or workgroup: its databases in the emulator, from the sample SQL.
+# The warehouse behind a cluster or workgroup: its databases in the emulator, from the sample SQL
+# (and, with DEMO_EXTRA_SQL, that file's too).
 warehouse() { # account name database...
   local account=$1 name=$2; shift 2
   local sql dbs=()
-  sql=$(python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' scripts/demo-warehouse.sql)
+  sql=$(python3 -c 'import json,sys; print(json.dumps("".join(open(f).read() for f in sys.argv[1:])))' \
+    scripts/demo-warehouse.sql ${DEMO_EXTRA_SQL:-})
   for db in "$@"; do dbs+=("{\"name\": \"$db\", \"sql\": $sql}"); done
   local IFS=,
   curl -sf -X POST "$EMULATOR_URL/_emulator/warehouses" \
@@ -65,6 +67,7 @@ cluster 222222222222 us-east-1 archive dc2.large Key=team,Value=archive
 as_account 222222222222 redshift pause-cluster --region us-east-1 --cluster-identifier archive >/dev/null 2>&1 || true
 # marketing has a second database; moto has no Serverless, so the emulator serves the workgroup.
 warehouse 111111111111 marketing dev campaigns
+DEMO_EXTRA_SQL=scripts/demo-consumer.sql warehouse 222222222222 sales dev
 warehouse 111111111111 analytics warehouse
 curl -sf -X POST "$EMULATOR_URL/_emulator/workgroups" \
   -d '{"region": "ap-southeast-2", "workgroupName": "analytics", "namespaceName": "analytics-ns", "dbName": "warehouse", "accountId": "111111111111"}' >/dev/null
@@ -79,3 +82,8 @@ echo "== one manifest: sales.orders of cluster sales in account 111111111111" >&
 # orders.json, or orders/<sha256>.json in the layout before issue 9.
 key=$(aws s3api list-objects-v2 --bucket "$bucket" --prefix "redshift/datasets/111111111111/us-east-1/cluster/sales/dev/sales/orders" --query 'Contents[0].Key' --output text)
 aws s3 cp "s3://$bucket/$key" - >&2
+echo "== lineage: what sales.top_orders reads (from the catalog) and the consumer's orders (a datashare)" >&2
+aws s3 cp "s3://$bucket/redshift/datasets/111111111111/us-east-1/cluster/sales/dev/sales/top_orders.json" - \
+  | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["upstream"], indent=1))' >&2
+aws s3 cp "s3://$bucket/redshift/datasets/222222222222/us-east-1/cluster/sales/sales_from_hq/sales/orders.json" - \
+  | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["upstream"], indent=1))' >&2
