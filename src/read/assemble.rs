@@ -672,7 +672,7 @@ mod tests {
     /// table's rows begin.
     #[test]
     fn a_table_leaves_whole_when_the_next_begins_and_only_its_rows_are_held() {
-        let mut db = shared_database("dev", tables(&["a", "b", "c"]), &options());
+        let mut db = shared_database("dev", tables(&["a", "b", "c"]), None, &options());
         assert!(db.column(&column("a", "a2", 2)).unwrap().is_none());
         assert!(db.column(&column("a", "a1", 1)).unwrap().is_none());
         assert_eq!(db.held_rows(), 2);
@@ -699,7 +699,7 @@ mod tests {
     /// Rows of a table that come back after another table's would send it without them.
     #[test]
     fn a_table_met_again_is_an_error_not_a_dataset_missing_columns() {
-        let mut db = shared_database("dev", tables(&["a", "b"]), &options());
+        let mut db = shared_database("dev", tables(&["a", "b"]), None, &options());
         db.column(&column("a", "a1", 1)).unwrap();
         db.column(&column("b", "b1", 1)).unwrap();
         let Err(Scattered(key)) = db.column(&column("a", "a2", 2)) else { panic!("a met again went unnoticed") };
