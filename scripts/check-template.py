@@ -11,7 +11,8 @@ do what (docs/security.md): the shard queue's policy denies sqs:SendMessage to e
 function's role (and anything without TLS) while leaving the role's receive/delete and the account's
 administration alone; asynchronous invocations are not retried by Lambda and fail into a queue of their
 own; the dead-letter and failed-invocation queues are retained; the optional KMS key and organization
-id add exactly their grant and condition.
+id add exactly their grant and condition. ScheduleState (ENABLED or DISABLED, as cfn-lint's schema of the
+schedule's State has them) is the schedule's State, half the cases each.
 
 Operations, checked against what src/ writes and reads rather than against names copied here: every
 alarm notifies AlarmTopicArn and the AlarmEmail topic, each exactly when set (all four combinations,
@@ -154,6 +155,7 @@ ALARM_EMAIL = "data-platform-oncall@example.com"
 # each adds one statement or condition of its own, and cfn-lint already sees every combination.
 # AlarmEmail is set when exactly one of OrganizationRoleArn and the narrowings is: every combination of
 # AlarmTopicArn and AlarmEmail then comes with FanOut false and true, in the same 16 cases.
+# ScheduleState is DISABLED when AlarmTopicArn is set: both values, with FanOut false and true, no extra case.
 main_cases = [
     (fan_out, org_role, topic, narrowing, ALARM_EMAIL if bool(org_role) != bool(narrowing[0]) else "")
     for fan_out, org_role, topic, narrowing in itertools.product(
@@ -594,7 +596,8 @@ def check_query(where, q):
 for fan_out, org_role, topic, (kms_key, org_id), email in main_cases:
     case = (
         f"FanOut={fan_out}, OrganizationRoleArn={'set' if org_role else 'empty'}, AlarmTopicArn={'set' if topic else 'empty'}, "
-        f"AlarmEmail={'set' if email else 'empty'}, OutputBucketKmsKeyArn and ReaderOrganizationId {'set' if kms_key else 'empty'}"
+        f"AlarmEmail={'set' if email else 'empty'}, OutputBucketKmsKeyArn and ReaderOrganizationId {'set' if kms_key else 'empty'}, "
+        f"ScheduleState={'DISABLED' if topic else 'ENABLED'}"
     )
     given = {
         "OutputBucket": "registry-bucket",
@@ -604,6 +607,7 @@ for fan_out, org_role, topic, (kms_key, org_id), email in main_cases:
         "OutputBucketKmsKeyArn": kms_key,
         "ReaderOrganizationId": org_id,
         "AlarmEmail": email,
+        "ScheduleState": "DISABLED" if topic else "ENABLED",
     }
     values = {p: str(spec["Default"]) for p, spec in main_params.items() if "Default" in spec}
     values.update(given)
@@ -656,6 +660,10 @@ for fan_out, org_role, topic, (kms_key, org_id), email in main_cases:
         scheduled = json.loads((root / "events/scheduled.json").read_text())
         if {k: scheduled[k] for k in ("source", "detail-type")} != {k: payload[k] for k in ("source", "detail-type")}:
             errors.append("events/scheduled.json and the schedule's payload disagree")
+        # The schedule starts runs exactly when ScheduleState says (README: deploy DISABLED, enable at the end).
+        state = schedules[0]["Properties"].get("State")
+        if state != {"Ref": "ScheduleState"} or value(state, values) != given["ScheduleState"]:
+            errors.append(f"[{case}] the schedule's State must be the ScheduleState parameter: {state!r}")
 
     # --- fan-out: the queue, its dead-letter queue, the event source mapping, the alarm -------
     fan_out_types = {"AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventSourceMapping"}
@@ -850,6 +858,12 @@ retention = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::Logs:
 spec = main_params.get("LogRetentionDays", {})
 if (spec.get("Type"), spec.get("AllowedValues"), spec.get("Default")) != ("Number", retention, 30):
     errors.append(f"parameter LogRetentionDays must be a Number of {retention}, default 30: {spec}")
+
+# ScheduleState: exactly the values the schedule's State takes (cfn-lint's resource schema), default ENABLED.
+schedule_states = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::Scheduler::Schedule").schema["definitions"]["ScheduleState"]["enum"]
+spec = main_params.get("ScheduleState", {})
+if (spec.get("Type"), sorted(spec.get("AllowedValues", [])), spec.get("Default")) != ("String", sorted(schedule_states), "ENABLED"):
+    errors.append(f"parameter ScheduleState must be a String of {schedule_states}, default ENABLED: {spec}")
 
 # events/sqs.json: what the event source mapping delivers, one shard message as the planner writes it.
 records = sqs_event.get("Records", [])
@@ -1052,8 +1066,8 @@ if errors:
     sys.exit("template check failed:\n- " + "\n- ".join(errors))
 print(
     f"template: cfn-lint clean, and again as CloudFormation gets it in all {len(main_cases)} cases (FanOut, "
-    "OrganizationRoleArn, AlarmTopicArn, AlarmEmail, OutputBucketKmsKeyArn with ReaderOrganizationId); SAM transform ok; schedule "
-    "payload, runtime and IAM scope as expected; queue, queue policy, dead-letter queue, event source mapping "
+    "OrganizationRoleArn, AlarmTopicArn, AlarmEmail, OutputBucketKmsKeyArn with ReaderOrganizationId, ScheduleState); SAM transform ok; schedule "
+    "payload and State (ScheduleState), runtime and IAM scope as expected; queue, queue policy, dead-letter queue, event source mapping "
     "(BatchSize 1, ReportBatchItemFailures, MaxConcurrency) and alarm only with FanOut=true, visibility timeout >= 6x "
     "the function's, SQS actions on the queue's ARN alone (and SendMessage on FailedInvocationsQueue); the queue policy denies sqs:SendMessage to all but the "
     "function's role and anything without TLS, and nothing else to the role or the administrators; asynchronous "

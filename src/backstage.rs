@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::catalog::{DatabaseCatalog, Dataset, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::config::{is_entity_ref, BackstageOutput};
 use crate::manifest::{self, Layout};
-use crate::publish::{sha256_hex, File, Format, IndexEntry};
+use crate::publish::{sha256_hex, unseen_databases, File, Format, IndexEntry};
 
 /// Entities per file: a 100,000-table database is 100 files of bounded size, not one.
 pub const ENTITIES_PER_FILE: usize = 1000;
@@ -335,19 +335,11 @@ impl Format for BackstageFormat {
     }
 
     fn unseen_entry(&self, catalog: &WarehouseCatalog, relative: &str, key: &str) -> Option<IndexEntry> {
-        let partly = catalog.databases.iter().filter(|d| !d.unconfirmed.is_nothing()).map(|d| &d.name);
-        let db = catalog.unread_databases.iter().chain(partly).find(|db| {
+        let db = unseen_databases(catalog).find(|db| {
             let base = self.database_file_base(catalog, db);
             relative.strip_prefix(&base).is_some_and(|rest| rest.starts_with(['.', '-']))
         })?;
-        Some(IndexEntry {
-            database: db.clone(),
-            schema: None,
-            table: None,
-            name: relative.to_string(),
-            key: key.to_string(),
-            sha256: String::new(),
-        })
+        Some(IndexEntry::unseen_database_file(db, relative, key))
     }
 
     /// Every Backstage key is of today's layout: this format has had one.

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::catalog::{DatabaseCatalog, Dataset, ReadEvent, Upstream, WarehouseCatalog, WarehouseId};
 use crate::config::OpenLineageOutput;
 use crate::manifest::{dataset_name, Layout};
-use crate::publish::{encode_segment, sha256_hex, File, Format, IndexEntry, API_VERSION};
+use crate::publish::{encode_segment, sha256_hex, unseen_databases, File, Format, IndexEntry, API_VERSION};
 
 const SCHEMA_URL: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
 const PRODUCER: &str = "https://github.com/redshift-registry/redshift-registry";
@@ -59,7 +59,8 @@ impl OpenLineageFormat {
         let namespace = namespace(catalog);
         let mut lines = String::new();
         for d in datasets {
-            let event = event(&namespace, database, d, time);
+            // A datashare consumer's table whose producer is not known yet names no input.
+            let Some(event) = event(&namespace, database, d, time) else { continue };
             lines.push_str(&serde_json::to_string(&event).expect("an event serialises"));
             lines.push('\n');
         }
@@ -76,22 +77,27 @@ pub fn namespace(catalog: &WarehouseCatalog) -> String {
     }
 }
 
-/// One dataset's lineage as a completed run of its static job.
-fn event(namespace: &str, database: &str, d: &Dataset, time: &str) -> Value {
+/// One dataset's lineage as a completed run of its static job; none without an input to name.
+fn event(namespace: &str, database: &str, d: &Dataset, time: &str) -> Option<Value> {
     let name = dataset_name(database, &d.schema, &d.name);
     let inputs: Vec<Value> = d.upstream.iter().filter_map(|u| input(namespace, u)).collect();
+    if inputs.is_empty() {
+        return None;
+    }
+    let job_type = serde_json::to_value(d.kind).expect("a kind serialises");
+    let job_type = job_type.as_str().expect("a kind is a string").to_uppercase();
     // The empty members are written as the OpenLineage client writes them.
     let fields: Vec<Value> =
         d.columns.iter().map(|c| json!({"name": c.name, "type": c.data_type, "fields": []})).collect();
     let mut job_facets = json!({
         "jobType": {"_producer": PRODUCER, "_schemaURL": JOB_TYPE_FACET,
-                    "processingType": "BATCH", "integration": "REDSHIFT", "jobType": "VIEW"},
+                    "processingType": "BATCH", "integration": "REDSHIFT", "jobType": job_type},
     });
     if let Some(query) = &d.view_definition {
         job_facets["sql"] =
             json!({"_producer": PRODUCER, "_schemaURL": SQL_FACET, "query": query, "dialect": "redshift"});
     }
-    json!({
+    Some(json!({
         "eventType": "COMPLETE",
         "eventTime": time,
         "producer": PRODUCER,
@@ -101,7 +107,7 @@ fn event(namespace: &str, database: &str, d: &Dataset, time: &str) -> Value {
         "inputs": inputs,
         "outputs": [{"namespace": namespace, "name": name, "outputFacets": {},
                      "facets": {"schema": {"_producer": PRODUCER, "_schemaURL": SCHEMA_FACET, "fields": fields}}}],
-    })
+    }))
 }
 
 /// An upstream as an input dataset: in the warehouse's namespace, another warehouse's when
@@ -187,20 +193,8 @@ impl Format for OpenLineageFormat {
     }
 
     fn unseen_entry(&self, catalog: &WarehouseCatalog, relative: &str, key: &str) -> Option<IndexEntry> {
-        let partly = catalog.databases.iter().filter(|d| !d.unconfirmed.is_nothing()).map(|d| &d.name);
-        let db = catalog
-            .unread_databases
-            .iter()
-            .chain(partly)
-            .find(|db| relative == format!("{}.ndjson", encode_segment(db)))?;
-        Some(IndexEntry {
-            database: db.clone(),
-            schema: None,
-            table: None,
-            name: relative.to_string(),
-            key: key.to_string(),
-            sha256: String::new(),
-        })
+        let db = unseen_databases(catalog).find(|db| relative == format!("{}.ndjson", encode_segment(db)))?;
+        Some(IndexEntry::unseen_database_file(db, relative, key))
     }
 
     fn writes_key(&self, _relative: &str) -> bool {

@@ -122,6 +122,27 @@ pub struct IndexEntry {
     pub sha256: String,
 }
 
+impl IndexEntry {
+    /// The entry of a file that holds a whole database, found by listing: its content unknown.
+    pub fn unseen_database_file(database: &str, relative: &str, key: &str) -> Self {
+        Self {
+            database: database.to_string(),
+            schema: None,
+            table: None,
+            name: relative.to_string(),
+            key: key.to_string(),
+            sha256: String::new(),
+        }
+    }
+}
+
+/// The databases of a warehouse whose files a new index keeps unread: not read, or read with
+/// parts not confirmed.
+pub fn unseen_databases(catalog: &WarehouseCatalog) -> impl Iterator<Item = &String> {
+    let partly = catalog.databases.iter().filter(|d| !d.unconfirmed.is_nothing()).map(|d| &d.name);
+    catalog.unread_databases.iter().chain(partly)
+}
+
 /// A file a format made, ready to commit.
 pub struct File {
     pub entry: IndexEntry,

@@ -180,7 +180,7 @@ async fn every_object_type_is_read_exactly() {
     assert_eq!(
         db.notes,
         vec![format!(
-            "view definitions of 1 views are hidden from user \"{READER}\": information_schema.views shows \
+            "view definitions of 2 views are hidden from user \"{READER}\": information_schema.views shows \
              a definition to the view's owner only; read as the owner or a superuser to include them"
         )]
     );

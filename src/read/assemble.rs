@@ -373,7 +373,11 @@ pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Pen
 fn definition_notes(datasets: &[Dataset], cut: usize, user: &str) -> Vec<String> {
     let hidden = datasets
         .iter()
-        .filter(|d| matches!(d.kind, DatasetKind::View | DatasetKind::MaterializedView) && d.view_definition.is_none())
+        .filter(|d| {
+            let view =
+                matches!(d.kind, DatasetKind::View | DatasetKind::MaterializedView | DatasetKind::LateBindingView);
+            view && d.view_definition.is_none()
+        })
         .count();
     let mut notes = Vec::new();
     if hidden > 0 {
