@@ -341,11 +341,6 @@ impl Format for BackstageFormat {
         })?;
         Some(IndexEntry::unseen_database_file(db, relative, key))
     }
-
-    /// Every Backstage key is of today's layout: this format has had one.
-    fn writes_key(&self, _relative: &str) -> bool {
-        true
-    }
 }
 
 #[cfg(test)]

@@ -196,10 +196,6 @@ impl Format for OpenLineageFormat {
         let db = unseen_databases(catalog).find(|db| relative == format!("{}.ndjson", encode_segment(db)))?;
         Some(IndexEntry::unseen_database_file(db, relative, key))
     }
-
-    fn writes_key(&self, _relative: &str) -> bool {
-        true
-    }
 }
 
 #[cfg(test)]

@@ -192,8 +192,11 @@ pub trait Format: Send + Sync {
     /// read could not see: a database not read, or a part of one it could not confirm.
     fn unseen_entry(&self, catalog: &WarehouseCatalog, relative: &str, key: &str) -> Option<IndexEntry>;
     /// Whether a listed file (`relative` to the warehouse prefix) is at a key this layout
-    /// writes today, so that it may be an overlapping writer's not yet committed.
-    fn writes_key(&self, relative: &str) -> bool;
+    /// writes today, so that it may be an overlapping writer's not yet committed. Every key of
+    /// a format that has had one layout is.
+    fn writes_key(&self, _relative: &str) -> bool {
+        true
+    }
 }
 
 /// One format's snapshots in one bucket, for one run.
