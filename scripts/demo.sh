@@ -67,6 +67,7 @@ cluster 222222222222 us-east-1 archive dc2.large Key=team,Value=archive
 as_account 222222222222 redshift pause-cluster --region us-east-1 --cluster-identifier archive >/dev/null 2>&1 || true
 # marketing has a second database; moto has no Serverless, so the emulator serves the workgroup.
 warehouse 111111111111 marketing dev campaigns
+DEMO_EXTRA_SQL=scripts/demo-producer.sql warehouse 111111111111 sales dev
 DEMO_EXTRA_SQL=scripts/demo-consumer.sql warehouse 222222222222 sales dev
 warehouse 111111111111 analytics warehouse
 curl -sf -X POST "$EMULATOR_URL/_emulator/workgroups" \
@@ -76,6 +77,10 @@ cargo build --quiet --bin redshift-registry
 echo "== redshift-registry --event events/scheduled.json (the report on stdout, then a summary on stderr)" >&2
 ./target/debug/redshift-registry --event events/scheduled.json | tee .run/demo-report.json
 echo >&2
+# A consumer names its datashare's producer warehouse once the producer's namespace record is
+# published; the two accounts run side by side, so the second run is the one sure to have it.
+echo "== a second run: the consumer in 222222222222 now finds the producer's namespace record" >&2
+./target/debug/redshift-registry --event events/scheduled.json >.run/demo-report-2.json 2>/dev/null
 echo "== what it wrote to s3://$bucket/redshift/ (the report above is runs/<runId>.json)" >&2
 aws s3 ls --recursive "s3://$bucket/redshift/index/" >&2
 echo "== one manifest: sales.orders of cluster sales in account 111111111111" >&2
@@ -85,5 +90,7 @@ aws s3 cp "s3://$bucket/$key" - >&2
 echo "== lineage: what sales.top_orders reads (from the catalog) and the consumer's orders (a datashare)" >&2
 aws s3 cp "s3://$bucket/redshift/datasets/111111111111/us-east-1/cluster/sales/dev/sales/top_orders.json" - \
   | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["upstream"], indent=1))' >&2
+echo "== the producer's namespace record, and the consumer's orders: a datashare link between two warehouses" >&2
+aws s3 cp "s3://$bucket/redshift/namespaces/a1b2c3d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d.json" - >&2
 aws s3 cp "s3://$bucket/redshift/datasets/222222222222/us-east-1/cluster/sales/sales_from_hq/sales/orders.json" - \
   | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["upstream"], indent=1))' >&2

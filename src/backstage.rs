@@ -312,6 +312,7 @@ impl Format for BackstageFormat {
                 return Vec::new();
             }
             ReadEvent::DatabaseRead(db) => db,
+            ReadEvent::Sharing(_) => return Vec::new(),
         };
         let mut datasets = held.databases.remove(db.name.as_str()).unwrap_or_default();
         if !db.unconfirmed.is_nothing() {

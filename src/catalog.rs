@@ -180,6 +180,23 @@ impl Upstream {
         }
     }
 
+    /// Places a datashare upstream in the warehouse that holds its producer's namespace, and
+    /// names it when that warehouse shows which of its databases the datashare is made from.
+    pub fn held_by(mut self, holder: &NamespaceRecord, database: Option<&str>) -> Self {
+        if let Some(w) = &mut self.warehouse {
+            w.region = Some(holder.region.clone());
+            match &holder.warehouse {
+                WarehouseId::ClusterIdentifier(id) => w.cluster_identifier = Some(id.clone()),
+                WarehouseId::WorkgroupName(name) => w.workgroup_name = Some(name.clone()),
+            }
+        }
+        if let (Some(db), Some(schema), Some(table)) = (database, &self.schema, &self.table) {
+            self.name = Some(format!("{db}.{schema}.{table}"));
+            self.database = Some(db.to_string());
+        }
+        self
+    }
+
     /// An external table's S3 location.
     pub fn s3(location: &str) -> Self {
         Self {
@@ -207,6 +224,31 @@ pub struct UpstreamWarehouse {
     pub cluster_identifier: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workgroup_name: Option<String>,
+}
+
+/// What a warehouse shares: its namespace, the id its datashares' consumers know it by
+/// (SVV_DATASHARES.producer_namespace), and the database each datashare is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sharing {
+    pub namespace: String,
+    /// Datashare name -> source database.
+    pub shares: BTreeMap<String, String>,
+}
+
+/// Which warehouse holds a namespace, and what it shares: how a consumer's run finds the
+/// producer of its datashares. The manifests publish one per sharing warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceRecord {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub account_id: String,
+    pub region: String,
+    #[serde(flatten)]
+    pub warehouse: WarehouseId,
+    /// Datashare name -> source database.
+    pub shares: BTreeMap<String, String>,
 }
 
 /// How an upstream is known.
@@ -400,6 +442,8 @@ pub enum ReadEvent {
     DatabaseRead(DatabaseCatalog),
     /// A database's read failed: datasets of it sent before are not the whole database.
     DatabaseFailed(String),
+    /// What the warehouse shares, sent before its databases.
+    Sharing(Sharing),
 }
 
 /// One warehouse, with where it lives and, once read, what became of its databases: what
@@ -419,4 +463,7 @@ pub struct WarehouseCatalog {
     pub databases: Vec<DatabaseCatalog>,
     /// Databases whose read failed: nothing of theirs may be removed.
     pub unread_databases: Vec<String>,
+    /// SVV_DATASHARES could not be read: what the warehouse shared before is kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sharing_unread: bool,
 }

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::catalog::{DatabaseCatalog, Dataset, DatasetKind, ReadEvent, Upstream, WarehouseCatalog, WarehouseId};
+use crate::catalog::{
+    DatabaseCatalog, Dataset, DatasetKind, NamespaceRecord, ReadEvent, Sharing, Upstream, WarehouseCatalog, WarehouseId,
+};
 use crate::publish::{
     decode_segment, encode_segment, sha256_hex, warehouse_path, File, Format, IndexEntry, API_VERSION, MAX_KEY_BYTES,
 };
@@ -171,6 +173,11 @@ impl Layout {
         }
     }
 
+    /// Which warehouse holds a namespace: see [`NamespaceRecord`].
+    pub fn namespace_key(&self, namespace: &str) -> String {
+        format!("{}namespaces/{}.json", self.prefix, encode_segment(namespace))
+    }
+
     pub fn run_key(&self, run_id: &str) -> String {
         format!("{}runs/{run_id}.json", self.prefix)
     }
@@ -186,6 +193,26 @@ impl ManifestFormat {
     pub fn new(layout: Layout) -> Self {
         let index_root = format!("{}index/", layout.prefix);
         Self { layout, index_root }
+    }
+}
+
+impl ManifestFormat {
+    /// `{prefix}namespaces/{namespace}.json`, outside the warehouse's prefix so that a consumer
+    /// finds it by namespace alone; in the warehouse's index, so that it goes with the warehouse.
+    fn namespace_file(&self, catalog: &WarehouseCatalog, sharing: &Sharing) -> File {
+        let record = NamespaceRecord {
+            api_version: API_VERSION.to_string(),
+            kind: "Namespace".to_string(),
+            namespace: sharing.namespace.clone(),
+            account_id: catalog.account_id.clone(),
+            region: catalog.region.clone(),
+            warehouse: catalog.warehouse.clone(),
+            shares: sharing.shares.clone(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&record).expect("a record serialises");
+        bytes.push(b'\n');
+        let key = self.layout.namespace_key(&sharing.namespace);
+        File::new("", None, None, format!("namespace {}", sharing.namespace), key, bytes)
     }
 }
 
@@ -207,9 +234,14 @@ impl Format for ManifestFormat {
         Vec::new()
     }
 
-    /// One manifest per dataset, built as soon as the dataset is read.
+    /// One manifest per dataset, built as soon as the dataset is read; the namespace record of
+    /// a warehouse that shares.
     fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, _: &mut ()) -> Vec<File> {
-        let ReadEvent::Dataset { database, dataset: d } = event else { return Vec::new() };
+        let (database, d) = match event {
+            ReadEvent::Dataset { database, dataset } => (database, dataset),
+            ReadEvent::Sharing(sharing) => return vec![self.namespace_file(catalog, sharing)],
+            _ => return Vec::new(),
+        };
         let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
         let key = self.layout.dataset_key(account, region, warehouse, database, &d.schema, &d.name);
         let name = dataset_name(database, &d.schema, &d.name);
@@ -348,6 +380,7 @@ mod tests {
             labels: BTreeMap::new(),
             databases: vec![],
             unread_databases: vec![],
+            sharing_unread: false,
         };
         let bytes = build(&wh, "dev", &dataset).to_bytes();
         let parsed: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");

@@ -172,6 +172,7 @@ impl Format for OpenLineageFormat {
                 return Vec::new();
             }
             ReadEvent::DatabaseRead(db) => db,
+            ReadEvent::Sharing(_) => return Vec::new(),
         };
         let mut datasets = held.databases.remove(db.name.as_str()).unwrap_or_default();
         if !db.unconfirmed.is_nothing() || datasets.is_empty() {

@@ -8,14 +8,15 @@ use std::task::{Context, Poll};
 
 use futures::{future, stream, StreamExt};
 use tokio::sync::mpsc::Receiver;
+use tracing::warn;
 
 use crate::backstage::{self, BackstageFormat};
-use crate::catalog::{ReadEvent, WarehouseCatalog, WarehouseId};
+use crate::catalog::{NamespaceRecord, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::config::Config;
 use crate::error::AwsError;
 use crate::manifest::{Layout, ManifestFormat};
 use crate::openlineage::{self, OpenLineageFormat};
-use crate::ports::{ObjectStore, Output};
+use crate::ports::{NamespaceDirectory, ObjectStore, Output};
 use crate::publish::{Base, File, Format, Opened, Snapshots, Tally};
 use crate::report::{PublishReport, RemovedWarehouse};
 
@@ -138,6 +139,24 @@ async fn commit_of<S: ObjectStore, F: Format>(
     match (snapshots, opened) {
         (Some(s), Some(o)) => Some(s.commit(o, catalog).await),
         _ => None,
+    }
+}
+
+/// The namespace records the manifests published, read back as consumers need them.
+impl<S: ObjectStore> NamespaceDirectory for Outputs<'_, S> {
+    async fn holder(&self, namespace: &str) -> Option<NamespaceRecord> {
+        let m = &self.manifests;
+        let key = m.format.layout.namespace_key(namespace);
+        let object = match m.store.get_if_present(m.bucket, &key).await {
+            Ok(object) => object?,
+            Err(error) => {
+                warn!(%error, key, "namespace record not read; the datashare's producer stays unnamed");
+                return None;
+            }
+        };
+        serde_json::from_slice(&object.bytes)
+            .map_err(|error| warn!(%error, key, "namespace record unreadable; the datashare's producer stays unnamed"))
+            .ok()
     }
 }
 

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
-use crate::catalog::{Cluster, ReadEvent, WarehouseCatalog, WarehouseId, Workgroup};
+use crate::catalog::{Cluster, NamespaceRecord, ReadEvent, WarehouseCatalog, WarehouseId, Workgroup};
 use crate::error::{AwsError, ErrorKind};
 use crate::report::{PublishReport, RemovedWarehouse};
 
@@ -125,6 +125,20 @@ pub trait WarehouseDirectory: Send + Sync {
     fn list_workgroups(&self) -> impl Future<Output = Result<Vec<Workgroup>, AwsError>> + Send;
     /// One workgroup by name; `None` when it does not exist.
     fn find_workgroup(&self, name: &str) -> impl Future<Output = Result<Option<Workgroup>, AwsError>> + Send;
+}
+
+/// Port: which warehouse holds a Redshift namespace, as the registry last published it; how a
+/// datashare consumer's tables are tied to the producer's datasets.
+pub trait NamespaceDirectory: Send + Sync {
+    /// `None` when no run has published the namespace (or its record cannot be read).
+    fn holder(&self, namespace: &str) -> impl Future<Output = Option<NamespaceRecord>> + Send;
+}
+
+/// The in-memory directory: records by namespace.
+impl NamespaceDirectory for std::collections::HashMap<String, NamespaceRecord> {
+    async fn holder(&self, namespace: &str) -> Option<NamespaceRecord> {
+        self.get(namespace).cloned()
+    }
 }
 
 /// Port: the queue a fanned-out run's shards travel on.

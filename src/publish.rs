@@ -483,6 +483,12 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         };
         let (entries, removed) = self.entries(catalog, &written, &old.entries, &old.seen, &mut report);
         report.removed = removed.len();
+        // The listing of the warehouse's prefix finds what the index no longer has, except the
+        // files a format keeps elsewhere (the namespace record): those are named here.
+        let prefix = self.format.warehouse_prefix(&catalog.account_id, &catalog.region, &catalog.warehouse);
+        let elsewhere: Vec<String> =
+            removed.iter().filter(|e| !e.key.starts_with(&prefix)).map(|e| e.key.clone()).collect();
+        let removed: Vec<String> = removed.into_iter().map(|e| e.name.clone()).collect();
         if self.dry_run {
             report.would_remove = removed;
             return report;
@@ -508,7 +514,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         }
         report.committed = true;
         info!(output = F::NAME, written = report.written, unchanged = report.unchanged, "warehouse committed");
-        self.clean(catalog, &previous, &index, &mut report).await;
+        self.clean(catalog, &previous, &index, elsewhere, &mut report).await;
         report
     }
 
@@ -590,12 +596,15 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         old_entries: &'e [IndexEntry],
         seen: &[bool],
         report: &mut PublishReport,
-    ) -> (Vec<&'e IndexEntry>, Vec<String>) {
+    ) -> (Vec<&'e IndexEntry>, Vec<&'e IndexEntry>) {
         let unread: BTreeSet<&str> = catalog.unread_databases.iter().map(String::as_str).collect();
         let written_keys: HashSet<&str> = written.iter().map(|e| e.key.as_str()).collect();
         let written_names: HashSet<&str> = written.iter().map(|e| e.name.as_str()).collect();
+        // A warehouse's own files (database "") that this read did not make again are kept when
+        // what they say could not be read.
         let keeps = |e: &IndexEntry| {
             unread.contains(e.database.as_str())
+                || (e.database.is_empty() && catalog.sharing_unread)
                 || catalog.databases.iter().any(|db| db.name == e.database && self.format.keeps(db, e))
         };
         let mut entries: Vec<&IndexEntry> = written.iter().collect();
@@ -610,7 +619,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
                 entries.push(e);
                 report.kept += 1;
             } else if !written_names.contains(e.name.as_str()) {
-                removed.push(e.name.clone());
+                removed.push(e);
             }
         }
         entries.sort();
@@ -640,6 +649,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         catalog: &WarehouseCatalog,
         previous: &Previous,
         index: &WarehouseIndex<&IndexEntry>,
+        elsewhere: Vec<String>,
         report: &mut PublishReport,
     ) {
         match previous {
@@ -672,6 +682,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
                     !referenced.contains(l.key.as_str()) && (dropped(&l.key) || !in_flight)
                 })
                 .map(|l| l.key)
+                .chain(elsewhere)
                 .collect();
             if !doomed.is_empty() {
                 self.store.delete(self.bucket, &doomed).await?;
@@ -811,6 +822,7 @@ mod tests {
             labels: BTreeMap::new(),
             databases: vec![db],
             unread_databases: vec![],
+            sharing_unread: false,
         };
         Read { catalog, events }
     }
@@ -856,6 +868,32 @@ mod tests {
             }
         }
         opened
+    }
+
+    /// A sharing warehouse's namespace record goes with it: kept while SVV_DATASHARES could
+    /// not be read, removed once a read shows the warehouse shares nothing.
+    #[tokio::test]
+    async fn a_namespace_record_stays_until_a_read_shows_it_gone() {
+        let store = MemoryStore::default();
+        let key = "p/namespaces/ns-1.json";
+        let mut read = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
+        let shares = BTreeMap::from([("share".to_string(), "dev".to_string())]);
+        read.events.insert(0, ReadEvent::Sharing(crate::catalog::Sharing { namespace: "ns-1".into(), shares }));
+        assert!(run(&store, OLDER_RUN).warehouse(&read).await.committed);
+        let record: crate::catalog::NamespaceRecord =
+            serde_json::from_slice(&store.get("b", key).await.unwrap().bytes).unwrap();
+        assert_eq!(record.warehouse, WarehouseId::ClusterIdentifier("c".into()));
+
+        read.events.remove(0);
+        read.catalog.sharing_unread = true;
+        let unread = snapshots(&store).warehouse(&read).await;
+        assert!(unread.committed && unread.removed == 0, "{unread:?}");
+        assert!(store.get("b", key).await.is_ok(), "kept while the datashares were not read");
+
+        read.catalog.sharing_unread = false;
+        let later = run(&store, "20261205T100000000Z-00000001").warehouse(&read).await;
+        assert_eq!(later.removed, 1, "{later:?}");
+        assert!(store.get("b", key).await.is_err(), "gone once a read shows no datashare");
     }
 
     /// Two runs that interleave on one warehouse: the index is written with a conditional

@@ -17,7 +17,9 @@ use crate::event::{RunRequest, Scope};
 use crate::manifest::Layout;
 use crate::outputs::{Outputs, RunContext};
 use crate::plan::{self, AccountPlan, RegionPlan, ScopeError, Selection};
-use crate::ports::{AccountSession, Condition, DataApi, DbAuth, ObjectStore, Output, Platform, Target};
+use crate::ports::{
+    AccountSession, Condition, DataApi, DbAuth, NamespaceDirectory, ObjectStore, Output, Platform, Target,
+};
 use crate::read::{self, DatabaseOutcome, ReadOptions};
 use crate::report::{
     self, AccountReport, Counts, DatabaseReport, OrganizationReport, RegionReport, Report, RunStatus, WarehouseReport,
@@ -83,7 +85,7 @@ async fn write_report<S: ObjectStore>(store: &S, config: &Config, report: &mut R
 
 /// Visits every planned account and region and sends each warehouse on its trip to `outputs`;
 /// returns the summarised report (not written).
-pub async fn execute<P: Platform, O: Output>(
+pub async fn execute<P: Platform, O: Output + NamespaceDirectory>(
     platform: &P,
     outputs: &O,
     config: &Config,
@@ -128,7 +130,7 @@ fn session_name(run_id: &str) -> String {
 }
 
 /// Sends each warehouse of `plans` on its trip to `outputs`; returns the summarised report.
-pub async fn execute_plans<P: Platform, O: Output>(
+pub async fn execute_plans<P: Platform, O: Output + NamespaceDirectory>(
     platform: &P,
     outputs: &O,
     config: &Config,
@@ -194,7 +196,7 @@ struct Visit<'a, O> {
     outputs: &'a O,
 }
 
-impl<O: Output> Visit<'_, O> {
+impl<O: Output + NamespaceDirectory> Visit<'_, O> {
     fn out_of_time(&self) -> bool {
         self.options.cutoff.is_some_and(|c| Instant::now() >= c)
     }
@@ -307,17 +309,21 @@ impl<O: Output> Visit<'_, O> {
             labels: warehouse.tags(),
             databases: Vec::new(),
             unread_databases: Vec::new(),
+            sharing_unread: false,
         };
         // The reader sends each dataset as it is read; the outputs write it meanwhile. The
         // channel's bound is how far reading may run ahead of writing.
         let (sender, receiver) = mpsc::channel(READ_AHEAD);
         let reading = async {
             let sender = sender; // dropped when the read ends, which ends the outputs' stream
-            read::read_warehouse(api, &target, warehouse.default_database(), &self.options, &sender).await
+            read::read_warehouse(api, self.outputs, &target, warehouse.default_database(), &self.options, &sender).await
         };
         let (outcomes, publishing) = tokio::join!(reading, self.outputs.publish(&catalog, receiver));
         let outcomes = match outcomes {
-            Ok(outcomes) => outcomes,
+            Ok(read) => {
+                catalog.sharing_unread = read.sharing_unread;
+                read.databases
+            }
             Err(e) => {
                 warn!(error = %e, "databases not listed");
                 out.error = Some(e.failure(&id));

@@ -274,3 +274,93 @@ async fn a_datashare_consumers_tables_read_the_producers() {
     assert!(db.datasets[0].upstream.is_empty());
     assert!(db.notes.iter().any(|n| n.contains("in no INBOUND datashare the user can see")), "{:?}", db.notes);
 }
+
+/// A datashare between two warehouses, through whole runs: the producer's run publishes its
+/// namespace record (its OUTBOUND datashares' source databases); a consumer's run after it
+/// names the producer warehouse and dataset, so manifests, Backstage (read back by the real
+/// packages) and OpenLineage link the two. Runs after that change nothing, byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_datashare_links_the_consumer_to_the_producer_warehouse() {
+    let org = support::org::org("datashare_link").await;
+    let (producer, consumer) = (unique("producer"), unique("consumer"));
+    let namespace = format!("ns-{producer}");
+    for id in [&producer, &consumer] {
+        let seed = ClusterSeed { id, node_type: "ra3.xlplus", db_name: "dev", tags: &[] };
+        create_cluster(&org.moto, &org.account, "us-east-1", seed).await;
+    }
+    let role = format!(
+        r#"DO $$ BEGIN CREATE ROLE "{READER}"; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;"#
+    );
+    let producer_sql = format!(
+        r#"{role} CREATE SCHEMA sales; CREATE TABLE sales.orders (id int);
+        GRANT USAGE ON SCHEMA sales TO "{READER}"; GRANT SELECT ON sales.orders TO "{READER}";
+        INSERT INTO pg_internal.fixture_outbound_shares VALUES ('sales_share', 'dev', '{a}', '{namespace}', '{{{READER}}}');"#,
+        a = org.account
+    );
+    let consumer_sql = format!(
+        r#"{role} INSERT INTO pg_internal.fixture_shared_databases VALUES ('sales_in', 'admin', '{a}', '{namespace}', 'sales_share', '{{{READER}}}');
+        INSERT INTO pg_internal.fixture_shared_tables VALUES ('sales_in', 'sales', 'orders', 'TABLE', NULL, 'admin');
+        INSERT INTO pg_internal.fixture_shared_columns (database_name, schema_name, table_name, column_name, ordinal_position, data_type)
+          VALUES ('sales_in', 'sales', 'orders', 'id', 1, 'integer');"#,
+        a = org.account
+    );
+    create_warehouse(&org.account, &producer, &[("dev", &producer_sql)]).await;
+    create_warehouse(&org.account, &consumer, &[("dev", &consumer_sql)]).await;
+    let config = org.config(json!({"outputs": {"backstage": {"owner": "group:default/data"}, "openlineage": {}}}));
+    for _ in 0..2 {
+        let report = run_against(&org.moto, &config, &Default::default()).await;
+        assert_eq!(report.status, redshift_registry::report::RunStatus::Succeeded, "{report:#?}");
+    }
+
+    let record: serde_json::Value = serde_json::from_slice(
+        &get_object(&org.moto, &org.bucket, &format!("registry/namespaces/{namespace}.json")).await,
+    )
+    .unwrap();
+    assert_eq!(
+        record,
+        json!({"apiVersion": "redshift-registry/v1", "kind": "Namespace", "namespace": namespace,
+               "accountId": org.account, "region": "us-east-1", "clusterIdentifier": producer,
+               "shares": {"sales_share": "dev"}})
+    );
+    let key = format!("registry/datasets/{}/us-east-1/cluster/{consumer}/sales_in/sales/orders.json", org.account);
+    let manifest: serde_json::Value = serde_json::from_slice(&get_object(&org.moto, &org.bucket, &key).await).unwrap();
+    assert_eq!(
+        manifest["upstream"],
+        json!([{"name": "dev.sales.orders", "database": "dev", "schema": "sales", "table": "orders",
+                "warehouse": {"accountId": org.account, "namespace": namespace, "region": "us-east-1",
+                              "clusterIdentifier": producer},
+                "via": "datashare"}])
+    );
+
+    let read = org.backstage_reads("registry/backstage/");
+    assert_eq!(read["invalid"], json!([]));
+    let entities = read["entities"].as_array().unwrap();
+    let by_title = |t: &str| {
+        entities.iter().find(|e| e["entity"]["metadata"]["title"] == t).unwrap_or_else(|| panic!("{t}"))["entity"]
+            .clone()
+    };
+    let produced = format!("resource:default/{}", by_title("dev.sales.orders")["metadata"]["name"].as_str().unwrap());
+    let depends: Vec<String> =
+        serde_json::from_value(by_title("sales_in.sales.orders")["spec"]["dependsOn"].clone()).unwrap();
+    assert!(depends.contains(&produced), "the consumer's orders depend on the producer's: {depends:?}");
+
+    let events = org.objects(&format!("registry/openlineage/{}/us-east-1/cluster/{consumer}/", org.account)).await;
+    let (_, bytes) = events.iter().next().expect("the consumer's events");
+    let event: serde_json::Value = serde_json::from_slice(bytes.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(
+        event["inputs"],
+        json!([{"namespace": format!("redshift://{producer}.us-east-1:5439"), "name": "dev.sales.orders",
+                "facets": {}, "inputFacets": {}}])
+    );
+
+    let before = org.objects("registry/").await;
+    run_against(&org.moto, &config, &Default::default()).await;
+    let after = org.objects("registry/").await;
+    let outputs = |all: &std::collections::BTreeMap<String, Vec<u8>>| -> Vec<(String, Vec<u8>)> {
+        all.iter()
+            .filter(|(k, _)| !k.contains("/index/") && !k.contains("/runs/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(outputs(&after), outputs(&before), "byte-identical once the producer is known");
+}

@@ -460,6 +460,7 @@ async fn two_commits_racing_on_one_index_in_s3_leave_exactly_one_winner() {
         labels: Default::default(),
         databases: vec![db.clone()],
         unread_databases: vec![],
+        sharing_unread: false,
     };
     let dataset = Dataset {
         schema: "s".into(),

@@ -415,7 +415,15 @@ async fn datasets_leave_before_the_columns_are_all_fetched() {
     let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
     let reading = async {
         let sender = sender;
-        redshift_registry::read::read_warehouse(&api, &target, "dev", &options, &sender).await
+        redshift_registry::read::read_warehouse(
+            &api,
+            &std::collections::HashMap::new(),
+            &target,
+            "dev",
+            &options,
+            &sender,
+        )
+        .await
     };
     let consuming = async {
         let (mut fetched_at_first, mut datasets) = (None, 0);
@@ -430,7 +438,7 @@ async fn datasets_leave_before_the_columns_are_all_fetched() {
         (fetched_at_first.expect("a dataset"), datasets)
     };
     let (read, (fetched_at_first, datasets)) = tokio::join!(reading, consuming);
-    assert!(matches!(read.unwrap()[..], [redshift_registry::read::DatabaseOutcome::Read(_)]));
+    assert!(matches!(read.unwrap().databases[..], [redshift_registry::read::DatabaseOutcome::Read(_)]));
     assert_eq!(datasets, 60);
     let fetched = counters(FUNCTION_ACCOUNT, &cluster).await["GetStatementResult"];
     assert!(fetched >= fetched_at_first + 16, "first dataset after {fetched_at_first} of {fetched} pages");

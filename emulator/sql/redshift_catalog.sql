@@ -66,6 +66,10 @@ CREATE TABLE pg_internal.fixture_external_columns (
 CREATE TABLE pg_internal.fixture_shared_databases (
   database_name text PRIMARY KEY, database_owner text, producer_account text, producer_namespace text,
   share_name text, share_users text[] DEFAULT '{}');
+-- The datashares this warehouse makes (CREATE DATASHARE in source_database): its OUTBOUND rows.
+CREATE TABLE pg_internal.fixture_outbound_shares (
+  share_name text PRIMARY KEY, source_database text, producer_account text, producer_namespace text,
+  share_users text[] DEFAULT '{}');
 CREATE TABLE pg_internal.fixture_shared_tables (
   database_name text, schema_name text, table_name text, table_type text DEFAULT 'TABLE',
   remarks text, table_owner text);
@@ -209,19 +213,29 @@ SELECT pg_catalog.current_database()::information_schema.sql_identifier, n.nspna
         OR pg_catalog.has_table_privilege(c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER'));
 GRANT SELECT ON information_schema.views TO PUBLIC;
 
--- SVV_DATASHARES (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_DATASHARES.html), the
--- consumer's INBOUND rows: "Only users with superuser, share owner, or users with ALTER or USAGE
--- permission on the datashare can view" them; share_users names who has those here. An INBOUND
--- row's source_database is empty on the consumer.
+-- SVV_DATASHARES (https://docs.aws.amazon.com/redshift/latest/dg/r_SVV_DATASHARES.html): the
+-- consumer's INBOUND rows and the producer's OUTBOUND ones. Visible to "superusers, datashare
+-- owners, users with ALTER or USAGE permissions on a datashare"; share_users names who has those
+-- here. An INBOUND row's source_database is empty on the consumer; an OUTBOUND row has it (the
+-- page's example: source_database 'dev', share_type OUTBOUND), its producer_account and
+-- producer_namespace being the warehouse's own, and no consumer_database. share_owner is an
+-- integer, a usesysid to join with SVL_USER_INFO (the page's usage notes).
 CREATE VIEW pg_internal.svv_datashares AS
 SELECT COALESCE(s.share_name, s.database_name)::varchar(128) AS share_name, 0::int AS share_id,
-       s.database_owner::varchar(128) AS share_owner, NULL::varchar(128) AS source_database,
+       100::int AS share_owner, NULL::varchar(128) AS source_database,
        s.database_name::varchar(128) AS consumer_database, 'INBOUND'::varchar(8) AS share_type,
        NULL::timestamp AS createdate, false AS is_publicaccessible, NULL::varchar(256) AS share_acl,
        s.producer_account::varchar(16) AS producer_account, s.producer_namespace::varchar(64) AS producer_namespace,
        NULL::varchar(64) AS managed_by
   FROM pg_internal.fixture_shared_databases s
  WHERE current_user = ANY (s.share_users)
+    OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+UNION ALL
+SELECT o.share_name::varchar(128), 0, 100, o.source_database::varchar(128), NULL::varchar(128),
+       'OUTBOUND'::varchar(8), NULL::timestamp, false, NULL::varchar(256), o.producer_account::varchar(16),
+       o.producer_namespace::varchar(64), NULL::varchar(64)
+  FROM pg_internal.fixture_outbound_shares o
+ WHERE current_user = ANY (o.share_users)
     OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
 GRANT SELECT ON pg_internal.svv_datashares TO PUBLIC;
 

@@ -602,32 +602,61 @@ fn visibility_notes(
 pub fn shared_database(
     name: &str,
     tables: Vec<Dataset>,
-    producer: Option<Result<&Producer, &ReadError>>,
+    producer: Result<Option<&Producer>, &ReadError>,
     options: &ReadOptions,
 ) -> Pending {
+    let upstream = |d: &Dataset| {
+        let p = producer.ok().flatten()?;
+        let shared = Upstream::shared(&p.account_id, &p.namespace, &d.schema, &d.name);
+        Some(match &p.holder {
+            Some(holder) => shared.held_by(holder, holder.shares.get(&p.share).map(String::as_str)),
+            None => shared,
+        })
+    };
     let datasets = tables
         .into_iter()
         .filter(|d| !MV_INTERNAL.is_match(&d.name) && keep(options, name, &d.schema, &d.name))
-        .map(|d| match producer {
-            Some(Ok(p)) => {
-                Dataset { upstream: vec![Upstream::shared(&p.account_id, &p.namespace, &d.schema, &d.name)], ..d }
-            }
-            _ => d,
-        })
+        .map(|d| Dataset { upstream: upstream(&d).into_iter().collect(), ..d })
         .collect();
     let mut pending = Pending::new(name, DatabaseKind::Shared, options, datasets);
-    match producer {
-        Some(Err(e)) => pending.notes.push(format!(
-            "datashare producer not read ({}): {e}; its tables have no upstream: SVV_DATASHARES shows a datashare \
-             to superusers, its owner and users with ALTER or USAGE on it",
-            e.kind()
-        )),
-        None => pending
-            .notes
-            .push(format!("database {name} is in no INBOUND datashare the user can see; its tables have no upstream")),
-        Some(Ok(_)) => {}
+    if let Some(note) = producer_note(name, producer) {
+        pending.notes.push(note);
     }
     pending
+}
+
+/// What a consumer database's upstreams lack, and why.
+fn producer_note(name: &str, producer: Result<Option<&Producer>, &ReadError>) -> Option<String> {
+    let p = match producer {
+        Err(e) => {
+            return Some(format!(
+                "datashare producer not read ({}): {e}; its tables have no upstream: SVV_DATASHARES shows a \
+                 datashare to superusers, its owner and users with ALTER or USAGE on it",
+                e.kind()
+            ))
+        }
+        Ok(None) => {
+            return Some(format!(
+                "database {name} is in no INBOUND datashare the user can see; its tables have no upstream"
+            ))
+        }
+        Ok(Some(p)) => p,
+    };
+    let (account, namespace, share) = (&p.account_id, &p.namespace, &p.share);
+    match &p.holder {
+        None => Some(format!(
+            "the producer of datashare {share} (account {account}, namespace {namespace}) has not been published by \
+             this registry; its tables' upstreams name that account and namespace only until a run reads the \
+             producer warehouse (docs/lineage.md)"
+        )),
+        Some(h) if !h.shares.contains_key(share) => Some(format!(
+            "the producer warehouse {} does not show datashare {share} to the registry's database user, so the \
+             database it is made from is unknown: GRANT ALTER ON DATASHARE {share} to that user there, or read the \
+             producer as a superuser (docs/lineage.md)",
+            h.warehouse.name()
+        )),
+        Some(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -676,7 +705,7 @@ mod tests {
     /// table's rows begin.
     #[test]
     fn a_table_leaves_whole_when_the_next_begins_and_only_its_rows_are_held() {
-        let mut db = shared_database("dev", tables(&["a", "b", "c"]), None, &options());
+        let mut db = shared_database("dev", tables(&["a", "b", "c"]), Ok(None), &options());
         assert!(db.column(&column("a", "a2", 2)).unwrap().is_none());
         assert!(db.column(&column("a", "a1", 1)).unwrap().is_none());
         assert_eq!(db.held_rows(), 2);
@@ -703,7 +732,7 @@ mod tests {
     /// Rows of a table that come back after another table's would send it without them.
     #[test]
     fn a_table_met_again_is_an_error_not_a_dataset_missing_columns() {
-        let mut db = shared_database("dev", tables(&["a", "b"]), None, &options());
+        let mut db = shared_database("dev", tables(&["a", "b"]), Ok(None), &options());
         db.column(&column("a", "a1", 1)).unwrap();
         db.column(&column("b", "b1", 1)).unwrap();
         let Err(Scattered(key)) = db.column(&column("a", "a2", 2)) else { panic!("a met again went unnoticed") };

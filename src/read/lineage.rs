@@ -78,7 +78,10 @@ pub fn attach(
         let upstream: BTreeSet<Upstream> = match recorded.get(&key) {
             Some(refs) => refs.iter().map(|(s, t)| Upstream::dataset(database, s, t, Via::Catalog)).collect(),
             None => match &d.view_definition {
-                Some(definition) => from_definition(database, &key, definition, relations, &mut misses),
+                Some(definition) => {
+                    let view = View { key: &key, owner: d.owner.as_deref() };
+                    from_definition(database, view, definition, relations, &mut misses)
+                }
                 None => BTreeSet::new(),
             },
         };
@@ -108,10 +111,17 @@ fn recorded_upstreams(rows: &[Row]) -> HashMap<Key, BTreeSet<Key>> {
     by_view
 }
 
+/// A view whose definition is resolved: its name, and its owner, whose schema Redshift's default
+/// search_path ('$user', public) looks in first.
+struct View<'a> {
+    key: &'a Key,
+    owner: Option<&'a str>,
+}
+
 /// The upstreams a definition names, resolved as Redshift would.
 fn from_definition(
     database: &str,
-    view: &Key,
+    view: View,
     definition: &str,
     relations: &Relations,
     misses: &mut Misses,
@@ -119,19 +129,19 @@ fn from_definition(
     let names = match referenced(definition) {
         Ok(names) => names,
         Err(e) => {
-            misses.unparsed.push((view.clone(), e));
+            misses.unparsed.push((view.key.clone(), e));
             return BTreeSet::new();
         }
     };
     let mut upstream = BTreeSet::new();
     for parts in names {
-        match resolve(database, &parts, relations) {
+        match resolve(database, &parts, relations, view.owner) {
             Some((db, schema, table)) => {
                 upstream.insert(Upstream::dataset(&db, &schema, &table, Via::Definition));
             }
             None => {
                 let written: Vec<&str> = parts.iter().map(|p| p.value.as_str()).collect();
-                misses.unresolved.push((view.clone(), written.join(".")));
+                misses.unresolved.push((view.key.clone(), written.join(".")));
             }
         }
     }
@@ -234,23 +244,35 @@ fn fold(ident: &Ident) -> String {
 /// taken as written; this database's must be one of its relations, found as written or (as
 /// Redshift folds even quoted names unless enable_case_sensitive_identifier is on) in lower
 /// case. An unqualified name is looked up where Redshift's default search_path ('$user',
-/// public) finds a shared relation: public.
-fn resolve(database: &str, parts: &[Ident], relations: &Relations) -> Option<(String, String, String)> {
+/// public: r_search_path.html) finds it: the schema named as the view's owner, then public. The
+/// search_path a view was created under is not kept in the catalog, so a changed one is not seen.
+fn resolve(
+    database: &str,
+    parts: &[Ident],
+    relations: &Relations,
+    owner: Option<&str>,
+) -> Option<(String, String, String)> {
     let folded: Vec<String> = parts.iter().map(fold).collect();
-    let (db, schema, table) = match folded.as_slice() {
-        [db, schema, table] => (db.clone(), schema.clone(), table.clone()),
-        [schema, table] => (database.to_string(), schema.clone(), table.clone()),
-        [table] => (database.to_string(), "public".to_string(), table.clone()),
+    let (db, schemas, table) = match folded.as_slice() {
+        [db, schema, table] => (db.clone(), vec![schema.clone()], table.clone()),
+        [schema, table] => (database.to_string(), vec![schema.clone()], table.clone()),
+        [table] => (
+            database.to_string(),
+            owner.into_iter().map(str::to_string).chain(["public".into()]).collect(),
+            table.clone(),
+        ),
         _ => return None,
     };
     if db != database {
-        return Some((db, schema, table));
+        return Some((db, schemas.into_iter().next()?, table));
     }
-    if relations.has(&schema, &table) {
-        return Some((db, schema, table));
-    }
-    let (schema, table) = (schema.to_lowercase(), table.to_lowercase());
-    relations.has(&schema, &table).then_some((db, schema, table))
+    schemas.into_iter().find_map(|schema| {
+        if relations.has(&schema, &table) {
+            return Some((db.clone(), schema, table.clone()));
+        }
+        let (schema, table) = (schema.to_lowercase(), table.to_lowercase());
+        relations.has(&schema, &table).then(|| (db.clone(), schema, table))
+    })
 }
 
 impl Misses {
@@ -314,10 +336,15 @@ mod tests {
         relations.insert("public", "users");
         relations.insert("sales", "orders");
         relations.insert("Ops", "Jobs");
-        let resolved = |sql: &str| -> Vec<Option<String>> {
+        relations.insert("analyst", "users");
+        let as_owner = |sql: &str, owner: Option<&str>| -> Vec<Option<String>> {
             let found = referenced(sql).unwrap();
-            found.iter().map(|p| resolve("dev", p, &relations).map(|(d, s, t)| format!("{d}.{s}.{t}"))).collect()
+            found.iter().map(|p| resolve("dev", p, &relations, owner).map(|(d, s, t)| format!("{d}.{s}.{t}"))).collect()
         };
+        let resolved = |sql: &str| as_owner(sql, None);
+        // '$user' comes before public.
+        assert_eq!(as_owner("SELECT * FROM users", Some("analyst")), [Some("dev.analyst.users".into())]);
+        assert_eq!(as_owner("SELECT * FROM orders", Some("analyst")), [None]);
         assert_eq!(resolved("SELECT * FROM users"), [Some("dev.public.users".into())]);
         assert_eq!(resolved("SELECT * FROM SALES.Orders"), [Some("dev.sales.orders".into())]);
         assert_eq!(resolved("SELECT * FROM \"Ops\".\"Jobs\""), [Some("dev.Ops.Jobs".into())]);

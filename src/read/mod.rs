@@ -1,6 +1,6 @@
 //! Stage 3: read every dataset's metadata through the Redshift Data API.
 //!
-//! Per warehouse: one statement lists the databases. Per local database: eight statements at
+//! Per warehouse: one statement lists the databases, one reads SVV_DATASHARES. Per local database: eight statements at
 //! once, whatever the number of tables: the two essential ones (tables, columns), whose failure
 //! fails the database, and six optional ones (visibility counts, late-binding columns,
 //! materialized views, external objects, view definitions, table stats), whose failure or
@@ -29,10 +29,10 @@ use regex::Regex;
 use tokio::sync::mpsc::Sender;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::catalog::{DatabaseCatalog, DatabaseKind, Dataset, ReadEvent, WarehouseId};
+use crate::catalog::{DatabaseCatalog, DatabaseKind, Dataset, NamespaceRecord, ReadEvent, Sharing, WarehouseId};
 use crate::config::{Config, NamePattern, Pattern};
 use crate::error::{AwsError, ErrorKind, Failure};
-use crate::ports::{DataApi, Fetch, Phase, Row, Started, StatementState, Target};
+use crate::ports::{DataApi, Fetch, NamespaceDirectory, Phase, Row, Started, StatementState, Target};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReadError {
@@ -258,13 +258,14 @@ const INTERNAL_DATABASES: [&str; 5] = ["template0", "template1", "padb_harvest",
 /// Reads every database of a warehouse, sending each dataset to `out` as soon as it is read and
 /// each database's end after its datasets. Fails only when the databases cannot be listed; a
 /// failing database is an outcome of its own and does not stop the others.
-pub async fn read_warehouse<A: DataApi>(
+pub async fn read_warehouse<A: DataApi, N: NamespaceDirectory>(
     api: &A,
+    namespaces: &N,
     target: &Target,
     default_database: &str,
     options: &ReadOptions,
     out: &Sender<ReadEvent>,
-) -> Result<Vec<DatabaseOutcome>, ReadError> {
+) -> Result<WarehouseRead, ReadError> {
     let rows = query(api, target, default_database, sql::DATABASES, &[], options.budget()?, Some).await?;
     let mut databases: Vec<(String, DatabaseKind)> = rows
         .iter()
@@ -281,11 +282,22 @@ pub async fn read_warehouse<A: DataApi>(
         .collect();
     databases.sort();
     info!(databases = databases.len(), "databases listed");
-    let producers = match databases.iter().any(|(_, kind)| *kind == DatabaseKind::Shared) {
-        true => Some(producers(api, target, default_database, options).await),
-        false => None,
-    };
-    let producers = &producers;
+    // Boxed, as the S3 read behind `namespaces` is a large future in an already large one.
+    let mut datashares = Box::pin(datashares(api, target, default_database, options)).await;
+    match &mut datashares {
+        Ok(d) => {
+            for (database, producer) in d.inbound.iter_mut() {
+                if databases.iter().any(|(name, _)| name == database) {
+                    Box::pin(producer.locate(namespaces)).await;
+                }
+            }
+            if let Some(sharing) = d.sharing.take() {
+                send(out, ReadEvent::Sharing(sharing)).await;
+            }
+        }
+        Err(error) => warn!(%error, "datashares not read"),
+    }
+    let producers = &datashares;
     let outcomes = stream::iter(databases)
         .map(|(name, kind)| {
             let span = tracing::info_span!("database", database = %name);
@@ -294,7 +306,7 @@ pub async fn read_warehouse<A: DataApi>(
                     _ if options.budget().is_err() => Err(ReadError::Deadline),
                     DatabaseKind::Local => read_local(api, target, &name, options, out).await,
                     DatabaseKind::Shared => {
-                        let producer = producers.as_ref().map(|p| p.as_ref().map(|p| p.get(&name)));
+                        let producer = producers.as_ref().map(|d| d.inbound.get(&name));
                         read_shared(api, target, default_database, &name, producer, options, out).await
                     }
                 };
@@ -316,7 +328,14 @@ pub async fn read_warehouse<A: DataApi>(
         .buffered(options.databases_per_warehouse)
         .collect()
         .await;
-    Ok(outcomes)
+    Ok(WarehouseRead { databases: outcomes, sharing_unread: datashares.is_err() })
+}
+
+/// What became of a warehouse's databases, and whether what it shares is known.
+#[derive(Debug)]
+pub struct WarehouseRead {
+    pub databases: Vec<DatabaseOutcome>,
+    pub sharing_unread: bool,
 }
 
 /// Sends to the outputs; once they have stopped listening, what is read goes nowhere.
@@ -512,26 +531,55 @@ async fn external_by_schema<A: DataApi>(
     out
 }
 
-/// The producer (account, namespace) of each datashare consumer database, from SVV_DATASHARES.
-async fn producers<A: DataApi>(
+/// What SVV_DATASHARES shows of a warehouse's datashares, both ways.
+#[derive(Debug, Default)]
+struct Datashares {
+    /// Consumer database -> its producer.
+    inbound: HashMap<String, Producer>,
+    sharing: Option<Sharing>,
+}
+
+async fn datashares<A: DataApi>(
     api: &A,
     target: &Target,
     connected: &str,
     options: &ReadOptions,
-) -> Result<HashMap<String, Producer>, ReadError> {
-    let rows = query(api, target, connected, sql::INBOUND_DATASHARES, &[], options.budget()?, Some).await?;
+) -> Result<Datashares, ReadError> {
+    let rows = query(api, target, connected, sql::DATASHARES, &[], options.budget()?, Some).await?;
     let text = |r: &Row, i: usize| r.get(i).and_then(|c| c.text()).map(|t| t.trim().to_string());
-    Ok(rows
-        .iter()
-        .filter_map(|r| Some((text(r, 0)?, Producer { account_id: text(r, 1)?, namespace: text(r, 2)? })))
-        .collect())
+    let mut out = Datashares::default();
+    for r in &rows {
+        let (Some(kind), Some(share)) = (text(r, 0), text(r, 1)) else { continue };
+        match (kind.as_str(), text(r, 2), text(r, 3), text(r, 4), text(r, 5)) {
+            ("INBOUND", Some(consumer), _, Some(account_id), Some(namespace)) => {
+                let producer = Producer { account_id, namespace, share, holder: None };
+                out.inbound.insert(consumer, producer);
+            }
+            ("OUTBOUND", _, Some(source), _, Some(namespace)) => {
+                let sharing = out.sharing.get_or_insert_with(|| Sharing { namespace, shares: Default::default() });
+                sharing.shares.insert(share, source);
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
-/// Who shares a consumer database: the producer's account and namespace.
+/// Who shares a consumer database: the producer's account and namespace, its datashare, and
+/// the warehouse that holds the namespace when the registry has published it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Producer {
     pub account_id: String,
     pub namespace: String,
+    pub share: String,
+    pub holder: Option<NamespaceRecord>,
+}
+
+impl Producer {
+    /// Looks up the namespace's warehouse; a record of another account is not this producer's.
+    async fn locate<N: NamespaceDirectory>(&mut self, namespaces: &N) {
+        self.holder = namespaces.holder(&self.namespace).await.filter(|h| h.account_id == self.account_id);
+    }
 }
 
 /// `producer`: none when the database's datashare is not listed; an error when SVV_DATASHARES
@@ -541,7 +589,7 @@ async fn read_shared<A: DataApi>(
     target: &Target,
     connected: &str,
     database: &str,
-    producer: Option<Result<Option<&Producer>, &ReadError>>,
+    producer: Result<Option<&Producer>, &ReadError>,
     options: &ReadOptions,
     out: &Sender<ReadEvent>,
 ) -> Result<DatabaseCatalog, ReadError> {
@@ -553,7 +601,7 @@ async fn read_shared<A: DataApi>(
         }),
         run(api, target, connected, sql::SHARED_COLUMNS, &params, budget)
     );
-    let pending = assemble::shared_database(database, tables?, producer.and_then(|p| p.transpose()), options);
+    let pending = assemble::shared_database(database, tables?, producer, options);
     stream_columns(api, columns?, pending, budget.fetch, out).await
 }
 

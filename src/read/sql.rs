@@ -197,11 +197,12 @@ pub fn view_dependencies(include_system: bool) -> String {
 /// leaves the rest of the database read.
 pub const TABLE_STATS: &str = "SELECT \"schema\", \"table\", size, tbl_rows FROM svv_table_info";
 
-/// SVV_DATASHARES (r_SVV_DATASHARES.html): the producer of each datashare consumer database
-/// (INBOUND rows). Only superusers, share owners and users with ALTER or USAGE on the datashare
-/// see its rows: optional, once per warehouse.
-pub const INBOUND_DATASHARES: &str = "SELECT consumer_database, producer_account, producer_namespace \
-     FROM svv_datashares WHERE share_type = 'INBOUND'";
+/// SVV_DATASHARES (r_SVV_DATASHARES.html): the datashares a warehouse makes (OUTBOUND rows:
+/// the source database of each, and the warehouse's own namespace as producer_namespace) and
+/// the producer of each consumer database (INBOUND rows). Only superusers, share owners and
+/// users with ALTER or USAGE on a datashare see its row.
+pub const DATASHARES: &str = "SELECT share_type, share_name, consumer_database, source_database, producer_account, \
+     producer_namespace FROM svv_datashares WHERE share_type IN ('INBOUND', 'OUTBOUND')";
 
 /// SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html) of a datashare consumer database.
 pub const SHARED_TABLES: &str = "SELECT schema_name, table_name, table_type, table_owner, remarks \

@@ -2,11 +2,13 @@
 //! it (every database with its datasets, sorted by schema and name), and an output that records
 //! what each warehouse's trip sent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use redshift_registry::catalog::{DatabaseKind, Dataset, ReadEvent, Unconfirmed, WarehouseCatalog, WarehouseId};
+use redshift_registry::catalog::{
+    DatabaseKind, Dataset, NamespaceRecord, ReadEvent, Sharing, Unconfirmed, WarehouseCatalog, WarehouseId,
+};
 use redshift_registry::error::AwsError;
-use redshift_registry::ports::{DataApi, Output, Target};
+use redshift_registry::ports::{DataApi, NamespaceDirectory, Output, Target};
 use redshift_registry::read::{read_warehouse, DatabaseOutcome, ReadError, ReadOptions};
 use redshift_registry::report::{PublishReport, RemovedWarehouse};
 use tokio::sync::mpsc;
@@ -59,27 +61,46 @@ fn whole(
     DatabaseCatalog { name: db.name, kind: db.kind, datasets, notes: db.notes, unconfirmed: db.unconfirmed }
 }
 
-/// Reads a warehouse as the run does, and gathers what the reader sent.
+/// Reads a warehouse as the run does, with no namespace published, and gathers what the
+/// reader sent.
 pub async fn read_whole<A: DataApi>(
     api: &A,
     target: &Target,
     default_database: &str,
     options: &ReadOptions,
 ) -> Result<Vec<Outcome>, ReadError> {
+    Ok(read_knowing(api, &HashMap::new(), target, default_database, options).await?.0)
+}
+
+/// Reads a warehouse as the run does, with the namespaces `namespaces` holds published, and
+/// gathers what the reader sent: the databases, and what the warehouse shares.
+pub async fn read_knowing<A: DataApi>(
+    api: &A,
+    namespaces: &HashMap<String, NamespaceRecord>,
+    target: &Target,
+    default_database: &str,
+    options: &ReadOptions,
+) -> Result<(Vec<Outcome>, Option<Sharing>), ReadError> {
     let (sender, receiver) = mpsc::channel(16);
     let reading = async {
         let sender = sender;
-        read_warehouse(api, target, default_database, options, &sender).await
+        read_warehouse(api, namespaces, target, default_database, options, &sender).await
     };
-    let (outcomes, events) = tokio::join!(reading, drain(receiver));
+    let (read, events) = tokio::join!(reading, drain(receiver));
     let mut by_db = datasets_by_database(&events);
-    Ok(outcomes?
+    let sharing = events.iter().find_map(|e| match e {
+        ReadEvent::Sharing(s) => Some(s.clone()),
+        _ => None,
+    });
+    let outcomes = read?
+        .databases
         .into_iter()
         .map(|o| match o {
             DatabaseOutcome::Read(db) => Outcome::Read(whole(db, &mut by_db)),
             DatabaseOutcome::Failed { name, kind, error } => Outcome::Failed { name, kind, error },
         })
-        .collect())
+        .collect();
+    Ok((outcomes, sharing))
 }
 
 /// A warehouse as an output was given it: where it is, and its databases read whole.
@@ -95,6 +116,13 @@ pub struct Recorded {
 #[derive(Default)]
 pub struct Recorder {
     pub catalogs: std::sync::Mutex<Vec<Recorded>>,
+}
+
+/// No namespace is published to a recorder.
+impl NamespaceDirectory for Recorder {
+    async fn holder(&self, _namespace: &str) -> Option<NamespaceRecord> {
+        None
+    }
 }
 
 impl Output for Recorder {
