@@ -85,6 +85,20 @@ fn each(names: &[&str], via: Via) -> Vec<(String, Via)> {
     names.iter().map(|n| (n.to_string(), via)).collect()
 }
 
+/// As the real Backstage packages read the entities: the ref of the entity titled `upstream`,
+/// and what the one titled `dataset` depends on. No entity is invalid.
+fn backstage_link(org: &support::org::Org, upstream: &str, dataset: &str) -> (String, Vec<String>) {
+    let read = org.backstage_reads("registry/backstage/");
+    assert_eq!(read["invalid"], json!([]));
+    let entities = read["entities"].as_array().unwrap();
+    let by_title = |t: &str| {
+        entities.iter().find(|e| e["entity"]["metadata"]["title"] == t).unwrap_or_else(|| panic!("{t}"))["entity"]
+            .clone()
+    };
+    let reference = format!("resource:default/{}", by_title(upstream)["metadata"]["name"].as_str().unwrap());
+    (reference, serde_json::from_value(by_title(dataset)["spec"]["dependsOn"].clone()).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn each_view_has_exactly_the_upstreams_it_reads() {
     let cluster = unique("lineage");
@@ -168,16 +182,7 @@ async fn lineage_reaches_manifests_backstage_and_openlineage() {
         );
     }
 
-    let read = org.backstage_reads("registry/backstage/");
-    assert_eq!(read["invalid"], json!([]));
-    let entities = read["entities"].as_array().unwrap();
-    let by_title = |t: &str| {
-        entities.iter().find(|e| e["entity"]["metadata"]["title"] == t).unwrap_or_else(|| panic!("{t}"))["entity"]
-            .clone()
-    };
-    let daily = format!("resource:default/{}", by_title("dev.mart.daily")["metadata"]["name"].as_str().unwrap());
-    let depends: Vec<String> =
-        serde_json::from_value(by_title("dev.mart.weekly")["spec"]["dependsOn"].clone()).unwrap();
+    let (daily, depends) = backstage_link(&org, "dev.mart.daily", "dev.mart.weekly");
     assert!(depends.contains(&daily), "weekly depends on daily's entity, which Backstage read: {depends:?}");
     assert_eq!(depends.len(), 2, "its warehouse and daily: {depends:?}");
 
@@ -332,16 +337,7 @@ async fn a_datashare_links_the_consumer_to_the_producer_warehouse() {
                 "via": "datashare"}])
     );
 
-    let read = org.backstage_reads("registry/backstage/");
-    assert_eq!(read["invalid"], json!([]));
-    let entities = read["entities"].as_array().unwrap();
-    let by_title = |t: &str| {
-        entities.iter().find(|e| e["entity"]["metadata"]["title"] == t).unwrap_or_else(|| panic!("{t}"))["entity"]
-            .clone()
-    };
-    let produced = format!("resource:default/{}", by_title("dev.sales.orders")["metadata"]["name"].as_str().unwrap());
-    let depends: Vec<String> =
-        serde_json::from_value(by_title("sales_in.sales.orders")["spec"]["dependsOn"].clone()).unwrap();
+    let (produced, depends) = backstage_link(&org, "dev.sales.orders", "sales_in.sales.orders");
     assert!(depends.contains(&produced), "the consumer's orders depend on the producer's: {depends:?}");
 
     let events = org.objects(&format!("registry/openlineage/{}/us-east-1/cluster/{consumer}/", org.account)).await;
