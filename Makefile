@@ -18,6 +18,7 @@ services: install
 lint: export SAM_CLI_TELEMETRY = 0
 lint: install
 	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	python scripts/check-template.py
 	sam validate --lint --region us-east-1 --template template.yaml
 	sam validate --lint --region us-east-1 --template source-account.yaml

@@ -172,7 +172,7 @@ fn place_annotations(catalog: &WarehouseCatalog) -> Map<String, Value> {
 /// The warehouse's page in the Amazon Redshift console, where the partition has a public one.
 fn console_link(catalog: &WarehouseCatalog) -> Option<Value> {
     let region = &catalog.region;
-    let host = match crate::config::partition_of(region) {
+    let host = match crate::names::partition_of(region) {
         "aws" => format!("https://{region}.console.aws.amazon.com"),
         "aws-cn" => "https://console.amazonaws.cn".to_string(),
         "aws-us-gov" => "https://console.amazonaws-us-gov.com".to_string(),

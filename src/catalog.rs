@@ -402,7 +402,7 @@ impl Warehouse {
         match self {
             Self::Cluster(c) => Some(format!(
                 "arn:{}:redshift:{region}:{account_id}:cluster:{}",
-                crate::config::partition_of(region),
+                crate::names::partition_of(region),
                 c.cluster_identifier
             )),
             Self::Workgroup(w) => w.workgroup_arn.clone(),

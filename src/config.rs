@@ -11,6 +11,11 @@ use regex::Regex;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::names::{
+    partition_of, ACCOUNT_ID, ACCOUNT_ID_PATTERN, BUCKET, CLUSTER_ID, CLUSTER_ID_PATTERN, EXTERNAL_ID, OU_ID, REGION,
+    ROLE_ARN, ROLE_NAME, SECRET_ARN, WORKGROUP, WORKGROUP_PATTERN,
+};
+
 /// The validated configuration. Keys are camelCase, as the Spotify Portal integration spells them.
 #[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -364,20 +369,6 @@ impl DeploymentDefaults {
     }
 }
 
-/// The AWS partition of a region (`aws`, `aws-us-gov`, `aws-cn`, ...): AssumeRole, and so this
-/// function, cannot cross from one partition to another.
-pub fn partition_of(region: &str) -> &'static str {
-    const PREFIXES: [(&str, &str); 6] = [
-        ("cn-", "aws-cn"),
-        ("us-gov-", "aws-us-gov"),
-        ("us-isob-", "aws-iso-b"),
-        ("us-iso-", "aws-iso"),
-        ("eu-isoe-", "aws-iso-e"),
-        ("us-isof-", "aws-iso-f"),
-    ];
-    PREFIXES.iter().find(|(p, _)| region.starts_with(p)).map_or("aws", |(_, partition)| partition)
-}
-
 /// Every problem found in a config, each with its JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -408,33 +399,6 @@ impl ConfigError {
         Self { problems: vec![Problem { path: path.into(), message: message.into() }] }
     }
 }
-
-const ACCOUNT_ID_PATTERN: &str = r"^[0-9]{12}$";
-static ACCOUNT_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(ACCOUNT_ID_PATTERN).unwrap());
-// Commercial, GovCloud, China and ISO partitions: `us-east-1`, `us-gov-west-1`, `cn-north-1`, `us-isob-east-1`.
-static REGION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$").unwrap());
-static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"^arn:(aws(?:-cn|-us-gov|-iso|-iso-b|-iso-e|-iso-f)?):iam::([0-9]{12}):role/([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$",
-    )
-    .unwrap()
-});
-// Organizations: `ou-` and the root's 4-32 characters, then 8-32 of the OU's own.
-static OU_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}$").unwrap());
-static ROLE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@-]{1,64}$").unwrap());
-// Redshift: 1-63 lowercase letters, digits or hyphens, starting with a letter, no `--`, no trailing `-`.
-const CLUSTER_ID_PATTERN: &str = r"^[a-z]([a-z0-9]|-[a-z0-9]){0,62}$";
-static CLUSTER_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(CLUSTER_ID_PATTERN).unwrap());
-static BUCKET: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$").unwrap());
-static EXTERNAL_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_+=,.@:/-]+$").unwrap());
-
-const WORKGROUP_PATTERN: &str = r"^[a-z0-9-]{3,64}$";
-static WORKGROUP: LazyLock<Regex> = LazyLock::new(|| Regex::new(WORKGROUP_PATTERN).unwrap());
-static SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:(aws(?:-cn|-us-gov|-iso|-iso-b|-iso-e|-iso-f)?):secretsmanager:[a-z0-9-]+:([0-9]{12}):secret:[A-Za-z0-9/_+=.@-]+$")
-        .unwrap()
-});
 
 /// What the option-2 lists (`clusters`, `workgroups`) share: a region, a name, a secret.
 trait Named {
@@ -602,20 +566,6 @@ fn other_partition(theirs: &str, ours: &str) -> String {
         "partition {theirs}, but the function runs in partition {ours}: roles cannot be assumed across \
          partitions; deploy a second function in {theirs} for it"
     )
-}
-
-pub fn is_workgroup_name(s: &str) -> bool {
-    WORKGROUP.is_match(s)
-}
-
-pub fn is_account_id(s: &str) -> bool {
-    ACCOUNT_ID.is_match(s)
-}
-pub fn is_region(s: &str) -> bool {
-    REGION.is_match(s)
-}
-pub fn is_cluster_identifier(s: &str) -> bool {
-    CLUSTER_ID.is_match(s)
 }
 
 impl Config {

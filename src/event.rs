@@ -7,7 +7,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{is_account_id, is_cluster_identifier, is_region, is_workgroup_name};
+use crate::names::{is_account_id, is_cluster_identifier, is_region, is_workgroup_name};
 use crate::run_id::RunId;
 
 /// What one invocation asks for.

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use crate::catalog::{
     DatabaseCatalog, Dataset, DatasetKind, NamespaceRecord, ReadEvent, Sharing, Upstream, WarehouseCatalog, WarehouseId,
 };
+use crate::outcome::MANIFESTS;
 use crate::publish::{
     decode_segment, encode_segment, sha256_hex, warehouse_path, File, Format, IndexEntry, API_VERSION, MAX_KEY_BYTES,
 };
-use crate::report::MANIFESTS;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]

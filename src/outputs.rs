@@ -16,9 +16,9 @@ use crate::config::Config;
 use crate::error::AwsError;
 use crate::manifest::{Layout, ManifestFormat};
 use crate::openlineage::{self, OpenLineageFormat};
+use crate::outcome::{PublishReport, RemovedWarehouse};
 use crate::ports::{NamespaceDirectory, ObjectStore, Output};
 use crate::publish::{Base, File, Format, Opened, Snapshots, Tally};
-use crate::report::{PublishReport, RemovedWarehouse};
 
 /// The outputs a config turns on: manifests always, Backstage entities and OpenLineage events
 /// when configured.

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::catalog::{Cluster, NamespaceRecord, ReadEvent, WarehouseCatalog, WarehouseId, Workgroup};
 use crate::error::{AwsError, ErrorKind};
-use crate::report::{PublishReport, RemovedWarehouse};
+use crate::outcome::{PublishReport, RemovedWarehouse};
 
 /// Port: credentials in the organisation's accounts.
 pub trait Platform: Send + Sync {

@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{DatabaseCatalog, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::error::{AwsError, ErrorKind};
+use crate::outcome::{PublishReport, RemovedWarehouse};
 use crate::ports::{Condition, ObjectStore};
-use crate::report::{PublishReport, RemovedWarehouse};
 use crate::run_id::RunId;
 
 /// The version of every file format and index this crate writes.

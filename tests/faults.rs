@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use redshift_registry::error::ErrorKind;
 use redshift_registry::event::RunRequest;
-use redshift_registry::report::{Report, RunStatus, WarehouseReport, WarehouseState, MANIFESTS};
+use redshift_registry::outcome::MANIFESTS;
+use redshift_registry::report::{Report, RunStatus, WarehouseReport, WarehouseState};
 use serde_json::json;
 use support::fault_front::{FaultFront, Rule};
 use support::org::*;

@@ -7,8 +7,9 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use redshift_registry::event::{RunRequest, Scope, Trigger};
+use redshift_registry::outcome::MANIFESTS;
 use redshift_registry::publish::decode_segment;
-use redshift_registry::report::{Report, RunStatus, WarehouseReport, MANIFESTS};
+use redshift_registry::report::{Report, RunStatus, WarehouseReport};
 use serde_json::{json, Value};
 use support::fault_front::FaultFront;
 use support::org::*;

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 
-use crate::http::AwsError;
+use crate::wire::AwsError;
 
 pub struct Accounts {
     sts: String,

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::control::{Emulator, Knobs};
-use crate::http::AwsError;
+use crate::knobs::Knobs;
 use crate::pg::StoredRow;
+use crate::state::Emulator;
 use crate::statements::{is_final, leave_waiting, wait_until, NewStatement, Statement, SubStatement};
+use crate::wire::AwsError;
 
 const DEFAULT_IAM_USER: &str = "IAMR:DataRegistryRedshiftReader";
 /// The process id every statement reports.

@@ -1,51 +1,18 @@
-//! HTTP: the awsJson1_1 operations by `X-Amz-Target`, and the control API under `/_emulator/`.
+//! HTTP, on top: routes the awsJson1_1 operations by `X-Amz-Target` to their handlers, and the
+//! control API under `/_emulator/`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use crate::accounts::credential_scope;
-use crate::control::Emulator;
-
-pub type Reply = Response<Full<Bytes>>;
-
-/// An AWS error as awsJson1_1 carries it.
-#[derive(Debug)]
-pub struct AwsError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl AwsError {
-    pub fn validation(message: impl Into<String>) -> Self {
-        Self { status: 400, code: "ValidationException", message: message.into() }
-    }
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: 404, code: "ResourceNotFoundException", message: message.into() }
-    }
-}
-
-pub fn json_reply(status: u16, body: &Value) -> Reply {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amzn-requestid", format!("{:032x}", fastrand::u128(..)))
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
-}
-
-fn error_reply(e: &AwsError) -> Reply {
-    let mut reply = json_reply(e.status, &serde_json::json!({"__type": e.code, "message": e.message}));
-    reply.headers_mut().insert("x-amzn-errortype", e.code.parse().unwrap());
-    reply
-}
+use crate::state::Emulator;
+use crate::wire::{error_reply, json_reply, AwsError, Reply};
 
 pub async fn serve(listen: &str, state: Arc<Emulator>) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("listening on {listen}: {e}"))?;
@@ -94,12 +61,4 @@ async fn aws_call(state: &Emulator, headers: &hyper::HeaderMap, body: &[u8]) -> 
         Ok(body) => json_reply(200, &body),
         Err(e) => error_reply(&e),
     }
-}
-
-pub fn text_reply(status: StatusCode, text: String) -> Reply {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(text)))
-        .unwrap()
 }

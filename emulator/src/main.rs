@@ -14,9 +14,13 @@ mod control;
 mod csv;
 mod data_api;
 mod http;
+mod knobs;
 mod pg;
 mod serverless;
+mod state;
 mod statements;
+mod wire;
+mod workgroup;
 
 use std::sync::Arc;
 
@@ -38,7 +42,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let state = Arc::new(control::Emulator::new(pg, accounts::Accounts::new(&sts)));
+    let state = Arc::new(state::Emulator::new(pg, accounts::Accounts::new(&sts)));
     if let Err(e) = http::serve(&listen, state).await {
         eprintln!("redshift-data-emulator: {e}");
         std::process::exit(1);

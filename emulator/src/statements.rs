@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use regex::Regex;
 use tokio::sync::watch;
 
-use crate::control::{Knobs, Running};
-use crate::http::AwsError;
+use crate::knobs::{Knobs, Running};
 use crate::pg::{Postgres, ResultSet, Session};
+use crate::wire::AwsError;
 
 /// The Data API's limits on what the database returns
 /// (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-troubleshooting.html).

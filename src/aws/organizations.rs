@@ -7,8 +7,8 @@ use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
 use aws_types::region::Region;
 
 use super::aws_error;
-use crate::config::partition_of;
 use crate::error::AwsError;
+use crate::names::partition_of;
 use crate::ports::OrganizationDirectory;
 
 /// The most accounts or OUs a page of these List calls may hold: fewer calls against

@@ -8,9 +8,9 @@ use redshift_registry::catalog::{
     DatabaseKind, Dataset, NamespaceRecord, ReadEvent, Sharing, Unconfirmed, WarehouseCatalog, WarehouseId,
 };
 use redshift_registry::error::AwsError;
+use redshift_registry::outcome::{PublishReport, RemovedWarehouse};
 use redshift_registry::ports::{DataApi, NamespaceDirectory, Output, Target};
 use redshift_registry::read::{read_warehouse, DatabaseOutcome, ReadError, ReadOptions};
-use redshift_registry::report::{PublishReport, RemovedWarehouse};
 use tokio::sync::mpsc;
 
 /// One database read whole.
