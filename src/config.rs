@@ -11,6 +11,7 @@ use regex::Regex;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::environment::Environment;
 use crate::names::{
     partition_of, ACCOUNT_ID, ACCOUNT_ID_PATTERN, BUCKET, CLUSTER_ID, CLUSTER_ID_PATTERN, EXTERNAL_ID, OU_ID, REGION,
     ROLE_ARN, ROLE_NAME, SECRET_ARN, WORKGROUP, WORKGROUP_PATTERN,
@@ -354,16 +355,15 @@ pub struct DeploymentDefaults {
     pub offline: bool,
 }
 
-impl DeploymentDefaults {
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+impl From<&Environment> for DeploymentDefaults {
+    fn from(env: &Environment) -> Self {
         Self {
-            bucket: var("REGISTRY_OUTPUT_BUCKET"),
-            prefix: var("REGISTRY_OUTPUT_PREFIX"),
-            role_name: var("REGISTRY_ROLE_NAME"),
-            region: var("AWS_REGION"),
-            queue_url: var("REGISTRY_QUEUE_URL"),
-            max_receive_count: var("REGISTRY_MAX_RECEIVE_COUNT"),
+            bucket: env.output_bucket.clone(),
+            prefix: env.output_prefix.clone(),
+            role_name: env.role_name.clone(),
+            region: env.region.clone(),
+            queue_url: env.queue_url.clone(),
+            max_receive_count: env.max_receive_count.clone(),
             offline: false,
         }
     }
@@ -1000,7 +1000,7 @@ fn strip_serde_position(message: &str) -> String {
     }
 }
 
-/// Where the config comes from, read from the environment.
+/// Where the config comes from, as the environment says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
     Inline(String),
@@ -1009,12 +1009,10 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let inline = std::env::var("REGISTRY_CONFIG").ok().filter(|v| !v.trim().is_empty());
-        let uri = std::env::var("REGISTRY_CONFIG_URI").ok().filter(|v| !v.trim().is_empty());
-        match (inline, uri) {
-            (Some(text), None) => Ok(Self::Inline(text)),
-            (None, Some(uri)) => Self::from_uri(&uri),
+    pub fn of(env: &Environment) -> Result<Self, ConfigError> {
+        match (&env.config, &env.config_uri) {
+            (Some(text), None) => Ok(Self::Inline(text.clone())),
+            (None, Some(uri)) => Self::from_uri(uri),
             (Some(_), Some(_)) => Err(ConfigError::one(
                 "REGISTRY_CONFIG",
                 "both REGISTRY_CONFIG and REGISTRY_CONFIG_URI are set; keep one",

@@ -15,6 +15,7 @@ pub mod aws;
 pub mod backstage;
 pub mod catalog;
 pub mod config;
+pub mod environment;
 pub mod error;
 pub mod event;
 pub mod invoke;

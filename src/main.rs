@@ -13,6 +13,7 @@ use anyhow::Context;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use redshift_registry::aws::{self, S3Objects, SqsQueue, StsPlatform};
 use redshift_registry::config::{Config, ConfigSource, DeploymentDefaults};
+use redshift_registry::environment::Environment;
 use redshift_registry::event;
 use redshift_registry::invoke::{self, InvocationError, Response};
 use redshift_registry::metrics::Emf;
@@ -26,30 +27,34 @@ struct Function {
 }
 
 impl Function {
-    async fn from_env() -> Self {
+    async fn new(env: &Environment) -> Self {
         let base = aws::load_base_config().await;
         Self {
             platform: StsPlatform::new(base.clone()),
-            store: S3Objects::new(&base, aws::s3_force_path_style_from_env()),
+            store: S3Objects::new(&base, env.s3_force_path_style),
             queue: SqsQueue::new(&base),
         }
     }
 
-    async fn invoke(&self, payload: &Value, deadline: Option<Instant>) -> Result<Response, InvocationError> {
-        // Read per invocation so that a changed config applies without a redeploy.
-        let source = ConfigSource::from_env();
-        let defaults = DeploymentDefaults::from_env();
+    async fn invoke(
+        &self,
+        env: &Environment,
+        payload: &Value,
+        deadline: Option<Instant>,
+    ) -> Result<Response, InvocationError> {
+        let source = ConfigSource::of(env);
+        let defaults = DeploymentDefaults::from(env);
         invoke::invoke(&self.platform, &self.store, &self.queue, payload, source, &defaults, deadline).await
     }
 }
 
-fn init_tracing(lambda: bool) {
+fn init_tracing(env: &Environment) {
     use tracing_subscriber::EnvFilter;
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_else(|_| "info".into()).to_lowercase();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let level = env.log_level.as_deref().unwrap_or("info").to_lowercase();
+    let filter =
+        env.rust_log.as_deref().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match (json, lambda) {
+    match (env.log_json, env.lambda_runtime) {
         (true, _) => {
             builder.json().flatten_event(true).with_current_span(true).with_span_list(true).with_ansi(false).init()
         }
@@ -88,9 +93,9 @@ fn tune_malloc() {
 }
 
 async fn run() -> ExitCode {
-    let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    init_tracing(lambda);
-    let result = if lambda { serve().await } else { once().await };
+    let env = Environment::read();
+    init_tracing(&env);
+    let result = if env.lambda_runtime { serve(&env).await } else { once(&env).await };
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -100,8 +105,8 @@ async fn run() -> ExitCode {
     }
 }
 
-async fn serve() -> anyhow::Result<ExitCode> {
-    let function = &Function::from_env().await;
+async fn serve(env: &Environment) -> anyhow::Result<ExitCode> {
+    let function = &Function::new(env).await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         // The deadline as an Instant: what is left of it from now. Lambda's is always ahead at
         // the start; local runtimes that send none (cargo lambda watch) give the epoch: no deadline.
@@ -110,13 +115,16 @@ async fn serve() -> anyhow::Result<ExitCode> {
             Some(left) => tracing::info!(seconds_left = left.as_secs_f64(), "invocation started"),
             None => tracing::warn!("invocation started without a deadline; running to the end"),
         }
+        // Read per invocation, so that a changed config applies without a redeploy.
+        let env = Environment::read();
         let response = function
-            .invoke(&event.payload, left.map(|left| Instant::now() + left))
+            .invoke(&env, &event.payload, left.map(|left| Instant::now() + left))
             .await
             .map_err(|e| Diagnostic { error_type: e.error_type().to_string(), error_message: e.to_string() })?;
         // Straight to stdout, not through tracing: no subscriber filter may drop it.
-        for record in metrics_records(&response) {
-            if let Err(e) = Emf::from_env().write(&record, std::io::stdout().lock()) {
+        let emf = Emf::new(&env);
+        for record in metrics_records(&emf, &response) {
+            if let Err(e) = emf.write(&record, std::io::stdout().lock()) {
                 tracing::error!(error = %e, "the metrics record could not be written");
             }
         }
@@ -129,19 +137,19 @@ async fn serve() -> anyhow::Result<ExitCode> {
 
 /// What can be checked without AWS, checked before the SDK loads: its region lookup would
 /// otherwise print its warnings before the one line that matters.
-fn check_before_aws(payload: &Value) -> Result<(), InvocationError> {
+fn check_before_aws(payload: &Value, env: &Environment) -> Result<(), InvocationError> {
     event::invocation(payload)?;
-    if let Some(text) = invoke::local_config_text(&ConfigSource::from_env()?)? {
-        Config::parse(&text, &DeploymentDefaults::from_env())?;
+    if let Some(text) = invoke::local_config_text(&ConfigSource::of(env)?)? {
+        Config::parse(&text, &DeploymentDefaults::from(env))?;
     }
     Ok(())
 }
 
 /// `--check-config FILE`: every problem of a config with its JSON path, offline (the bucket
 /// and queue URL the stack fills may be left out). Exit 0 when valid, 2 when not.
-fn check_config(path: &str) -> ExitCode {
+fn check_config(path: &str, env: &Environment) -> ExitCode {
     let checked = std::fs::read_to_string(path).map_err(|e| vec![format!("{path}: {e}")]).and_then(|text| {
-        let defaults = DeploymentDefaults { offline: true, ..DeploymentDefaults::from_env() };
+        let defaults = DeploymentDefaults { offline: true, ..DeploymentDefaults::from(env) };
         Config::parse(&text, &defaults)
             .map_err(|e| e.problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect())
     });
@@ -161,8 +169,7 @@ fn check_config(path: &str) -> ExitCode {
 
 /// The metrics of an invocation: its run's; with fan-out, those of the run summaries it wrote
 /// (a shard that completed its run, a planner that found runs overdue) and its refused messages.
-fn metrics_records(response: &Response) -> Vec<Value> {
-    let emf = Emf::from_env();
+fn metrics_records(emf: &Emf, response: &Response) -> Vec<Value> {
     match response {
         Response::Report(report) => vec![emf.record(report)],
         Response::Batch(batch) => {
@@ -179,7 +186,7 @@ const USAGE: &str = "usage: redshift-registry [--event FILE]   (the event is rea
 /// One invocation outside Lambda: the JSON report on stdout, a short summary for a person on
 /// stderr (and the metrics record after it with `REGISTRY_EMF=1`). Exit 0 when the run
 /// completed (succeeded or partial), 1 when it could not run or failed as a whole.
-async fn once() -> anyhow::Result<ExitCode> {
+async fn once(env: &Environment) -> anyhow::Result<ExitCode> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let text = match args.as_slice() {
         [] => {
@@ -190,17 +197,17 @@ async fn once() -> anyhow::Result<ExitCode> {
         [flag, path] if flag == "--event" => {
             std::fs::read_to_string(path).with_context(|| format!("reading the event file {path}"))?
         }
-        [flag, path] if flag == "--check-config" => return Ok(check_config(path)),
+        [flag, path] if flag == "--check-config" => return Ok(check_config(path, env)),
         _ => anyhow::bail!(USAGE),
     };
     let payload: Value = serde_json::from_str(&text).context("the event is not JSON")?;
-    check_before_aws(&payload)?;
-    let response = Function::from_env().await.invoke(&payload, None).await?;
+    check_before_aws(&payload, env)?;
+    let response = Function::new(env).await.invoke(env, &payload, None).await?;
     println!("{}", serde_json::to_string_pretty(&response)?);
     let Some(report) = response.report() else { return Ok(ExitCode::SUCCESS) };
     eprint!("{}", report::human_summary(report));
-    if std::env::var("REGISTRY_EMF").is_ok_and(|v| v == "1") {
-        let emf = Emf::from_env();
+    if env.emf_outside_lambda {
+        let emf = Emf::new(env);
         emf.write(&emf.record(report), std::io::stderr().lock())?;
     }
     Ok(if report.status == RunStatus::Failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })

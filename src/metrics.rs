@@ -14,12 +14,11 @@ use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::environment::Environment;
 use crate::report::{Report, RunStatus};
 
 /// The namespace when `REGISTRY_METRICS_NAMESPACE` is unset or empty.
 pub const DEFAULT_NAMESPACE: &str = "RedshiftRegistry";
-/// The variable that names the namespace (the template sets it).
-pub const NAMESPACE_VAR: &str = "REGISTRY_METRICS_NAMESPACE";
 /// The value of the `Function` dimension outside Lambda.
 pub const DEFAULT_FUNCTION: &str = "redshift-registry";
 
@@ -42,13 +41,12 @@ pub struct Emf {
 }
 
 impl Emf {
-    /// From `REGISTRY_METRICS_NAMESPACE`, `AWS_LAMBDA_FUNCTION_NAME` and `AWS_LAMBDA_LOG_LEVEL`.
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    /// From the metrics namespace, function name and log level of the environment.
+    pub fn new(env: &Environment) -> Self {
         Self {
-            namespace: var(NAMESPACE_VAR).unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
-            function: var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| DEFAULT_FUNCTION.into()),
-            level: record_level(var("AWS_LAMBDA_LOG_LEVEL").as_deref()),
+            namespace: env.metrics_namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+            function: env.function_name.clone().unwrap_or_else(|| DEFAULT_FUNCTION.into()),
+            level: record_level(env.log_level.as_deref()),
         }
     }
 

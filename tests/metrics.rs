@@ -5,6 +5,7 @@
 
 mod support;
 
+use redshift_registry::environment::Environment;
 use redshift_registry::event;
 use redshift_registry::metrics::{self, Emf, DEFAULT_NAMESPACE};
 use redshift_registry::report::{self, Counts, Report, RunStatus};
@@ -209,14 +210,14 @@ fn namespace_function_and_level_come_from_the_environment() {
     std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "registry-prod");
     std::env::set_var("AWS_LAMBDA_LOG_LEVEL", "warn");
     assert_eq!(
-        Emf::from_env(),
+        Emf::new(&Environment::read()),
         Emf { namespace: "Data/Registry".into(), function: "registry-prod".into(), level: "WARN" }
     );
     std::env::set_var("REGISTRY_METRICS_NAMESPACE", "");
     std::env::remove_var("AWS_LAMBDA_FUNCTION_NAME");
     std::env::remove_var("AWS_LAMBDA_LOG_LEVEL");
     assert_eq!(
-        Emf::from_env(),
+        Emf::new(&Environment::read()),
         Emf { namespace: "RedshiftRegistry".into(), function: "redshift-registry".into(), level: "INFO" }
     );
 }

@@ -32,12 +32,6 @@ pub async fn load_base_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).retry_config(retry).load().await
 }
 
-/// `REGISTRY_S3_FORCE_PATH_STYLE=true` switches S3 to path-style addressing, which S3
-/// emulators and some VPC endpoint setups need.
-pub fn s3_force_path_style_from_env() -> bool {
-    std::env::var("REGISTRY_S3_FORCE_PATH_STYLE").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
 /// Classifies an SDK error by the service's code, or as unreachable when no response came.
 fn aws_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> AwsError
 where
