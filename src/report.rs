@@ -157,8 +157,10 @@ pub enum ShardState {
 }
 
 impl ShardState {
+    /// No later delivery changes it: the shard completed, failed as a whole without a retry to
+    /// come, or went to the dead-letter queue. A run is final once every shard is.
     pub fn finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Partial)
+        !matches!(self, Self::Retrying | Self::NotFinished)
     }
 }
 

@@ -580,7 +580,8 @@ mod tests {
 
     use super::*;
     use crate::config::DeploymentDefaults;
-    use crate::testing::MemoryStore;
+    use crate::report::{ShardState, WarehouseState};
+    use crate::testing::{EmptyAccounts, MemoryStore};
 
     const RUN: &str = "20261205T090000000Z-1a2b3c4d";
 
@@ -669,6 +670,95 @@ mod tests {
         }
         let no_plan = resolve(&MemoryStore::default(), "111111111111-eu-west-1").await;
         assert!(matches!(no_plan, Err(Refusal::NoPlan(_))), "{no_plan:?}");
+    }
+
+    /// A delivery of `body`, its `attempt`-th, as Lambda's SQS event source hands it over.
+    fn event(body: &str, attempt: u32) -> SqsEvent {
+        let mut message = SqsMessage { message_id: Some("m-1".into()), body: Some(body.into()), ..Default::default() };
+        message.attributes.insert("ApproximateReceiveCount".into(), attempt.to_string());
+        SqsEvent { records: vec![message] }
+    }
+
+    fn fresh_body(shard_id: &str) -> String {
+        let run = RunId::new().to_string();
+        body(&run, shard_id)
+    }
+
+    /// A planned shard of a fresh run, its account holding none of the config's clusters.
+    async fn delivered(platform: &EmptyAccounts, attempt: u32) -> (MemoryStore, Batch, String) {
+        let message = fresh_body("111111111111-eu-west-1");
+        let run = accept(&message, OffsetDateTime::now_utc()).unwrap().run_id;
+        let store = store_with_plan(&[("111111111111", "eu-west-1")]).await;
+        let plan = store.objects.lock().unwrap().remove(&format!("p/runs/{RUN}/plan.json")).unwrap();
+        let plan = String::from_utf8(plan).unwrap().replace(RUN, &run);
+        store.objects.lock().unwrap().insert(format!("p/runs/{run}/plan.json"), plan.into_bytes());
+        store.objects.lock().unwrap().insert(format!("p/runs/open/{run}"), Vec::new());
+        let batch = handle(platform, &store, &config(), &event(&message, attempt), None).await;
+        (store, batch, run)
+    }
+
+    /// A shard that ran to its end is acknowledged, and the last shard's report completes the
+    /// run: its summary is written and the run is no longer open.
+    #[tokio::test]
+    async fn a_shard_run_to_its_end_is_acknowledged_and_summarises_its_run() {
+        let (store, batch, run) = delivered(&EmptyAccounts::default(), 1).await;
+        assert!(batch.response.batch_item_failures.is_empty() && batch.refused == 0, "{batch:?}");
+        assert_eq!(batch.summaries.len(), 1);
+        let summary = &batch.summaries[0];
+        assert_eq!(summary.run_id, run);
+        assert_eq!(summary.accounts[0].regions[0].warehouses[0].state, WarehouseState::Missing, "{summary:#?}");
+        assert!(store.objects.lock().unwrap().contains_key(&format!("p/runs/{run}.json")));
+        assert!(!store.objects.lock().unwrap().contains_key(&format!("p/runs/open/{run}")));
+    }
+
+    /// What a retry can fix (throttling past the SDK's retries) is reported back as a batch
+    /// item failure, so SQS redelivers the message; the run stays open meanwhile. Its last
+    /// attempt, failed too, goes to the dead-letter queue, and no delivery comes after it: the
+    /// run's summary is final, the shard dead-lettered in it.
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_and_its_last_attempt_still_summarises() {
+        let throttled = AwsError::from_code("sts:AssumeRole", Some("Throttling"), "Rate exceeded".into());
+        let platform = EmptyAccounts { refusal: Some(throttled) };
+        let (store, batch, run) = delivered(&platform, 1).await;
+        assert_eq!(batch.response.batch_item_failures[0].item_identifier, "m-1");
+        assert!(batch.summaries.is_empty(), "{:?}", batch.summaries);
+        assert!(store.objects.lock().unwrap().contains_key(&format!("p/runs/open/{run}")));
+        let report: ShardReport = serde_json::from_slice(
+            &store.objects.lock().unwrap()[&format!("p/runs/{run}/shards/111111111111-eu-west-1.json")],
+        )
+        .unwrap();
+        assert!(report.retrying && report.attempt == 1, "{report:?}");
+
+        let (store, last, run) = delivered(&platform, config().execution.max_receive_count).await;
+        assert_eq!(last.response.batch_item_failures.len(), 1, "still failed: SQS moves it to the dead-letter queue");
+        assert_eq!(last.summaries.len(), 1, "final");
+        assert_eq!(last.summaries[0].shards[0].state, ShardState::DeadLettered, "{:?}", last.summaries[0].shards);
+        assert_eq!(last.summaries[0].status, RunStatus::Failed);
+        assert_eq!(written_summary(&store, &run).shards, last.summaries[0].shards);
+        assert!(!store.objects.lock().unwrap().contains_key(&format!("p/runs/open/{run}")));
+    }
+
+    fn written_summary(store: &MemoryStore, run: &str) -> Report {
+        serde_json::from_slice(&store.objects.lock().unwrap()[&format!("p/runs/{run}.json")]).unwrap()
+    }
+
+    /// A refusal no retry fixes (a denied role) is acknowledged, and ends its shard: the run's
+    /// summary says what could not be read. A message that is no shard is acknowledged too, and
+    /// writes nothing.
+    #[tokio::test]
+    async fn denied_roles_and_junk_are_acknowledged() {
+        let denied = AwsError::from_code("sts:AssumeRole", Some("AccessDenied"), "not authorized".into());
+        let (store, batch, run) = delivered(&EmptyAccounts { refusal: Some(denied) }, 1).await;
+        assert!(batch.response.batch_item_failures.is_empty(), "{batch:?}");
+        let summary = &batch.summaries[0];
+        assert_eq!(summary.shards[0].state, ShardState::Failed, "{:?}", summary.shards);
+        assert_eq!(summary.accounts[0].error.as_ref().unwrap().kind, ErrorKind::AccessDenied);
+        assert_eq!(written_summary(&store, &run).shards, summary.shards);
+
+        let store = MemoryStore::default();
+        let junk = handle(&EmptyAccounts::default(), &store, &config(), &event("{}", 1), None).await;
+        assert_eq!((junk.refused, junk.response.batch_item_failures.len()), (1, 0));
+        assert!(store.objects.lock().unwrap().is_empty());
     }
 
     /// Two organization sources may share a listing role (one per OU, each with its regions

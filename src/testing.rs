@@ -6,8 +6,12 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
+use crate::catalog::{Cluster, Workgroup};
 use crate::error::AwsError;
-use crate::ports::{Condition, Listed, Object, ObjectStore};
+use crate::ports::{
+    AccountSession, Condition, DataApi, Fetch, Listed, Object, ObjectStore, OrganizationDirectory, Page, Platform,
+    ResultFormat, Started, StatementState, Target, WarehouseDirectory,
+};
 use crate::publish::sha256_hex;
 
 /// An object store in memory, with S3's conditional writes. Puts of keys containing
@@ -77,5 +81,84 @@ impl ObjectStore for MemoryStore {
         objects.insert(key.into(), body);
         self.modified.lock().unwrap().insert(key.into(), OffsetDateTime::now_utc());
         Ok(())
+    }
+}
+
+/// Accounts with no warehouse: each role is assumed, or refused with `refusal`; each region
+/// lists no cluster and no workgroup (a named one is missing), so no statement is ever started.
+#[derive(Default)]
+pub(crate) struct EmptyAccounts {
+    pub(crate) refusal: Option<AwsError>,
+}
+
+/// One assumed role of [`EmptyAccounts`], and every port it opens.
+pub(crate) struct EmptyAccount;
+
+impl Platform for EmptyAccounts {
+    type Account = EmptyAccount;
+
+    async fn assume_role(
+        &self,
+        _role: &str,
+        _external_id: Option<&str>,
+        _session: &str,
+    ) -> Result<EmptyAccount, AwsError> {
+        self.refusal.clone().map_or(Ok(EmptyAccount), Err)
+    }
+}
+
+impl AccountSession for EmptyAccount {
+    type Directory = EmptyAccount;
+    type Data = EmptyAccount;
+    type Organization = EmptyAccount;
+
+    fn directory(&self, _region: &str) -> EmptyAccount {
+        EmptyAccount
+    }
+    fn data_api(&self, _region: &str) -> EmptyAccount {
+        EmptyAccount
+    }
+    fn organization(&self) -> EmptyAccount {
+        EmptyAccount
+    }
+}
+
+impl WarehouseDirectory for EmptyAccount {
+    async fn list_clusters(&self) -> Result<Vec<Cluster>, AwsError> {
+        Ok(Vec::new())
+    }
+    async fn find_cluster(&self, _identifier: &str) -> Result<Option<Cluster>, AwsError> {
+        Ok(None)
+    }
+    async fn list_workgroups(&self) -> Result<Vec<Workgroup>, AwsError> {
+        Ok(Vec::new())
+    }
+    async fn find_workgroup(&self, _name: &str) -> Result<Option<Workgroup>, AwsError> {
+        Ok(None)
+    }
+}
+
+impl OrganizationDirectory for EmptyAccount {
+    async fn active_accounts(&self, _organizational_units: &[String]) -> Result<Vec<String>, AwsError> {
+        Ok(Vec::new())
+    }
+}
+
+/// No warehouse, so no statement: a call is a bug in the test's premise.
+impl DataApi for EmptyAccount {
+    async fn execute(&self, _: &Target, _: &str, _: &str, _: &[(&str, &str)], _: Fetch) -> Result<Started, AwsError> {
+        unreachable!("an empty account has no warehouse to run a statement on")
+    }
+    async fn batch_execute(&self, _: &Target, _: &str, _: &[String], _: Fetch) -> Result<Started, AwsError> {
+        unreachable!("an empty account has no warehouse to run a statement on")
+    }
+    async fn describe(&self, _: &str, _: u8) -> Result<StatementState, AwsError> {
+        unreachable!("an empty account has no statement")
+    }
+    async fn page(&self, _: &str, _: Option<String>, _: ResultFormat) -> Result<Page, AwsError> {
+        unreachable!("an empty account has no statement")
+    }
+    async fn cancel(&self, _: &str) -> Result<(), AwsError> {
+        unreachable!("an empty account has no statement")
     }
 }
