@@ -201,6 +201,17 @@ impl Default for Execution {
     }
 }
 
+impl Execution {
+    /// The shard queue of a fanned-out config; none in the single mode. Validation made sure
+    /// that fan-out has one.
+    pub fn fanout_queue(&self) -> Option<&str> {
+        match self.mode {
+            ExecutionMode::Single => None,
+            ExecutionMode::Fanout => self.queue_url.as_deref(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionMode {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::config::{Config, ConfigError, ConfigSource, DeploymentDefaults, ExecutionMode};
+use crate::config::{Config, ConfigError, ConfigSource, DeploymentDefaults};
 use crate::error::{AwsError, ErrorKind};
 use crate::event::{self, EventError, Invocation, RunRequest};
 use crate::plan::ScopeError;
@@ -146,11 +146,12 @@ async fn start<P: Platform, S: ObjectStore, Q: ShardQueue>(
     request: &RunRequest,
 ) -> Result<Response, InvocationError> {
     let run_id = RunId::new().to_string();
-    if config.execution.mode == ExecutionMode::Single {
+    let Some(queue_url) = config.execution.fanout_queue() else {
         return Ok(Response::Report(Box::new(run::run(platform, store, config, request, run_id).await?)));
-    }
+    };
     let (plans, organizations) = run::plan_run(platform, config, &request.scope, &run_id).await?;
-    let mut dispatched = shard::dispatch(store, queue, config, request, run_id, &plans, organizations)
+    let shards = shard::Shards { queue, queue_url };
+    let mut dispatched = shard::dispatch(store, &shards, config, request, run_id, &plans, organizations)
         .await
         .map_err(InvocationError::Dispatch)?;
     dispatched.overdue = shard::summarise_overdue(store, config, OffsetDateTime::now_utc()).await;

@@ -198,10 +198,16 @@ fn message(run_id: &str, shard: &PlannedShard) -> ShardMessage {
     }
 }
 
+/// Where a fanned-out run's shards go: the queue port and the config's queue.
+pub struct Shards<'a, Q> {
+    pub queue: &'a Q,
+    pub queue_url: &'a str,
+}
+
 /// Writes the plan, then sends its shards (a dry run too: it writes only under `runs/`).
 pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
     store: &S,
-    queue: &Q,
+    shards: &Shards<'_, Q>,
     config: &Config,
     request: &RunRequest,
     run_id: String,
@@ -236,8 +242,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
         .iter()
         .map(|s| serde_json::to_string(&message(&run_id, s)).expect("a message serialises"))
         .collect();
-    let queue_url = config.execution.queue_url.as_deref().expect("fan-out has a queue (validated)");
-    queue.send(queue_url, bodies).await?;
+    shards.queue.send(shards.queue_url, bodies).await?;
     info!(run_id, shards = plan.shards.len(), "shards dispatched");
     Ok(Dispatched {
         summary_key: layout.run_key(&run_id),
