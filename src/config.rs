@@ -649,10 +649,8 @@ impl Config {
     /// bucket, the reader role's name and the queue URL the config leaves out: their absence is
     /// no problem there.
     fn validate(&self, offline: bool) -> Result<(), ConfigError> {
-        if offline && self.role_name.is_none() {
-            let filled = Self { role_name: Some("ReaderRoleNameOfTheStack".into()), ..self.clone() };
-            return filled.validate(offline);
-        }
+        // Offline, the stack's REGISTRY_ROLE_NAME may be the reader role every source relies on.
+        let role_known = offline || self.role_name.is_some();
         let mut p = Vec::new();
         let mut bad = |path: String, message: String| p.push(Problem { path, message });
 
@@ -687,8 +685,24 @@ impl Config {
         for (i, s) in self.sources.iter().enumerate() {
             let at = format!("$.sources[{i}]");
             match (&s.account_id, &s.organization) {
-                (Some(account), None) => self.check_account_source(&mut bad, &at, s, account, &mut accounts),
-                (None, Some(organization)) => self.check_organization_source(&mut bad, &at, s, organization),
+                (Some(account), None) => {
+                    if s.role_arn.is_none() && !role_known {
+                        bad(
+                            format!("{at}.roleArn"),
+                            "no role to assume: set roleName at the top level or roleArn in this source".into(),
+                        );
+                    }
+                    self.check_account_source(&mut bad, &at, s, account, &mut accounts)
+                }
+                (None, Some(organization)) => {
+                    if organization.role_name.is_none() && !role_known {
+                        bad(
+                            format!("{at}.organization.roleName"),
+                            "no reader role for the member accounts: set roleName here or at the top level".into(),
+                        );
+                    }
+                    self.check_organization_source(&mut bad, &at, s, organization)
+                }
                 (Some(_), Some(_)) => bad(
                     at,
                     "has both accountId and organization: a source is one account or an organization's; split it"
@@ -778,10 +792,6 @@ impl Config {
                 ),
                 Ok(_) => {}
             },
-            None if self.role_name.is_none() => bad(
-                format!("{at}.roleArn"),
-                "no role to assume: set roleName at the top level or roleArn in this source".into(),
-            ),
             None => {}
         }
         self.check_selection(bad, at, s, account);
@@ -864,17 +874,8 @@ impl Config {
         {
             bad(format!("{at}.excludeAccounts[{j}]"), problem);
         }
-        match &org.role_name {
-            Some(role) => {
-                if let Some(problem) = role_name_problem(role) {
-                    bad(format!("{at}.roleName"), problem);
-                }
-            }
-            None if self.role_name.is_none() => bad(
-                format!("{at}.roleName"),
-                "no reader role for the member accounts: set roleName here or at the top level".into(),
-            ),
-            None => {}
+        if let Some(problem) = org.role_name.as_deref().and_then(role_name_problem) {
+            bad(format!("{at}.roleName"), problem);
         }
         if org.regions.is_empty() {
             bad(format!("{at}.regions"), "empty: list the regions to visit in each account".into());
