@@ -783,16 +783,15 @@ impl Config {
         } else if !accounts.insert(account) {
             bad(format!("{at}.accountId"), format!("account {account} is listed twice; merge its sources"));
         }
-        match &s.role_arn {
-            Some(arn) => match role_arn_account(arn, &self.partition) {
+        if let Some(arn) = &s.role_arn {
+            match role_arn_account(arn, &self.partition) {
                 Err(problem) => bad(format!("{at}.roleArn"), problem),
                 Ok(theirs) if theirs != account => bad(
                     format!("{at}.roleArn"),
                     format!("role is in account {theirs} but the source is account {account}"),
                 ),
                 Ok(_) => {}
-            },
-            None => {}
+            }
         }
         self.check_selection(bad, at, s, account);
     }
