@@ -20,8 +20,9 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog::{DatabaseCatalog, Dataset, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::config::{is_entity_ref, BackstageOutput};
-use crate::manifest::{self, Layout};
-use crate::publish::{sha256_hex, unseen_databases, File, Format, IndexEntry};
+use crate::layout::{sha256_hex, Layout};
+use crate::manifest;
+use crate::publish::{unseen_databases, File, Format, IndexEntry};
 
 /// Entities per file: a 100,000-table database is 100 files of bounded size, not one.
 pub const ENTITIES_PER_FILE: usize = 1000;
@@ -54,8 +55,8 @@ impl BackstageFormat {
     pub fn new(layout: &Layout, config: &BackstageOutput) -> Self {
         Self {
             layout: layout.clone(),
-            root: format!("{}{}", layout.prefix, config.prefix),
-            index_root: format!("{}index/backstage/", layout.prefix),
+            root: layout.output_root(&config.prefix),
+            index_root: layout.index_root(Some("backstage")),
             owner: config.owner.clone(),
             owner_tag: config.owner_tag.clone(),
             system: config.system.clone(),

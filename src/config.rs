@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::environment::Environment;
+use crate::layout::Layout;
 use crate::names::{
     partition_of, ACCOUNT_ID, ACCOUNT_ID_PATTERN, BUCKET, CLUSTER_ID, CLUSTER_ID_PATTERN, EXTERNAL_ID, OU_ID, REGION,
     ROLE_ARN, ROLE_NAME, SECRET_ARN, WORKGROUP, WORKGROUP_PATTERN,
@@ -235,7 +236,7 @@ pub struct Outputs {
 #[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OpenLineageOutput {
-    /// Under `output.prefix`; a folder of its own, apart from `datasets/`, `index/`, `runs/`.
+    /// Under `output.prefix`; a folder of its own, apart from `datasets/`, `index/`, `namespaces/`, `runs/`.
     #[serde(default = "openlineage_prefix")]
     pub prefix: String,
 }
@@ -248,7 +249,7 @@ fn openlineage_prefix() -> String {
 #[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackstageOutput {
-    /// Under `output.prefix`; a folder of its own, apart from `datasets/`, `index/`, `runs/`.
+    /// Under `output.prefix`; a folder of its own, apart from `datasets/`, `index/`, `namespaces/`, `runs/`.
     #[serde(default = "backstage_prefix")]
     pub prefix: String,
     /// The owner of every entity, unless the warehouse's `owner_tag` names a valid one.
@@ -282,9 +283,6 @@ static NAMESPACE: LazyLock<Regex> = LazyLock::new(|| Regex::new(NAMESPACE_PATTER
 pub fn is_entity_ref(s: &str) -> bool {
     ENTITY_REF.captures(s).is_some_and(|c| c[1].len() <= 63)
 }
-
-/// The folders the manifest output owns under `output.prefix`.
-const RESERVED_FOLDERS: [&str; 3] = ["datasets/", "index/", "runs/"];
 
 /// One AWS account, or with `organization` the accounts of an organization. `regions` ("option
 /// 1") discovers every cluster of those regions; `clusters` ("option 2") reads only the named ones.
@@ -528,7 +526,7 @@ fn check_backstage(bad: &mut impl FnMut(String, String), b: &BackstageOutput, ou
 fn check_folder(bad: &mut impl FnMut(String, String), path: &str, prefix: &str, like: &str) {
     if prefix.is_empty() {
         bad(path.into(), format!("empty: name a folder under output.prefix, like {like:?}"));
-    } else if let Some(r) = RESERVED_FOLDERS.iter().find(|r| prefix.starts_with(**r) || r.starts_with(prefix)) {
+    } else if let Some(r) = Layout::FOLDERS.iter().find(|r| prefix.starts_with(**r) || r.starts_with(prefix)) {
         bad(path.into(), format!("{prefix:?} overlaps {r}, which the manifests use; choose another folder"));
     }
 }
@@ -580,6 +578,11 @@ fn other_partition(theirs: &str, ours: &str) -> String {
 }
 
 impl Config {
+    /// Where everything is written under the output prefix.
+    pub fn layout(&self) -> Layout {
+        Layout { prefix: self.output.prefix.clone() }
+    }
+
     /// Parses and validates a config document, filling from `defaults` what it leaves out.
     /// Reads a config: its JSON syntax (a problem with its line and column), its structure
     /// against the committed JSON Schema (every problem, each with its path), then the rules

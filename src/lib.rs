@@ -19,6 +19,7 @@ pub mod environment;
 pub mod error;
 pub mod event;
 pub mod invoke;
+pub mod layout;
 pub mod manifest;
 pub mod metrics;
 pub mod names;

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use crate::catalog::{
     DatabaseCatalog, Dataset, DatasetKind, NamespaceRecord, ReadEvent, Sharing, Upstream, WarehouseCatalog, WarehouseId,
 };
+use crate::layout::{decode_segment, Layout};
 use crate::outcome::MANIFESTS;
-use crate::publish::{
-    decode_segment, encode_segment, sha256_hex, warehouse_path, File, Format, IndexEntry, API_VERSION, MAX_KEY_BYTES,
-};
+use crate::publish::{File, Format, IndexEntry, API_VERSION};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -132,57 +131,6 @@ impl Manifest<'_> {
     }
 }
 
-/// Where everything of one output prefix lives:
-///
-/// - `{prefix}datasets/{account}/{region}/{cluster|workgroup}/{name}/{database}/{schema}/{table}.json`
-/// - `{prefix}index/{account}/{region}/{cluster|workgroup}/{name}.json`
-/// - `{prefix}runs/{runId}.json`
-///
-/// Names are encoded with [`encode_segment`], which never yields `.`, so `{table}.json` cannot
-/// meet a segment of another name.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub prefix: String,
-}
-
-impl Layout {
-    /// Everything of one warehouse's datasets is under this prefix.
-    pub fn datasets_prefix(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String {
-        format!("{}datasets/{}/", self.prefix, warehouse_path(account, region, warehouse))
-    }
-
-    /// A dataset's manifest: one object at a stable key, overwritten when its content changes.
-    /// Names so long and so full of punctuation that the key would pass 1024 bytes are replaced
-    /// by a hash of the three names (the manifest and the index still carry the names).
-    pub fn dataset_key(
-        &self,
-        account: &str,
-        region: &str,
-        warehouse: &WarehouseId,
-        database: &str,
-        schema: &str,
-        table: &str,
-    ) -> String {
-        let base = self.datasets_prefix(account, region, warehouse);
-        let readable =
-            format!("{base}{}/{}/{}.json", encode_segment(database), encode_segment(schema), encode_segment(table));
-        if readable.len() <= MAX_KEY_BYTES {
-            readable
-        } else {
-            format!("{base}~hashed/{}.json", sha256_hex(format!("{database}\0{schema}\0{table}").as_bytes()))
-        }
-    }
-
-    /// Which warehouse holds a namespace: see [`NamespaceRecord`].
-    pub fn namespace_key(&self, namespace: &str) -> String {
-        format!("{}namespaces/{}.json", self.prefix, encode_segment(namespace))
-    }
-
-    pub fn run_key(&self, run_id: &str) -> String {
-        format!("{}runs/{run_id}.json", self.prefix)
-    }
-}
-
 /// The manifest format, `redshift-registry/v1`: one JSON file per dataset.
 pub struct ManifestFormat {
     pub layout: Layout,
@@ -191,7 +139,7 @@ pub struct ManifestFormat {
 
 impl ManifestFormat {
     pub fn new(layout: Layout) -> Self {
-        let index_root = format!("{}index/", layout.prefix);
+        let index_root = layout.index_root(None);
         Self { layout, index_root }
     }
 }
@@ -281,69 +229,6 @@ impl Format for ManifestFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::decode_segment;
-
-    #[test]
-    fn segments_round_trip_and_stay_distinct() {
-        let names = ["", "~", "%", "a/b", "..", ".", "Order \"Lines\"", "x y", "ünï ✓", "a\nb", "*/", "%41", "A", "a"];
-        let encoded: Vec<String> = names.iter().map(|n| encode_segment(n)).collect();
-        for (n, e) in names.iter().zip(&encoded) {
-            assert_eq!(decode_segment(e).as_deref(), Some(*n), "{e}");
-            assert!(!e.contains('/') && !e.contains('.') && !e.contains(' '), "{e}");
-        }
-        let mut unique = encoded.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), names.len());
-    }
-
-    /// Property: for random names built from the characters that break keys, SQL and JSON,
-    /// encoding round-trips, stays one segment, never collides, and fits S3 once hashed if long.
-    #[test]
-    fn random_hostile_names_round_trip() {
-        const PIECES: [&str; 24] = [
-            "'",
-            "\"",
-            "\\",
-            "\n",
-            "\r",
-            "\t",
-            "*/",
-            "/*",
-            "--",
-            ";",
-            "/",
-            ".",
-            "..",
-            "%",
-            "~",
-            " ",
-            "é",
-            "ß",
-            "日本",
-            "🦀",
-            "\u{0}",
-            "\u{7f}",
-            "DROP TABLE t;",
-            "a",
-        ];
-        let mut rng = fastrand::Rng::with_seed(7);
-        let mut seen = std::collections::HashMap::new();
-        let layout = Layout { prefix: "p/".into() };
-        let wh = WarehouseId::ClusterIdentifier("c".into());
-        for _ in 0..5000 {
-            let name: String = (0..rng.usize(0..12)).map(|_| PIECES[rng.usize(..PIECES.len())]).collect();
-            let e = encode_segment(&name);
-            assert_eq!(decode_segment(&e).as_deref(), Some(name.as_str()));
-            assert!(!e.is_empty() && !e.contains('/') && !e.chars().any(char::is_control), "{e:?}");
-            if let Some(other) = seen.insert(e.clone(), name.clone()) {
-                assert_eq!(other, name, "two names share {e:?}");
-            }
-            let long = name.repeat(127 / name.len().max(1)).chars().take(127).collect::<String>();
-            let key = layout.dataset_key("111111111111", "us-east-1", &wh, &long, &long, &long);
-            assert!(key.len() <= MAX_KEY_BYTES, "{} bytes", key.len());
-        }
-    }
 
     #[test]
     fn hostile_text_makes_valid_json() {

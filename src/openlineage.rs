@@ -21,8 +21,9 @@ use serde_json::{json, Value};
 
 use crate::catalog::{DatabaseCatalog, Dataset, ReadEvent, Upstream, WarehouseCatalog, WarehouseId};
 use crate::config::OpenLineageOutput;
-use crate::manifest::{dataset_name, Layout};
-use crate::publish::{encode_segment, sha256_hex, unseen_databases, File, Format, IndexEntry, API_VERSION};
+use crate::layout::{encode_segment, sha256_hex, Layout};
+use crate::manifest::dataset_name;
+use crate::publish::{unseen_databases, File, Format, IndexEntry, API_VERSION};
 
 const SCHEMA_URL: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
 const PRODUCER: &str = "https://github.com/redshift-registry/redshift-registry";
@@ -49,8 +50,8 @@ pub struct OpenLineageFormat {
 impl OpenLineageFormat {
     pub fn new(layout: &Layout, config: &OpenLineageOutput, event_time: &str) -> Self {
         Self {
-            root: format!("{}{}", layout.prefix, config.prefix),
-            index_root: format!("{}index/openlineage/", layout.prefix),
+            root: layout.output_root(&config.prefix),
+            index_root: layout.index_root(Some("openlineage")),
             event_time: event_time.to_string(),
         }
     }

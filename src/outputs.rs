@@ -14,7 +14,7 @@ use crate::backstage::{self, BackstageFormat};
 use crate::catalog::{NamespaceRecord, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::config::Config;
 use crate::error::AwsError;
-use crate::manifest::{Layout, ManifestFormat};
+use crate::manifest::ManifestFormat;
 use crate::openlineage::{self, OpenLineageFormat};
 use crate::outcome::{PublishReport, RemovedWarehouse};
 use crate::ports::{NamespaceDirectory, ObjectStore, Output};
@@ -68,7 +68,7 @@ impl<'a> RunContext<'a> {
 
 impl<'a, S: ObjectStore> Outputs<'a, S> {
     pub fn new(store: &'a S, config: &Config, run: RunContext<'a>) -> Self {
-        let layout = Layout { prefix: config.output.prefix.clone() };
+        let layout = config.layout();
         let backstage =
             config.outputs.backstage.as_ref().map(|b| run.snapshots(store, BackstageFormat::new(&layout, b)));
         let openlineage = config

@@ -24,65 +24,13 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{DatabaseCatalog, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::error::{AwsError, ErrorKind};
+use crate::layout::{index_key, sha256_hex, warehouse_of_index_key};
 use crate::outcome::{PublishReport, RemovedWarehouse};
 use crate::ports::{Condition, ObjectStore};
 use crate::run_id::RunId;
 
 /// The version of every file format and index this crate writes.
 pub const API_VERSION: &str = "redshift-registry/v1";
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// S3 keys are at most 1024 bytes of UTF-8.
-pub const MAX_KEY_BYTES: usize = 1024;
-
-/// One key segment for a name, reversibly: letters and digits of any script, `-` and `_` stay;
-/// every other byte becomes `%XX` (so `/`, `.`, spaces, quotes and control characters never
-/// reach the key); the empty name is `~`, which no other name can give.
-pub fn encode_segment(name: &str) -> String {
-    if name.is_empty() {
-        return "~".to_string();
-    }
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        if c.is_alphanumeric() && !c.is_control() || c == '-' || c == '_' {
-            out.push(c);
-        } else {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    out
-}
-
-/// The name a segment stands for; `None` for text [`encode_segment`] cannot produce.
-pub fn decode_segment(segment: &str) -> Option<String> {
-    if segment == "~" {
-        return Some(String::new());
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = segment.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-pub fn warehouse_path(account: &str, region: &str, warehouse: &WarehouseId) -> String {
-    format!("{account}/{region}/{}/{}", warehouse.kind(), encode_segment(warehouse.name()))
-}
 
 /// The commit point of one warehouse in one format: every file with its key and hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,10 +334,6 @@ pub struct Opened<H> {
     pub held: H,
     pub tally: Tally,
     pub initial: Vec<File>,
-}
-
-fn index_key(root: &str, account: &str, region: &str, warehouse: &WarehouseId) -> String {
-    format!("{root}{}.json", warehouse_path(account, region, warehouse))
 }
 
 impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
@@ -759,17 +703,6 @@ fn complete(catalog: &WarehouseCatalog) -> bool {
     catalog.unread_databases.is_empty() && catalog.databases.iter().all(|d| d.unconfirmed.is_nothing())
 }
 
-/// `cluster/<name>.json` or `workgroup/<name>.json`, relative to a region's index prefix.
-fn warehouse_of_index_key(relative: &str) -> Option<WarehouseId> {
-    let (kind, file) = relative.split_once('/')?;
-    let name = decode_segment(file.strip_suffix(".json")?)?;
-    match kind {
-        "cluster" => Some(WarehouseId::ClusterIdentifier(name)),
-        "workgroup" => Some(WarehouseId::WorkgroupName(name)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! The commit protocol over an in-memory object store: the rules that need no S3 to check.
@@ -778,7 +711,8 @@ mod tests {
 
     use super::*;
     use crate::catalog::{DatabaseKind, Dataset, DatasetKind, Unconfirmed};
-    use crate::manifest::{Layout, ManifestFormat};
+    use crate::layout::Layout;
+    use crate::manifest::ManifestFormat;
     use crate::testing::MemoryStore;
 
     fn table(schema: &str, name: &str, kind: DatasetKind) -> Dataset {

@@ -14,7 +14,6 @@ use crate::catalog::{Warehouse, WarehouseCatalog, WarehouseId};
 use crate::config::Config;
 use crate::error::Failure;
 use crate::event::{RunRequest, Scope};
-use crate::manifest::Layout;
 use crate::outputs::{Outputs, RunContext};
 use crate::plan::{self, AccountPlan, RegionPlan, ScopeError, Selection};
 use crate::ports::{
@@ -69,7 +68,7 @@ pub async fn publish_plans<P: Platform, S: ObjectStore>(
 /// Writes the report to `{prefix}runs/{runId}.json`; a run whose report cannot be written is
 /// not a success, since the registry cannot see its outcome.
 async fn write_report<S: ObjectStore>(store: &S, config: &Config, report: &mut Report) {
-    let key = Layout { prefix: config.output.prefix.clone() }.run_key(&report.run_id);
+    let key = config.layout().run_key(&report.run_id);
     let body = serde_json::to_vec_pretty(&*report).expect("the report serialises");
     match store.put(&config.output.bucket, &key, body, "application/json", Condition::Any).await {
         Ok(()) => report.report_key = Some(key),

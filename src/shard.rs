@@ -28,7 +28,6 @@ use tracing::{info, warn, Instrument};
 use crate::config::Config;
 use crate::error::{AwsError, ErrorKind, Failure};
 use crate::event::{RunRequest, Scope, Trigger};
-use crate::manifest::Layout;
 use crate::plan::{self, AccountPlan, ListedBy};
 use crate::ports::{Condition, ObjectStore, Platform, ShardQueue};
 use crate::publish::API_VERSION;
@@ -157,22 +156,6 @@ pub struct Dispatched {
     pub overdue: Vec<Report>,
 }
 
-fn plan_key(layout: &Layout, run_id: &str) -> String {
-    format!("{}runs/{run_id}/plan.json", layout.prefix)
-}
-
-/// `runs/open/{runId}`: a fanned-out run whose summary is not final yet. Listing these finds
-/// the runs a lost or stuck shard left without one, in a folder that stays small.
-fn open_key(layout: &Layout, run_id: &str) -> String {
-    format!("{}{OPEN}{run_id}", layout.prefix)
-}
-
-const OPEN: &str = "runs/open/";
-
-fn shard_key(layout: &Layout, run_id: &str, shard_id: &str) -> String {
-    format!("{}runs/{run_id}/shards/{shard_id}.json", layout.prefix)
-}
-
 /// One shard per (account, region), in plan order (a source is either option 1 or option 2,
 /// so an account plan has each region once).
 pub fn planned_shards(plans: &[AccountPlan]) -> Vec<PlannedShard> {
@@ -214,7 +197,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
     plans: &[AccountPlan],
     organizations: Vec<OrganizationReport>,
 ) -> Result<Dispatched, AwsError> {
-    let layout = Layout { prefix: config.output.prefix.clone() };
+    let layout = config.layout();
     let plan = RunPlan {
         api_version: API_VERSION.into(),
         kind: "RunPlan".into(),
@@ -226,7 +209,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
         shards: planned_shards(plans),
         organizations,
     };
-    let key = plan_key(&layout, &run_id);
+    let key = layout.plan_key(&run_id);
     store
         .put(
             &config.output.bucket,
@@ -236,7 +219,7 @@ pub async fn dispatch<S: ObjectStore, Q: ShardQueue>(
             Condition::Any,
         )
         .await?;
-    store.put(&config.output.bucket, &open_key(&layout, &run_id), Vec::new(), "text/plain", Condition::Any).await?;
+    store.put(&config.output.bucket, &layout.open_key(&run_id), Vec::new(), "text/plain", Condition::Any).await?;
     let bodies = plan
         .shards
         .iter()
@@ -313,10 +296,10 @@ async fn deliver<P: Platform, S: ObjectStore>(
     let report = run_shard(platform, store, config, &plan, account, deadline).await;
     let retrying = retryable(&report);
     let hint = out_of_time(&report).then(|| too_large_hint(&planned));
-    let layout = Layout { prefix: config.output.prefix.clone() };
+    let layout = config.layout();
     let written = ShardReport { shard_id: planned.shard_id.clone(), attempt, retrying, hint, report };
     let body = serde_json::to_vec_pretty(&written).expect("a shard report serialises");
-    let key = shard_key(&layout, &plan.run_id, &planned.shard_id);
+    let key = layout.shard_key(&plan.run_id, &planned.shard_id);
     if let Err(e) = store.put(&config.output.bucket, &key, body, "application/json", Condition::Any).await {
         warn!(error = %e, "the shard report could not be written; retrying the shard");
         return Delivery::Retry;
@@ -426,9 +409,9 @@ async fn summarise_if_complete<S: ObjectStore>(
     config: &Config,
     run_id: &str,
 ) -> Result<Option<Report>, AwsError> {
-    let layout = Layout { prefix: config.output.prefix.clone() };
+    let layout = config.layout();
     let plan = read_plan(store, config, run_id).await?;
-    let prefix = format!("{}runs/{run_id}/shards/", layout.prefix);
+    let prefix = layout.shards_prefix(run_id);
     if store.list(&config.output.bucket, &prefix).await?.len() < plan.shards.len() {
         return Ok(None);
     }
@@ -447,9 +430,9 @@ fn overdue_after(config: &Config) -> time::Duration {
 /// or stuck, and no shard wrote the final summary. Its unfinished shards are shown as such.
 /// Run by the planner, so every run gets its summary without being asked.
 pub async fn summarise_overdue<S: ObjectStore>(store: &S, config: &Config, now: OffsetDateTime) -> Vec<Report> {
-    let layout = Layout { prefix: config.output.prefix.clone() };
+    let layout = config.layout();
     let bucket = &config.output.bucket;
-    let prefix = format!("{}{OPEN}", layout.prefix);
+    let prefix = layout.open_prefix();
     let open = match store.list(bucket, &prefix).await {
         Ok(keys) => keys,
         Err(e) => {
@@ -486,7 +469,7 @@ pub async fn summarise_overdue<S: ObjectStore>(store: &S, config: &Config, now: 
 }
 
 async fn read_plan<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> Result<RunPlan, AwsError> {
-    let key = plan_key(&Layout { prefix: config.output.prefix.clone() }, run_id);
+    let key = config.layout().plan_key(run_id);
     let Some(object) = store.get_if_present(&config.output.bucket, &key).await? else {
         return Err(AwsError::from_code("s3:GetObject", Some("NoSuchKey"), format!("no plan at {key}")));
     };
@@ -498,11 +481,11 @@ async fn read_plan<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> 
 /// `runs/{runId}.json`: every shard's state, the accounts' reports merged, the counts summed;
 /// shards that never finished shown as such.
 pub async fn summarise<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> Result<Report, AwsError> {
-    let layout = Layout { prefix: config.output.prefix.clone() };
+    let layout = config.layout();
     let plan = read_plan(store, config, run_id).await?;
     let reads: Vec<(PlannedShard, Option<ShardReport>)> = stream::iter(plan.shards.iter().cloned())
         .map(|planned| async {
-            let key = shard_key(&layout, run_id, &planned.shard_id);
+            let key = layout.shard_key(run_id, &planned.shard_id);
             let report = match store.get(&config.output.bucket, &key).await {
                 Ok(object) => serde_json::from_slice(&object.bytes).ok(),
                 Err(_) => None,
@@ -517,7 +500,7 @@ pub async fn summarise<S: ObjectStore>(store: &S, config: &Config, run_id: &str)
     let key = layout.run_key(run_id);
     store.put(&config.output.bucket, &key, body, "application/json", Condition::Any).await?;
     if summary.counts.shards_unfinished == 0 {
-        store.delete(&config.output.bucket, &[open_key(&layout, run_id)]).await?;
+        store.delete(&config.output.bucket, &[layout.open_key(run_id)]).await?;
     }
     summary.report_key = Some(key);
     Ok(summary)

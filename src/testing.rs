@@ -8,11 +8,11 @@ use time::OffsetDateTime;
 
 use crate::catalog::{Cluster, Workgroup};
 use crate::error::AwsError;
+use crate::layout::sha256_hex;
 use crate::ports::{
     AccountSession, Condition, DataApi, Fetch, Listed, Object, ObjectStore, OrganizationDirectory, Page, Platform,
     ResultFormat, Started, StatementState, Target, WarehouseDirectory,
 };
-use crate::publish::sha256_hex;
 
 /// An object store in memory, with S3's conditional writes. Puts of keys containing
 /// `fail_puts` fail as S3's 500 does. An object put in `objects` directly was written long ago;

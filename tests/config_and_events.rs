@@ -235,6 +235,11 @@ fn unknown_keys_are_refused_with_their_path() {
     let message = refused(c);
     assert!(message.contains("$.outputs.backstage.prefix: \"datasets/bs/\" overlaps datasets/"), "{message}");
     assert!(message.contains("$.outputs.backstage.owner: \"not a ref\" is not a Backstage entity ref"), "{message}");
+
+    let mut c = valid();
+    c["outputs"] = json!({"openlineage": {"prefix": "namespaces"}});
+    let message = refused(c);
+    assert!(message.contains("$.outputs.openlineage.prefix: \"namespaces/\" overlaps namespaces/"), "{message}");
 }
 
 #[test]

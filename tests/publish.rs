@@ -7,8 +7,8 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use redshift_registry::event::{RunRequest, Scope, Trigger};
+use redshift_registry::layout::decode_segment;
 use redshift_registry::outcome::MANIFESTS;
-use redshift_registry::publish::decode_segment;
 use redshift_registry::report::{Report, RunStatus, WarehouseReport};
 use serde_json::{json, Value};
 use support::fault_front::FaultFront;
@@ -67,7 +67,7 @@ async fn manifests_follow_the_schema_and_a_second_run_writes_nothing() {
     let index = org.index(&cluster).await;
     assert_eq!(index.datasets.iter().map(|e| e.key.clone()).collect::<BTreeSet<_>>(), manifest_keys(&objects));
     for e in &index.datasets {
-        assert_eq!(redshift_registry::publish::sha256_hex(&objects[&e.key]), e.sha256, "{}", e.key);
+        assert_eq!(redshift_registry::layout::sha256_hex(&objects[&e.key]), e.sha256, "{}", e.key);
     }
 
     // The same warehouse again: no dataset object is written, and the bytes are the same.
@@ -307,7 +307,7 @@ async fn a_changed_table_is_rewritten_at_its_stable_key() {
     assert_eq!(v2.key, v1.key, "the same key");
     assert_ne!(v2.sha256, v1.sha256);
     let bytes = get_object(&org.moto, &org.bucket, &v2.key).await;
-    assert_eq!(redshift_registry::publish::sha256_hex(&bytes), v2.sha256, "the index says which version is there");
+    assert_eq!(redshift_registry::layout::sha256_hex(&bytes), v2.sha256, "the index says which version is there");
     let listed = listed_manifests(&org).await;
     assert_eq!(listed.len(), 2, "one object per dataset: {listed:?}");
 }
@@ -373,7 +373,7 @@ async fn one_manifest_per_live_dataset(org: &Org, cluster: &str, expected: &[&st
     let mut listed: Vec<String> = Vec::new();
     for (key, bytes) in &objects {
         let entry = index.datasets.iter().find(|e| &e.key == key).unwrap_or_else(|| panic!("{key} not in the index"));
-        assert_eq!(redshift_registry::publish::sha256_hex(bytes), entry.sha256, "{key}");
+        assert_eq!(redshift_registry::layout::sha256_hex(bytes), entry.sha256, "{key}");
         listed.push(entry.name.clone());
     }
     assert_eq!(listed.len(), index.datasets.len(), "an index entry without its object");
