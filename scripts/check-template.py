@@ -289,29 +289,25 @@ main_rs = SRC.get("src/main.rs", "")
 for piece in (".json()", ".flatten_event(true)", ".with_span_list(true)"):
     if piece not in main_rs:
         errors.append(f"src/main.rs init_tracing no longer has {piece}: the saved queries read that JSON layout")
-if 'function: var("AWS_LAMBDA_FUNCTION_NAME")' not in METRICS_RS:
+ENVIRONMENT_RS = SRC.get("src/environment.rs", "")
+if "function: env.function_name" not in METRICS_RS or 'function_name: get("AWS_LAMBDA_FUNCTION_NAME")' not in ENVIRONMENT_RS:
     errors.append("src/metrics.rs: the Function dimension is no longer the Lambda function's name (AWS_LAMBDA_FUNCTION_NAME)")
 
 
 def env_reads():
-    """The variables src/ reads: env::var / var_os with a literal or a constant, the closures
-    `var("…")` over env::var, and RUST_LOG through EnvFilter::try_from_default_env; each with whether
-    the code treats an empty value as unset (the read, or the closure it goes through, filters
-    `is_empty()`), or None when it reads the value otherwise."""
+    """The variables src/ reads: every `get("…")` and `flag("…")` of src/environment.rs, the one
+    module that reads the environment, each with whether the code treats an empty value as unset
+    (its lookup filters blank values); and any env::var left elsewhere (None: read otherwise)."""
     reads = {}
-    for text in SRC.values():
-        for m in re.finditer(r"\b(env::var(?:_os)?|var)\(\s*(?:\"([A-Z][A-Z0-9_]*)\"|([A-Z][A-Z0-9_]*))\s*\)", text):
-            name = m.group(2) or STR_CONSTS.get(m.group(3))
-            if not name:
-                continue
-            statement = text[m.start() : text.find(";", m.end())]
-            if m.group(1) == "var":  # a closure `let var = |name: &str| std::env::var(name)...`
-                closure = text.rfind("let var = |", 0, m.start())
-                statement = text[closure : text.find(";", closure)] if closure >= 0 else ""
-            empty_is_unset = "is_empty()" in statement and ".filter(" in statement
-            reads[name] = reads.get(name, True) and empty_is_unset
-    if "try_from_default_env" in main_rs:
-        reads["RUST_LOG"] = False
+    blank_is_unset = ".filter(|v| !v.trim().is_empty())" in ENVIRONMENT_RS
+    for m in re.finditer(r'\b(?:get|flag)\("([A-Z][A-Z0-9_]*)"\)', ENVIRONMENT_RS):
+        reads[m.group(1)] = blank_is_unset
+    for path, text in SRC.items():
+        if path == "src/environment.rs":
+            continue
+        for m in re.finditer(r"\benv::var(?:_os)?\(\s*\"([A-Z][A-Z0-9_]*)\"", text):
+            if "#[cfg(test)]" not in text[: m.start()]:
+                reads[m.group(1)] = False
     return reads
 
 
@@ -319,17 +315,18 @@ ENV_READS = env_reads()
 # Read by the code but not declared on the function, and why (the template's comment says the same).
 NOT_DECLARED = {
     "REGISTRY_EMF": "read only outside Lambda (src/main.rs once); under Lambda the record always goes to stdout",
-    "RUST_LOG": "an empty RUST_LOG is not unset: EnvFilter would drop every line",
+    "RUST_LOG": "a filter for local runs; under Lambda the level is AWS_LAMBDA_LOG_LEVEL's",
 }
 RESERVED = re.compile(r"AWS_LAMBDA_.*|AWS_REGION|AWS_DEFAULT_REGION|AWS_EXECUTION_ENV|_HANDLER|LAMBDA_.*|AWS_ACCESS_KEY.*|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN")
 # What each declared variable that stands for "unset" must be, and that empty must mean unset for it.
 DECLARED_UNSET = {"REGISTRY_CONFIG": "", "REGISTRY_S3_FORCE_PATH_STYLE": "false"}
 if not ENV_READS:
     errors.append("found no environment variable read in src/")
-if "REGISTRY_S3_FORCE_PATH_STYLE" in ENV_READS and not re.search(
-    r'var\("REGISTRY_S3_FORCE_PATH_STYLE"\)\.is_ok_and\(\|v\| v\.eq_ignore_ascii_case\("true"\) \|\| v == "1"\)', SRC.get("src/aws/mod.rs", "")
+if "REGISTRY_S3_FORCE_PATH_STYLE" in ENV_READS and not (
+    'flag("REGISTRY_S3_FORCE_PATH_STYLE")' in ENVIRONMENT_RS
+    and 'v.eq_ignore_ascii_case("true") || v == "1"' in ENVIRONMENT_RS
 ):
-    errors.append('src/aws/mod.rs: REGISTRY_S3_FORCE_PATH_STYLE is no longer "true"/"1" only; check that "false" still means unset')
+    errors.append('src/environment.rs: REGISTRY_S3_FORCE_PATH_STYLE is no longer "true"/"1" only; check that "false" still means unset')
 
 
 def render(node, refs, atts, where):
@@ -455,8 +452,8 @@ def check_operations(case, cfn, res, values, fan_out, topic, email):
             errors.append(f"[{case}] {var} must be declared {unset!r} (unset) by default: {env.get(var)!r}")
         elif unset == "" and not ENV_READS.get(var):
             errors.append(f"[{case}] {var} is declared empty, but src/ does not treat an empty {var} as unset")
-    if env.get("REGISTRY_METRICS_NAMESPACE") != {"Ref": "MetricsNamespace"} or STR_CONSTS.get("NAMESPACE_VAR") != "REGISTRY_METRICS_NAMESPACE":
-        errors.append(f"[{case}] REGISTRY_METRICS_NAMESPACE (src/metrics.rs NAMESPACE_VAR) must be the MetricsNamespace parameter")
+    if env.get("REGISTRY_METRICS_NAMESPACE") != {"Ref": "MetricsNamespace"} or 'metrics_namespace: get("REGISTRY_METRICS_NAMESPACE")' not in ENVIRONMENT_RS:
+        errors.append(f"[{case}] REGISTRY_METRICS_NAMESPACE (src/environment.rs) must be the MetricsNamespace parameter")
 
 
 def check_dashboard(case, cfn, res, values, fan_out):
