@@ -214,12 +214,21 @@ pub struct AccountReport {
     pub regions: Vec<RegionReport>,
 }
 
+/// How a region's warehouses were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RegionMode {
+    /// Option 1: every cluster and workgroup the region lists.
+    Discover,
+    /// Option 2: the ones the config names.
+    Named,
+}
+
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegionReport {
     pub region: String,
-    /// `discover` (option 1) or `named` (option 2).
-    pub mode: String,
+    pub mode: RegionMode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
     /// Why Serverless workgroups could not be listed; the clusters were read, and no workgroup's
@@ -378,7 +387,7 @@ impl Report {
                 c.regions_failed += usize::from(r.error.is_some());
                 c.regions_without_workgroups += usize::from(r.workgroups_error.is_some());
                 // Only a named workgroup that could not be looked up is a fault of the run.
-                c.named_workgroups_unread += usize::from(r.workgroups_error.is_some() && r.mode == "named");
+                c.named_workgroups_unread += usize::from(r.workgroups_error.is_some() && r.mode == RegionMode::Named);
                 regions_ok += usize::from(r.error.is_none());
                 c.warehouses_removed += r.removed_warehouses.len();
                 c.publish_failed += usize::from(r.removal_error.is_some());

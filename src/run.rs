@@ -21,8 +21,8 @@ use crate::ports::{
 };
 use crate::read::{self, DatabaseOutcome, ReadOptions};
 use crate::report::{
-    self, AccountReport, Counts, DatabaseReport, OrganizationReport, RegionReport, Report, RunStatus, WarehouseReport,
-    WarehouseState,
+    self, AccountReport, Counts, DatabaseReport, OrganizationReport, RegionMode, RegionReport, Report, RunStatus,
+    WarehouseReport, WarehouseState,
 };
 
 /// Runs a validated request with the config's outputs, and writes the report.
@@ -233,10 +233,9 @@ impl<O: Output + NamespaceDirectory> Visit<'_, O> {
         let mut out = RegionReport {
             region: region.region.clone(),
             mode: match region.selection {
-                Selection::Discover { .. } => "discover",
-                Selection::Named { .. } => "named",
-            }
-            .to_string(),
+                Selection::Discover { .. } => RegionMode::Discover,
+                Selection::Named { .. } => RegionMode::Named,
+            },
             error: None,
             workgroups_error: None,
             warehouses: Vec::new(),

@@ -97,7 +97,7 @@ async fn option_two_reads_only_named_clusters_and_reports_missing_ones() {
     let missing = &report.accounts[0].regions[0].warehouses[1];
     let reason = missing.reason.as_deref().unwrap();
     assert!(reason.contains(&format!("no cluster {ghost:?} in us-east-1")), "{reason}");
-    assert_eq!(report.accounts[0].regions[0].mode, "named");
+    assert_eq!(report.accounts[0].regions[0].mode, redshift_registry::report::RegionMode::Named);
     assert_eq!(report.accounts[0].role_arn, format!("arn:aws:iam::{acct}:role/Custom"));
     assert_eq!(report.status, RunStatus::Partial);
     assert_eq!(report.counts.warehouses_missing, 1);

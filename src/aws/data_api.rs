@@ -89,8 +89,8 @@ fn phase(status: Option<&StatusString>, error: Option<&str>) -> Phase {
     }
 }
 
-/// `WaitTimeSeconds`, sent only when long polls are on (clients that never send it see the
-/// Data API as before).
+/// `WaitTimeSeconds`, sent only when long polls are on (`dataApi.waitTimeSeconds` 0 polls with
+/// DescribeStatement instead, for endpoints that do not hold a request).
 fn wait_time(seconds: u8) -> Option<i32> {
     (seconds > 0).then_some(i32::from(seconds))
 }
