@@ -64,6 +64,11 @@ fi
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
+# make lint runs clippy, a rustup component of the toolchain (the default profile has it).
+if ! cargo clippy --version >/dev/null 2>&1; then
+  timeout 120 rustup component add clippy >/dev/null 2>&1 \
+    || echo "install: warning: clippy is not installed and rustup could not fetch it; make lint skips it" >&2
+fi
 # A clean CI run (make test, then make deploy-check) fills 3.8 GB of target/; cargo's own error
 # when the disk fills is a linker crash, so say it first.
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
