@@ -157,3 +157,102 @@ async fn start<P: Platform, S: ObjectStore, Q: ShardQueue>(
     dispatched.overdue = shard::summarise_overdue(store, config, OffsetDateTime::now_utc()).await;
     Ok(Response::Dispatched(dispatched))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Where an invocation goes, decided over in-memory ports: accounts with no warehouse, an
+    //! object store and a queue.
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::{EmptyAccounts, MemoryQueue, MemoryStore};
+
+    const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/111111111111/shards";
+
+    fn config(execution: Value) -> ConfigSource {
+        let config = json!({"output": {"bucket": "bucket", "prefix": "p/"}, "roleName": "Reader",
+            "execution": execution,
+            "sources": [{"accountId": "111111111111", "regions": ["us-east-1", "eu-west-1"]}]});
+        ConfigSource::Inline(config.to_string())
+    }
+
+    async fn invoked(payload: Value, execution: Value, store: &MemoryStore, queue: &MemoryQueue) -> Response {
+        let defaults = DeploymentDefaults { region: Some("us-east-1".into()), ..DeploymentDefaults::default() };
+        let source = Ok(config(execution));
+        invoke(&EmptyAccounts::default(), store, queue, &payload, source, &defaults, None).await.unwrap()
+    }
+
+    fn scheduled() -> Value {
+        json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_run_is_read_here_in_the_single_mode() {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
+        let response = invoked(scheduled(), json!({}), &store, &queue).await;
+        let report = response.report().expect("a report");
+        assert_eq!(report.accounts[0].regions.len(), 2);
+        assert!(store.objects.lock().unwrap().contains_key(&format!("p/runs/{}.json", report.run_id)));
+        assert!(queue.sent.lock().unwrap().is_empty());
+    }
+
+    /// With fan-out the planner reads nothing: it writes the plan and sends one shard per
+    /// (account, region); an SQS event of those shards runs them, and the last summarises.
+    #[tokio::test]
+    async fn with_fan_out_a_run_is_planned_and_its_shards_are_run_from_the_queue() {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
+        let fanout = json!({"mode": "fanout", "queueUrl": QUEUE});
+        let Response::Dispatched(dispatched) = invoked(scheduled(), fanout.clone(), &store, &queue).await else {
+            panic!("not dispatched")
+        };
+        assert_eq!(dispatched.shards, 2);
+        assert!(store.objects.lock().unwrap().contains_key(&dispatched.plan_key));
+        let bodies = queue.sent.lock().unwrap().remove(QUEUE).expect("sent to the config's queue");
+        assert_eq!(bodies.len(), 2);
+
+        let records: Vec<Value> =
+            bodies.iter().map(|b| json!({"messageId": b, "body": b, "eventSource": "aws:sqs"})).collect();
+        let Response::Batch(batch) = invoked(json!({"Records": records}), fanout, &store, &queue).await else {
+            panic!("not a batch")
+        };
+        assert!(batch.response.batch_item_failures.is_empty() && batch.refused == 0, "{batch:?}");
+        assert_eq!(batch.summaries.len(), 1, "the second shard completes the run");
+        assert_eq!(batch.summaries[0].run_id, dispatched.run_id);
+    }
+
+    /// New work stops at the cutoff: a run whose deadline has come starts no account, and its
+    /// report says so, so that what remains is read by the next run.
+    #[tokio::test]
+    async fn a_run_at_its_deadline_starts_nothing_and_says_so() {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
+        let defaults = DeploymentDefaults { region: Some("us-east-1".into()), ..DeploymentDefaults::default() };
+        let source = Ok(config(json!({})));
+        let response =
+            invoke(&EmptyAccounts::default(), &store, &queue, &scheduled(), source, &defaults, Some(Instant::now()))
+                .await
+                .unwrap();
+        let report = response.report().expect("a report");
+        let error = report.accounts[0].error.as_ref().expect("the account was not started");
+        assert_eq!(error.kind, ErrorKind::Deadline);
+        assert!(report.accounts[0].regions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_summary_request_folds_what_the_shards_wrote_and_needs_a_plan() {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
+        let fanout = json!({"mode": "fanout", "queueUrl": QUEUE});
+        let Response::Dispatched(dispatched) = invoked(scheduled(), fanout.clone(), &store, &queue).await else {
+            panic!("not dispatched")
+        };
+        let summary = invoked(json!({"summaryOf": dispatched.run_id}), fanout.clone(), &store, &queue).await;
+        let summary = summary.report().expect("a summary");
+        assert_eq!((summary.counts.shards, summary.counts.shards_unfinished), (2, 2));
+
+        let defaults = DeploymentDefaults { region: Some("us-east-1".into()), ..DeploymentDefaults::default() };
+        let unknown = json!({"summaryOf": RunId::new().to_string()});
+        let refused =
+            invoke(&EmptyAccounts::default(), &store, &queue, &unknown, Ok(config(fanout)), &defaults, None).await;
+        assert!(matches!(refused, Err(InvocationError::Summary(_))), "{refused:?}");
+    }
+}

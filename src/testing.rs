@@ -11,7 +11,7 @@ use crate::error::AwsError;
 use crate::layout::sha256_hex;
 use crate::ports::{
     AccountSession, Condition, DataApi, Fetch, Listed, Object, ObjectStore, OrganizationDirectory, Page, Platform,
-    ResultFormat, Started, StatementState, Target, WarehouseDirectory,
+    ResultFormat, ShardQueue, Started, StatementState, Target, WarehouseDirectory,
 };
 
 /// An object store in memory, with S3's conditional writes. Puts of keys containing
@@ -160,5 +160,18 @@ impl DataApi for EmptyAccount {
     }
     async fn cancel(&self, _: &str) -> Result<(), AwsError> {
         unreachable!("an empty account has no statement")
+    }
+}
+
+/// A queue in memory: the bodies sent, by queue URL.
+#[derive(Default)]
+pub(crate) struct MemoryQueue {
+    pub(crate) sent: Mutex<BTreeMap<String, Vec<String>>>,
+}
+
+impl ShardQueue for MemoryQueue {
+    async fn send(&self, queue_url: &str, bodies: Vec<String>) -> Result<(), AwsError> {
+        self.sent.lock().unwrap().entry(queue_url.to_string()).or_default().extend(bodies);
+        Ok(())
     }
 }
