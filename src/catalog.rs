@@ -124,6 +124,25 @@ pub struct Dataset {
     pub upstream: Vec<Upstream>,
 }
 
+impl Dataset {
+    /// A dataset known by its schema, name and kind only, the rest to be filled in.
+    pub fn named(schema: String, name: String, kind: DatasetKind) -> Self {
+        Self {
+            schema,
+            name,
+            kind,
+            owner: None,
+            description: None,
+            view_definition: None,
+            location: None,
+            row_count: None,
+            size_mb: None,
+            columns: Vec::new(),
+            upstream: Vec::new(),
+        }
+    }
+}
+
 /// One thing a dataset reads: another dataset, or an S3 location.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -463,19 +463,7 @@ async fn two_commits_racing_on_one_index_in_s3_leave_exactly_one_winner() {
         unread_databases: vec![],
         sharing_unread: false,
     };
-    let dataset = Dataset {
-        schema: "s".into(),
-        name: "t".into(),
-        kind: DatasetKind::Table,
-        owner: None,
-        description: None,
-        view_definition: None,
-        location: None,
-        row_count: None,
-        size_mb: None,
-        columns: vec![],
-        upstream: Vec::new(),
-    };
+    let dataset = Dataset::named("s".into(), "t".into(), DatasetKind::Table);
     let (older, newer) = ("20261205T090000000Z-00000001", "20261205T090000000Z-00000002");
     let context =
         |run_id| RunContext { bucket: &bucket, run_id, committed_at: "t", dry_run: false, writes_in_parallel: 4 };

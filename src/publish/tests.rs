@@ -9,19 +9,7 @@ use crate::manifest::ManifestFormat;
 use crate::testing::MemoryStore;
 
 fn table(schema: &str, name: &str, kind: DatasetKind) -> Dataset {
-    Dataset {
-        schema: schema.into(),
-        name: name.into(),
-        kind,
-        owner: None,
-        description: None,
-        view_definition: None,
-        location: None,
-        row_count: None,
-        size_mb: None,
-        columns: Vec::new(),
-        upstream: Vec::new(),
-    }
+    Dataset::named(schema.into(), name.into(), kind)
 }
 
 /// A warehouse read whole: the catalog the commit sees, and the events the reader sent.

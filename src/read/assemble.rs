@@ -76,17 +76,9 @@ pub fn redshift_dataset(row: &Row, pull_comments: bool) -> Option<Dataset> {
         _ => DatasetKind::Table,
     };
     Some(Dataset {
-        schema: text(row, 0)?,
-        name: text(row, 1)?,
-        kind,
         owner: text(row, 3),
         description: if pull_comments { text(row, 4).filter(|d| !d.is_empty()) } else { None },
-        view_definition: None,
-        location: None,
-        row_count: None,
-        size_mb: None,
-        columns: Vec::new(),
-        upstream: Vec::new(),
+        ..Dataset::named(text(row, 0)?, text(row, 1)?, kind)
     })
 }
 
@@ -525,19 +517,12 @@ fn external_tables(
             let location = text(r, 3).filter(|l| !l.trim().is_empty());
             // Federated and other non-S3 schemas have locations of their own: only S3 is lineage.
             let upstream = location.iter().filter(|l| l.starts_with("s3://")).map(|l| Upstream::s3(l)).collect();
+            // Redshift has no COMMENT on external tables, nor an owner in SVV_EXTERNAL_TABLES.
             keep(options, database, &schema, &name).then(|| Dataset {
                 columns: cols.remove(&(schema.clone(), name.clone())).unwrap_or_default(),
-                schema,
-                name,
-                kind,
-                owner: None,
-                // Redshift has no COMMENT on external tables.
-                description: None,
-                view_definition: None,
                 location,
-                row_count: None,
-                size_mb: None,
                 upstream,
+                ..Dataset::named(schema, name, kind)
             })
         })
         .collect()
