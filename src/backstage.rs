@@ -13,16 +13,13 @@
 //! identity (account, region, warehouse, database, schema, table), so they are valid, at most
 //! 63 characters, and unique across the whole output case-insensitively for any Redshift name.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use serde_json::{json, Map, Value};
 
 use crate::catalog::{DatabaseCatalog, Dataset, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::config::{is_entity_ref, BackstageOutput};
 use crate::layout::{sha256_hex, Layout};
 use crate::manifest;
-use crate::publish::{unseen_databases, File, Format, IndexEntry};
+use crate::publish::{unseen_databases, ByDatabase, File, Format, IndexEntry};
 
 /// Entities per file: a 100,000-table database is 100 files of bounded size, not one.
 pub const ENTITIES_PER_FILE: usize = 1000;
@@ -37,7 +34,7 @@ const AWS_ARN: &str = "amazonaws.com/arn";
 pub struct Held {
     owner: String,
     parent: String,
-    databases: HashMap<Arc<str>, Vec<Dataset>>,
+    databases: ByDatabase,
 }
 
 pub struct BackstageFormat {
@@ -303,23 +300,7 @@ impl Format for BackstageFormat {
     /// A database's datasets wait until its read ends: its files group them, sorted. A database
     /// with parts not confirmed keeps its previous files whole; a failed one writes nothing.
     fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, held: &mut Held) -> Vec<File> {
-        let db = match event {
-            ReadEvent::Dataset { database, dataset } => {
-                held.databases.entry(database.clone()).or_default().push(dataset.clone());
-                return Vec::new();
-            }
-            ReadEvent::DatabaseFailed(name) => {
-                held.databases.remove(name.as_str());
-                return Vec::new();
-            }
-            ReadEvent::DatabaseRead(db) => db,
-            ReadEvent::Sharing(_) => return Vec::new(),
-        };
-        let mut datasets = held.databases.remove(db.name.as_str()).unwrap_or_default();
-        if !db.unconfirmed.is_nothing() {
-            return Vec::new();
-        }
-        datasets.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        let Some((db, datasets)) = held.databases.hold(event, |_| true) else { return Vec::new() };
         let prefix = self.warehouse_prefix(&catalog.account_id, &catalog.region, &catalog.warehouse);
         let base = self.database_file_base(catalog, &db.name);
         let mut files = Vec::new();

@@ -177,10 +177,13 @@ mod tests {
         ConfigSource::Inline(config.to_string())
     }
 
+    fn defaults() -> DeploymentDefaults {
+        DeploymentDefaults { region: Some("us-east-1".into()), ..DeploymentDefaults::default() }
+    }
+
     async fn invoked(payload: Value, execution: Value, store: &MemoryStore, queue: &MemoryQueue) -> Response {
-        let defaults = DeploymentDefaults { region: Some("us-east-1".into()), ..DeploymentDefaults::default() };
         let source = Ok(config(execution));
-        invoke(&EmptyAccounts::default(), store, queue, &payload, source, &defaults, None).await.unwrap()
+        invoke(&EmptyAccounts::default(), store, queue, &payload, source, &defaults(), None).await.unwrap()
     }
 
     fn scheduled() -> Value {
@@ -226,10 +229,9 @@ mod tests {
     #[tokio::test]
     async fn a_run_at_its_deadline_starts_nothing_and_says_so() {
         let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
-        let defaults = DeploymentDefaults { region: Some("us-east-1".into()), ..DeploymentDefaults::default() };
         let source = Ok(config(json!({})));
         let response =
-            invoke(&EmptyAccounts::default(), &store, &queue, &scheduled(), source, &defaults, Some(Instant::now()))
+            invoke(&EmptyAccounts::default(), &store, &queue, &scheduled(), source, &defaults(), Some(Instant::now()))
                 .await
                 .unwrap();
         let report = response.report().expect("a report");
@@ -249,10 +251,9 @@ mod tests {
         let summary = summary.report().expect("a summary");
         assert_eq!((summary.counts.shards, summary.counts.shards_unfinished), (2, 2));
 
-        let defaults = DeploymentDefaults { region: Some("us-east-1".into()), ..DeploymentDefaults::default() };
         let unknown = json!({"summaryOf": RunId::new().to_string()});
         let refused =
-            invoke(&EmptyAccounts::default(), &store, &queue, &unknown, Ok(config(fanout)), &defaults, None).await;
+            invoke(&EmptyAccounts::default(), &store, &queue, &unknown, Ok(config(fanout)), &defaults(), None).await;
         assert!(matches!(refused, Err(InvocationError::Summary(_))), "{refused:?}");
     }
 }

@@ -14,16 +14,13 @@
 //! without it (its index `sha256` is of the events with an empty `eventTime`), so unchanged
 //! lineage is not rewritten, and the same warehouse gives byte-identical files.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 
 use crate::catalog::{DatabaseCatalog, Dataset, ReadEvent, Upstream, WarehouseCatalog, WarehouseId};
 use crate::config::OpenLineageOutput;
 use crate::layout::{encode_segment, sha256_hex, Layout};
 use crate::manifest::dataset_name;
-use crate::publish::{unseen_databases, File, Format, IndexEntry, API_VERSION};
+use crate::publish::{unseen_databases, ByDatabase, File, Format, IndexEntry, API_VERSION};
 
 const SCHEMA_URL: &str = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent";
 const PRODUCER: &str = "https://github.com/redshift-registry/redshift-registry";
@@ -37,7 +34,7 @@ const PORT: u16 = 5439;
 /// database whose read has not ended.
 #[derive(Default)]
 pub struct Held {
-    databases: HashMap<Arc<str>, Vec<Dataset>>,
+    databases: ByDatabase,
 }
 
 pub struct OpenLineageFormat {
@@ -163,24 +160,10 @@ impl Format for OpenLineageFormat {
     /// A database's datasets with upstreams wait until its read ends, then become its file,
     /// sorted. A database with parts not confirmed keeps its previous file; a failed one too.
     fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, held: &mut Held) -> Vec<File> {
-        let db = match event {
-            ReadEvent::Dataset { database, dataset } if !dataset.upstream.is_empty() => {
-                held.databases.entry(database.clone()).or_default().push(dataset.clone());
-                return Vec::new();
-            }
-            ReadEvent::Dataset { .. } => return Vec::new(),
-            ReadEvent::DatabaseFailed(name) => {
-                held.databases.remove(name.as_str());
-                return Vec::new();
-            }
-            ReadEvent::DatabaseRead(db) => db,
-            ReadEvent::Sharing(_) => return Vec::new(),
-        };
-        let mut datasets = held.databases.remove(db.name.as_str()).unwrap_or_default();
-        if !db.unconfirmed.is_nothing() || datasets.is_empty() {
+        let Some((db, datasets)) = held.databases.hold(event, |d| !d.upstream.is_empty()) else { return Vec::new() };
+        if datasets.is_empty() {
             return Vec::new();
         }
-        datasets.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
         let relative = format!("{}.ndjson", encode_segment(&db.name));
         let key =
             format!("{}{relative}", self.warehouse_prefix(&catalog.account_id, &catalog.region, &catalog.warehouse));

@@ -14,12 +14,13 @@
 //! index, and so are those the format keeps for parts of a database that could not be
 //! confirmed. A failed write stops the warehouse before its commit, and nothing is deleted.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 use tracing::info;
 
-use crate::catalog::{DatabaseCatalog, ReadEvent, WarehouseCatalog, WarehouseId};
+use crate::catalog::{DatabaseCatalog, Dataset, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::error::{AwsError, ErrorKind};
 use crate::layout::{index_key, sha256_hex};
 use crate::outcome::PublishReport;
@@ -36,6 +37,43 @@ pub use index::{unseen_databases, IndexEntry, WarehouseIndex};
 
 /// The version of every file format and index this crate writes.
 pub const API_VERSION: &str = "redshift-registry/v1";
+
+/// The datasets of each database whose read has not ended, for a format whose files group a
+/// database's datasets.
+#[derive(Default)]
+pub struct ByDatabase(HashMap<Arc<str>, Vec<Dataset>>);
+
+impl ByDatabase {
+    /// Holds each dataset `wanted` takes until its database's read ends; then gives that
+    /// database's datasets, sorted by schema and name, if the read confirmed all of it. A failed
+    /// database, or one with parts not confirmed, gives none: its previous files stand.
+    pub fn hold<'e>(
+        &mut self,
+        event: &'e ReadEvent,
+        wanted: impl Fn(&Dataset) -> bool,
+    ) -> Option<(&'e DatabaseCatalog, Vec<Dataset>)> {
+        let db = match event {
+            ReadEvent::Dataset { database, dataset } => {
+                if wanted(dataset) {
+                    self.0.entry(database.clone()).or_default().push(dataset.clone());
+                }
+                return None;
+            }
+            ReadEvent::DatabaseFailed(name) => {
+                self.0.remove(name.as_str());
+                return None;
+            }
+            ReadEvent::DatabaseRead(db) => db,
+            ReadEvent::Sharing(_) => return None,
+        };
+        let mut datasets = self.0.remove(db.name.as_str()).unwrap_or_default();
+        if !db.unconfirmed.is_nothing() {
+            return None;
+        }
+        datasets.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        Some((db, datasets))
+    }
+}
 
 /// A file a format made, ready to commit.
 pub struct File {

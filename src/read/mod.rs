@@ -282,15 +282,11 @@ pub async fn read_warehouse<A: DataApi, N: NamespaceDirectory>(
         .collect();
     databases.sort();
     info!(databases = databases.len(), "databases listed");
-    // Boxed, as the S3 read behind `namespaces` is a large future in an already large one.
+    // Boxed: in a debug build this future's state, held inline, overflows a test thread's stack.
     let mut datashares = Box::pin(datashares(api, target, default_database, options)).await;
     match &mut datashares {
         Ok(d) => {
-            for (database, producer) in d.inbound.iter_mut() {
-                if databases.iter().any(|(name, _)| name == database) {
-                    Box::pin(producer.locate(namespaces)).await;
-                }
-            }
+            locate_producers(d, &databases, namespaces).await;
             if let Some(sharing) = d.sharing.take() {
                 send(out, ReadEvent::Sharing(sharing)).await;
             }
@@ -575,10 +571,21 @@ pub struct Producer {
     pub holder: Option<NamespaceRecord>,
 }
 
-impl Producer {
-    /// Looks up the namespace's warehouse; a record of another account is not this producer's.
-    async fn locate<N: NamespaceDirectory>(&mut self, namespaces: &N) {
-        self.holder = namespaces.holder(&self.namespace).await.filter(|h| h.account_id == self.account_id);
+/// Finds the warehouse of each producer a consumer database to be read has, one lookup per
+/// namespace however many databases it shares; a record of another account is not that producer's.
+async fn locate_producers<N: NamespaceDirectory>(
+    d: &mut Datashares,
+    databases: &[(String, DatabaseKind)],
+    namespaces: &N,
+) {
+    let mut holders: HashMap<String, Option<NamespaceRecord>> = HashMap::new();
+    for (_, producer) in d.inbound.iter_mut().filter(|(db, _)| databases.iter().any(|(name, _)| name == *db)) {
+        if !holders.contains_key(&producer.namespace) {
+            // Boxed: the S3 read behind `namespaces` is a large future in an already large one.
+            let holder = Box::pin(namespaces.holder(&producer.namespace)).await;
+            holders.insert(producer.namespace.clone(), holder);
+        }
+        producer.holder = holders[&producer.namespace].clone().filter(|h| h.account_id == producer.account_id);
     }
 }
 
