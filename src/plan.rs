@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::catalog::{Warehouse, WarehouseId};
-use crate::config::{Config, NamedCluster, NamedWorkgroup, OrganizationSource, Source};
+use crate::config::{AccountSource, Config, NamedCluster, NamedWorkgroup, OrganizationSource, Reads};
 use crate::error::AwsError;
 use crate::event::Scope;
 use crate::ports::{AccountSession, DbAuth, OrganizationDirectory, Platform, WarehouseDirectory};
@@ -64,9 +64,10 @@ pub struct ScopeError {
 
 /// The accounts an organization source lists, or why they could not be listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrganizationAccounts {
+pub struct OrganizationAccounts<'a> {
     /// The organization source's index in `config.sources`.
     pub source: usize,
+    pub org: &'a OrganizationSource,
     /// Its ACTIVE accounts less `excludeAccounts`, sorted.
     pub accounts: Result<Vec<String>, AwsError>,
 }
@@ -74,15 +75,15 @@ pub struct OrganizationAccounts {
 /// Lists the accounts of every organization source, each through its own role. One at a time:
 /// Organizations allows few requests per second, and several sources usually share one
 /// organization.
-pub async fn list_organizations<P: Platform>(
+pub async fn list_organizations<'a, P: Platform>(
     platform: &P,
-    config: &Config,
+    config: &'a Config,
     session_name: &str,
-) -> Vec<OrganizationAccounts> {
+) -> Vec<OrganizationAccounts<'a>> {
     let mut listed = Vec::new();
     for (source, org) in config.organizations() {
         let accounts = members(platform, config.external_id.as_deref(), org, session_name).await;
-        listed.push(OrganizationAccounts { source, accounts });
+        listed.push(OrganizationAccounts { source, org, accounts });
     }
     listed
 }
@@ -113,20 +114,15 @@ pub fn plan(
     let members = joined_members(config, organizations);
     check_scope(config, scope, organizations, &members)?;
     let only: Vec<String> = scope.clusters.iter().cloned().collect();
-    let explicit = config
-        .sources
-        .iter()
-        .filter_map(|s| Some((s.account_id.as_deref()?, s)))
-        .filter(|(account, _)| scope.has_account(account))
-        .map(|(account, source)| AccountPlan {
-            account_id: account.to_string(),
-            role_arn: config.role_arn(source),
-            listed_by: None,
-            regions: source_regions(source, scope, &only),
-        });
+    let explicit = config.accounts().filter(|source| scope.has_account(&source.account_id)).map(|source| AccountPlan {
+        account_id: source.account_id.clone(),
+        role_arn: source.role_arn.clone(),
+        listed_by: None,
+        regions: source_regions(source, scope, &only),
+    });
     let joined = members.iter().filter(|m| scope.has_account(m.account)).map(|m| AccountPlan {
         account_id: m.account.to_string(),
-        role_arn: config.member_role_arn(m.org, m.account),
+        role_arn: m.org.member_role_arn(m.account),
         listed_by: Some(ListedBy { source: m.source, role_arn: m.org.role_arn.clone() }),
         regions: discover_regions(&m.org.regions, scope, &only),
     });
@@ -149,7 +145,8 @@ pub fn shard_plan(
         .map(|(source, org)| {
             let listed = listed_by.is_some_and(|l| l.source == source && l.role_arn == org.role_arn);
             let member = listed && !org.exclude_accounts.iter().any(|a| a == account);
-            OrganizationAccounts { source, accounts: Ok(member.then(|| account.to_string()).into_iter().collect()) }
+            let accounts = Ok(member.then(|| account.to_string()).into_iter().collect());
+            OrganizationAccounts { source, org, accounts }
         })
         .collect();
     let scope = Scope {
@@ -166,18 +163,17 @@ pub fn shard_plan(
 
 /// Each listed organization account that no account source has, with the first organization
 /// source that lists it, sorted by account id.
-fn joined_members<'a>(config: &'a Config, organizations: &'a [OrganizationAccounts]) -> Vec<Member<'a>> {
+fn joined_members<'a>(config: &'a Config, organizations: &'a [OrganizationAccounts<'a>]) -> Vec<Member<'a>> {
     let mut planned: BTreeSet<&str> = account_sources(config).collect();
     let mut listings: Vec<&OrganizationAccounts> = organizations.iter().collect();
     listings.sort_by_key(|o| o.source);
     let mut members = Vec::new();
     for listing in listings {
-        let org = config.sources.get(listing.source).and_then(|s| s.organization.as_ref());
-        let (Some(org), Ok(accounts)) = (org, &listing.accounts) else {
+        let Ok(accounts) = &listing.accounts else {
             continue;
         };
         let listed = accounts.iter().filter(|a| planned.insert(a.as_str()));
-        members.extend(listed.map(|a| Member { account: a, source: listing.source, org }));
+        members.extend(listed.map(|a| Member { account: a, source: listing.source, org: listing.org }));
     }
     members.sort_unstable_by_key(|m| m.account);
     members
@@ -185,7 +181,7 @@ fn joined_members<'a>(config: &'a Config, organizations: &'a [OrganizationAccoun
 
 /// The accounts of the sources with `accountId`.
 fn account_sources(config: &Config) -> impl Iterator<Item = &str> {
-    config.sources.iter().filter_map(|s| s.account_id.as_deref())
+    config.accounts().map(|s| s.account_id.as_str())
 }
 
 /// Every account and region the scope names must be the config's. Accounts are checked only
@@ -205,16 +201,7 @@ fn check_scope(
             return Err(ScopeError { what: "account", name: a.clone(), known: known_accounts.join(", ") });
         }
     }
-    let mut known_regions: Vec<&str> = config
-        .sources
-        .iter()
-        .flat_map(|s| {
-            let clusters = s.clusters.iter().flatten().map(|c| c.region.as_str());
-            let workgroups = s.workgroups.iter().flatten().map(|w| w.region.as_str());
-            let organization = s.organization.iter().flat_map(|o| &o.regions).map(String::as_str);
-            s.regions.iter().flatten().map(String::as_str).chain(clusters).chain(workgroups).chain(organization)
-        })
-        .collect();
+    let mut known_regions: Vec<&str> = config.sources.iter().flat_map(|s| s.regions()).collect();
     known_regions.sort_unstable();
     known_regions.dedup();
     if let Some(r) = scope.regions.iter().find(|r| !known_regions.contains(&r.as_str())) {
@@ -232,26 +219,28 @@ fn discover_regions(regions: &[String], scope: &Scope, only: &[String]) -> Vec<R
         .collect()
 }
 
-/// An account source's regions: option 1's, then option 2's named warehouses grouped by region
-/// in the config's order.
-fn source_regions(source: &Source, scope: &Scope, only: &[String]) -> Vec<RegionPlan> {
-    let mut regions = discover_regions(source.regions.as_deref().unwrap_or_default(), scope, only);
+/// An account source's regions: option 1's, or option 2's named warehouses grouped by region in
+/// the config's order.
+fn source_regions(source: &AccountSource, scope: &Scope, only: &[String]) -> Vec<RegionPlan> {
+    let (clusters, workgroups) = match &source.reads {
+        Reads::Regions(regions) => return discover_regions(regions, scope, only),
+        Reads::Named { clusters, workgroups } => (clusters, workgroups),
+    };
     let mut named: Vec<NamedInRegion> = Vec::new();
-    for c in source.clusters.iter().flatten() {
+    for c in clusters {
         if scope.has_region(&c.region) && scope.has_cluster(&c.cluster_identifier) {
             region_slot(&mut named, &c.region).1.push(c.clone());
         }
     }
-    for w in source.workgroups.iter().flatten() {
+    for w in workgroups {
         if scope.has_region(&w.region) && scope.has_cluster(&w.workgroup_name) {
             region_slot(&mut named, &w.region).2.push(w.clone());
         }
     }
-    regions.extend(named.into_iter().map(|(region, clusters, workgroups)| RegionPlan {
-        region,
-        selection: Selection::Named { clusters, workgroups },
-    }));
-    regions
+    named
+        .into_iter()
+        .map(|(region, clusters, workgroups)| RegionPlan { region, selection: Selection::Named { clusters, workgroups } })
+        .collect()
 }
 
 type NamedInRegion = (String, Vec<NamedCluster>, Vec<NamedWorkgroup>);

@@ -110,13 +110,12 @@ pub async fn plan_run<P: Platform>(
     let plans = plan::plan(config, scope, &listed)?;
     let organizations = listed
         .iter()
-        .filter_map(|o| Some((o, config.sources.get(o.source)?.organization.as_ref()?)))
-        .map(|(o, source)| OrganizationReport {
-            role_arn: source.role_arn.clone(),
+        .map(|o| OrganizationReport {
+            role_arn: o.org.role_arn.clone(),
             accounts: o.accounts.as_ref().map_or(0, Vec::len),
             error: o.accounts.as_ref().err().map(|e| {
-                warn!(error = %e, role = source.role_arn, "organization not listed");
-                Failure::new(e, report::organization_hint(e, &source.role_arn))
+                warn!(error = %e, role = o.org.role_arn, "organization not listed");
+                Failure::new(e, report::organization_hint(e, &o.org.role_arn))
             }),
         })
         .collect();

@@ -306,7 +306,7 @@ async fn deliver<P: Platform, S: ObjectStore>(
     }
     info!(shard = planned.shard_id, attempt, retrying, status = ?written.report.status, "shard done");
     // A last attempt that fails goes to the dead-letter queue: the summary must still come.
-    if !retrying || attempt >= config.execution.max_receive_count {
+    if !retrying || attempt >= config.max_receive_count {
         match summarise_if_complete(store, config, &plan.run_id).await {
             Ok(summary) => summaries.extend(summary),
             Err(e) => warn!(error = %e, "the run summary could not be written"),
@@ -423,7 +423,7 @@ async fn summarise_if_complete<S: ObjectStore>(
 /// of a shard (`maxReceiveCount`), each after the queue's visibility timeout (5,400 s in the
 /// template), plus one invocation.
 fn overdue_after(config: &Config) -> time::Duration {
-    time::Duration::seconds(5400) * config.execution.max_receive_count + time::Duration::minutes(15)
+    time::Duration::seconds(5400) * config.max_receive_count + time::Duration::minutes(15)
 }
 
 /// Summarises each earlier run still open past [`overdue_after`]: a shard was lost, throttled
@@ -495,7 +495,7 @@ pub async fn summarise<S: ObjectStore>(store: &S, config: &Config, run_id: &str)
         .buffered(READS_IN_PARALLEL)
         .collect()
         .await;
-    let mut summary = merge(&plan, reads, config.execution.max_receive_count);
+    let mut summary = merge(&plan, reads, config.max_receive_count);
     let body = serde_json::to_vec_pretty(&summary).expect("a summary serialises");
     let key = layout.run_key(run_id);
     store.put(&config.output.bucket, &key, body, "application/json", Condition::Any).await?;
@@ -717,7 +717,7 @@ mod tests {
         .unwrap();
         assert!(report.retrying && report.attempt == 1, "{report:?}");
 
-        let (store, last, run) = delivered(&platform, config().execution.max_receive_count).await;
+        let (store, last, run) = delivered(&platform, config().max_receive_count).await;
         assert_eq!(last.response.batch_item_failures.len(), 1, "still failed: SQS moves it to the dead-letter queue");
         assert_eq!(last.summaries.len(), 1, "final");
         assert_eq!(last.summaries[0].shards[0].state, ShardState::DeadLettered, "{:?}", last.summaries[0].shards);
@@ -759,10 +759,11 @@ mod tests {
             {"organization": {"roleArn": "arn:aws:iam::999999999999:role/Lister",
                 "organizationalUnits": ["ou-ab12-bbbbbbbb"], "regions": ["us-east-1"], "roleName": "ReaderB"}}]}"#;
         let config = Config::parse(text, &DeploymentDefaults::default()).unwrap();
-        let listings = [
-            plan::OrganizationAccounts { source: 0, accounts: Ok(vec!["111111111111".into()]) },
-            plan::OrganizationAccounts { source: 1, accounts: Ok(vec!["222222222222".into()]) },
-        ];
+        let listings: Vec<_> = config
+            .organizations()
+            .zip(["111111111111", "222222222222"])
+            .map(|((source, org), account)| plan::OrganizationAccounts { source, org, accounts: Ok(vec![account.into()]) })
+            .collect();
         let shards = planned_shards(&plan::plan(&config, &Scope::default(), &listings).unwrap());
         let second = shards.iter().find(|s| s.account_id == "222222222222").unwrap();
         assert_eq!(second.listed_by.as_ref().map(|l| l.source), Some(1), "{shards:?}");

@@ -1,9 +1,14 @@
 //! Every bad config and event is refused before any AWS call, with an error naming what is wrong
 //! and where.
 
-use redshift_registry::config::{Config, DeploymentDefaults};
+use redshift_registry::config::{Config, DeploymentDefaults, Reads, Source};
 use redshift_registry::event::{self, Trigger};
 use serde_json::{json, Value};
+
+/// The role assumed in each account source, in the config's order.
+fn account_roles(c: &Config) -> Vec<&str> {
+    c.accounts().map(|a| a.role_arn.as_str()).collect()
+}
 
 fn refused(config: Value) -> String {
     Config::parse(&config.to_string(), &DeploymentDefaults::default())
@@ -42,8 +47,12 @@ fn with(mut base: Value, pointer: &str, value: Value) -> Value {
 fn the_issue_example_is_valid_and_role_arns_resolve() {
     let c = Config::parse(&valid().to_string(), &DeploymentDefaults::default()).unwrap();
     assert_eq!(c.output.prefix, "redshift/");
-    assert_eq!(c.role_arn(&c.sources[0]), "arn:aws:iam::111111111111:role/DataRegistryRedshiftReader");
-    assert_eq!(c.role_arn(&c.sources[1]), "arn:aws:iam::222222222222:role/Custom");
+    assert_eq!(
+        account_roles(&c),
+        ["arn:aws:iam::111111111111:role/DataRegistryRedshiftReader", "arn:aws:iam::222222222222:role/Custom"]
+    );
+    let Source::Account(named) = &c.sources[1] else { panic!("source 1 is an account source: {c:?}") };
+    assert!(matches!(&named.reads, Reads::Named { clusters, workgroups } if clusters.len() == 1 && workgroups.is_empty()));
 }
 
 #[test]
@@ -204,12 +213,12 @@ fn with_organization(org: Value) -> Value {
 fn organization_sources_resolve_member_roles_and_need_a_reader_role() {
     let c = Config::parse(&with_organization(organization()).to_string(), &DeploymentDefaults::default()).unwrap();
     assert_eq!(c.organizations().map(|(i, _)| i).collect::<Vec<_>>(), [2]);
-    let org = c.sources[2].organization.as_ref().unwrap();
-    assert_eq!(c.member_role_arn(org, "333333333333"), "arn:aws:iam::333333333333:role/DataRegistryRedshiftReader");
+    let (_, org) = c.organizations().next().unwrap();
+    assert_eq!(org.member_role_arn("333333333333"), "arn:aws:iam::333333333333:role/DataRegistryRedshiftReader");
     let own = with(organization(), "/roleName", json!("MemberReader"));
     let c = Config::parse(&with_organization(own).to_string(), &DeploymentDefaults::default()).unwrap();
-    let org = c.sources[2].organization.as_ref().unwrap();
-    assert_eq!(c.member_role_arn(org, "333333333333"), "arn:aws:iam::333333333333:role/MemberReader");
+    let (_, org) = c.organizations().next().unwrap();
+    assert_eq!(org.member_role_arn("333333333333"), "arn:aws:iam::333333333333:role/MemberReader");
 
     let message = refused(json!({"output": {"bucket": "my-registry"}, "sources": [{"organization": organization()}]}));
     assert!(
@@ -282,7 +291,7 @@ fn deployment_values_fill_gaps_and_must_agree() {
     let c = Config::parse(&minimal.to_string(), &defaults).unwrap();
     assert_eq!(c.output.bucket, "deployed-bucket");
     assert_eq!(c.output.prefix, "reg/");
-    assert_eq!(c.role_arn(&c.sources[0]), "arn:aws:iam::111111111111:role/DeployedRole");
+    assert_eq!(account_roles(&c), ["arn:aws:iam::111111111111:role/DeployedRole"]);
 
     let e = Config::parse(&valid().to_string(), &defaults).unwrap_err().to_string();
     assert!(
@@ -300,7 +309,7 @@ fn arns_and_regions_follow_the_functions_partition() {
     let minimal = json!({"output": {"bucket": "b-b-b"}, "roleName": "Reader",
         "sources": [{"accountId": "111111111111", "regions": ["us-gov-east-1"]}]});
     let c = Config::parse(&minimal.to_string(), &gov).unwrap();
-    assert_eq!(c.role_arn(&c.sources[0]), "arn:aws-us-gov:iam::111111111111:role/Reader");
+    assert_eq!(account_roles(&c), ["arn:aws-us-gov:iam::111111111111:role/Reader"]);
 
     let e = Config::parse(&minimal.to_string(), &DeploymentDefaults::default()).unwrap_err().to_string();
     assert!(e.contains("$.sources[0].regions[0]: region us-gov-east-1 is in partition aws-us-gov, but the function runs in partition aws"), "{e}");

@@ -108,7 +108,7 @@ pub trait Format: Send + Sync {
     const CONTENT_TYPE: &'static str;
     /// What the format keeps of a warehouse between read events (the datasets of a database
     /// whose files group them, until the database's read ends).
-    type Held: Default + Send;
+    type Held: Default + Send + 'static;
     /// Where the format's indexes are: `{root}{account}/{region}/{kind}/{name}.json`.
     fn index_root(&self) -> &str;
     /// Every file of a warehouse is under this prefix.
@@ -176,6 +176,12 @@ pub struct Base {
 }
 
 impl Base {
+    /// Whether the warehouse is written in this format: not when a newer run committed it or
+    /// its index could not be read (see the report).
+    pub fn writes(&self) -> bool {
+        self.previous.is_some()
+    }
+
     /// The committed files, sorted by key digest (none without a readable index).
     fn committed(&self) -> &[CommittedFile] {
         match &self.previous {
@@ -288,7 +294,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
     /// The files one read event completes, for [`Snapshots::offer`]; none once the warehouse is
     /// not being written.
     pub fn files(&self, catalog: &WarehouseCatalog, base: &Base, event: &ReadEvent, held: &mut F::Held) -> Vec<File> {
-        if base.previous.is_none() {
+        if !base.writes() {
             return Vec::new();
         }
         self.format.files(catalog, event, held)
@@ -313,8 +319,8 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
 
     /// Commits what was written of a warehouse whose read has ended; what it did, or why it
     /// stopped, is in the report.
-    pub async fn commit(&self, opened: Opened<F::Held>, catalog: &WarehouseCatalog) -> PublishReport {
-        let Opened { base, tally: Tally { mut report, written, seen, failures }, .. } = opened;
+    pub async fn commit(&self, base: Base, tally: Tally, catalog: &WarehouseCatalog) -> PublishReport {
+        let Tally { mut report, written, seen, failures } = tally;
         let Some(previous) = base.previous else { return report };
         if let (false, Some(first)) = (self.dry_run, failures.first()) {
             report.error = Some(format!(

@@ -46,7 +46,7 @@ impl Snapshots<'_, MemoryStore, ManifestFormat> {
     /// The protocol as `Outputs` runs it, one file at a time.
     async fn warehouse(&self, read: &Read) -> PublishReport {
         let opened = written(self, read).await;
-        self.commit(opened, &read.catalog).await
+        self.commit(opened.base, opened.tally, &read.catalog).await
     }
 }
 
@@ -121,8 +121,8 @@ async fn two_commits_racing_on_one_index_leave_exactly_one_winner() {
         let read = catalog(vec![table("s", "a", DatasetKind::Table)], Unconfirmed::Nothing);
         let (one, two) = (run(&store, first), run(&store, second));
         let (opened_one, opened_two) = (written(&one, &read).await, written(&two, &read).await);
-        let won = one.commit(opened_one, &read.catalog).await;
-        let lost = two.commit(opened_two, &read.catalog).await;
+        let won = one.commit(opened_one.base, opened_one.tally, &read.catalog).await;
+        let lost = two.commit(opened_two.base, opened_two.tally, &read.catalog).await;
         assert!(won.committed && !lost.committed, "{won:?} {lost:?}");
         if second == OLDER_RUN {
             assert_eq!(lost.superseded_by.as_deref(), Some(RUN), "{lost:?}");
@@ -246,7 +246,7 @@ async fn the_commit_reads_the_index_again_and_stops_if_it_cannot() {
         let body = store.objects.lock().unwrap().remove(index).unwrap();
         store.objects.lock().unwrap().insert(index.into(), tamper(body));
 
-        let report = s.commit(opened, &read.catalog).await;
+        let report = s.commit(opened.base, opened.tally, &read.catalog).await;
         assert!(!report.committed && report.error.as_ref().unwrap().contains(error), "{report:?}");
         assert_eq!(names(&store).len(), 2, "b is not removed without the index's word");
     }
