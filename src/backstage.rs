@@ -22,7 +22,7 @@ use crate::manifest;
 use crate::publish::{unseen_databases, ByDatabase, File, Format, IndexEntry};
 
 /// Entities per file: a 100,000-table database is 100 files of bounded size, not one.
-pub const ENTITIES_PER_FILE: usize = 1000;
+pub(crate) const ENTITIES_PER_FILE: usize = 1000;
 const ANNOTATION: &str = "redshift-registry.io";
 /// The AWS module's well-known annotations (catalog-backend-module-aws, `constants.ts`).
 const AWS_ACCOUNT_ID: &str = "amazonaws.com/account-id";
@@ -31,13 +31,13 @@ const AWS_ARN: &str = "amazonaws.com/arn";
 /// What Backstage keeps of a warehouse while it is read: the owner and parent entity of its
 /// datasets, and the datasets of each database whose read has not ended.
 #[derive(Default)]
-pub struct Held {
+pub(crate) struct Held {
     owner: String,
     parent: String,
     databases: ByDatabase,
 }
 
-pub struct BackstageFormat {
+pub(crate) struct BackstageFormat {
     layout: Layout,
     root: String,
     index_root: String,
@@ -49,7 +49,7 @@ pub struct BackstageFormat {
 }
 
 impl BackstageFormat {
-    pub fn new(layout: &Layout, config: &BackstageOutput) -> Self {
+    pub(crate) fn new(layout: &Layout, config: &BackstageOutput) -> Self {
         Self {
             layout: layout.clone(),
             root: layout.output_root(&config.prefix),
@@ -143,7 +143,7 @@ fn slug(text: &str, max: usize) -> String {
 }
 
 /// `{slug}-{16 hex of sha256(identity)}`, at most 63 characters.
-pub fn entity_name(readable: &str, identity: &[&str]) -> String {
+pub(crate) fn entity_name(readable: &str, identity: &[&str]) -> String {
     let hash = &sha256_hex(serde_json::to_string(identity).expect("strings serialise").as_bytes())[..16];
     match slug(readable, 63 - 17) {
         s if s.is_empty() => hash.to_string(),

@@ -71,11 +71,11 @@ pub enum Unconfirmed {
 }
 
 impl Unconfirmed {
-    pub fn is_nothing(&self) -> bool {
+    pub(crate) fn is_nothing(&self) -> bool {
         *self == Self::Nothing
     }
 
-    pub fn covers(&self, schema: &str) -> bool {
+    pub(crate) fn covers(&self, schema: &str) -> bool {
         match self {
             Self::Nothing => false,
             Self::Schemas(schemas) => schemas.contains(schema),
@@ -201,7 +201,7 @@ impl Upstream {
 
     /// Places a datashare upstream in the warehouse that holds its producer's namespace, and
     /// names it when that warehouse shows which of its databases the datashare is made from.
-    pub fn held_by(mut self, holder: &NamespaceRecord, database: Option<&str>) -> Self {
+    pub(crate) fn held_by(mut self, holder: &NamespaceRecord, database: Option<&str>) -> Self {
         if let Some(w) = &mut self.warehouse {
             w.region = Some(holder.region.clone());
             match &holder.warehouse {
@@ -349,7 +349,7 @@ impl Cluster {
     /// Why the Data API cannot query this cluster now, if it cannot. ClusterAvailabilityStatus is
     /// the better gate ("Available", "Maintenance", ...); older responses and emulators only
     /// carry ClusterStatus, so that is the fallback. A busy cluster is tried.
-    pub fn unavailable_reason(&self) -> Option<String> {
+    pub(crate) fn unavailable_reason(&self) -> Option<String> {
         match &self.availability {
             Some(a) if a.eq_ignore_ascii_case("available") || self.busy().is_some() => None,
             Some(a) => Some(format!(
@@ -443,7 +443,7 @@ impl Warehouse {
         }
     }
 
-    pub fn unavailable_reason(&self) -> Option<String> {
+    pub(crate) fn unavailable_reason(&self) -> Option<String> {
         match self {
             Self::Cluster(c) => c.unavailable_reason(),
             Self::Workgroup(w) if w.status.eq_ignore_ascii_case("available") => None,

@@ -43,7 +43,7 @@ impl Environment {
     }
 
     /// The environment `var` gives, by variable name.
-    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Self {
+    pub(crate) fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Self {
         let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         let flag = |name: &str| get(name).is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
         Self {

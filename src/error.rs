@@ -30,7 +30,7 @@ pub struct AwsError {
 
 impl AwsError {
     /// Classifies by the service's error code; codes are AWS's, common to STS, Redshift and S3.
-    pub fn from_code(operation: &'static str, code: Option<&str>, message: String) -> Self {
+    pub(crate) fn from_code(operation: &'static str, code: Option<&str>, message: String) -> Self {
         let kind = match code {
             Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "AuthorizationError") => {
                 ErrorKind::AccessDenied

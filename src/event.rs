@@ -46,13 +46,13 @@ impl Scope {
     pub fn is_full(&self) -> bool {
         self.accounts.is_empty() && self.regions.is_empty() && self.clusters.is_empty()
     }
-    pub fn has_account(&self, account: &str) -> bool {
+    pub(crate) fn has_account(&self, account: &str) -> bool {
         self.accounts.is_empty() || self.accounts.contains(account)
     }
-    pub fn has_region(&self, region: &str) -> bool {
+    pub(crate) fn has_region(&self, region: &str) -> bool {
         self.regions.is_empty() || self.regions.contains(region)
     }
-    pub fn has_cluster(&self, cluster: &str) -> bool {
+    pub(crate) fn has_cluster(&self, cluster: &str) -> bool {
         self.clusters.is_empty() || self.clusters.contains(cluster)
     }
 }

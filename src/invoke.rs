@@ -49,7 +49,7 @@ impl InvocationError {
 }
 
 /// Reads the config from where the environment says.
-pub async fn load_config<S: ObjectStore>(
+pub(crate) async fn load_config<S: ObjectStore>(
     store: &S,
     source: &ConfigSource,
     defaults: &DeploymentDefaults,

@@ -10,12 +10,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// S3 keys are at most 1024 bytes of UTF-8.
-pub const MAX_KEY_BYTES: usize = 1024;
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
 
 /// One key segment for a name, reversibly: letters and digits of any script, `-` and `_` stay;
 /// every other byte becomes `%XX` (so `/`, `.`, spaces, quotes and control characters never
 /// reach the key); the empty name is `~`, which no other name can give.
-pub fn encode_segment(name: &str) -> String {
+pub(crate) fn encode_segment(name: &str) -> String {
     if name.is_empty() {
         return "~".to_string();
     }
@@ -54,7 +54,7 @@ pub fn decode_segment(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-pub fn warehouse_path(account: &str, region: &str, warehouse: &WarehouseId) -> String {
+pub(crate) fn warehouse_path(account: &str, region: &str, warehouse: &WarehouseId) -> String {
     format!("{account}/{region}/{}/{}", warehouse.kind(), encode_segment(warehouse.name()))
 }
 
@@ -77,17 +77,17 @@ pub struct Layout {
 impl Layout {
     /// The folders the manifests, the indexes, the namespace records and the runs own under the
     /// prefix: another output's folder may not overlap them.
-    pub const FOLDERS: [&str; 4] = ["datasets/", "index/", "namespaces/", "runs/"];
+    pub(crate) const FOLDERS: [&str; 4] = ["datasets/", "index/", "namespaces/", "runs/"];
 
     /// Everything of one warehouse's datasets is under this prefix.
-    pub fn datasets_prefix(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String {
+    pub(crate) fn datasets_prefix(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String {
         format!("{}datasets/{}/", self.prefix, warehouse_path(account, region, warehouse))
     }
 
     /// A dataset's manifest: one object at a stable key, overwritten when its content changes.
     /// Names so long and so full of punctuation that the key would pass 1024 bytes are replaced
     /// by a hash of the three names (the manifest and the index still carry the names).
-    pub fn dataset_key(
+    pub(crate) fn dataset_key(
         &self,
         account: &str,
         region: &str,
@@ -107,12 +107,12 @@ impl Layout {
     }
 
     /// Which warehouse holds a namespace: see [`NamespaceRecord`].
-    pub fn namespace_key(&self, namespace: &str) -> String {
+    pub(crate) fn namespace_key(&self, namespace: &str) -> String {
         format!("{}namespaces/{}.json", self.prefix, encode_segment(namespace))
     }
 
     /// A run's report, or a fanned-out run's summary.
-    pub fn run_key(&self, run_id: &str) -> String {
+    pub(crate) fn run_key(&self, run_id: &str) -> String {
         format!("{}runs/{run_id}.json", self.prefix)
     }
 
@@ -122,26 +122,26 @@ impl Layout {
     }
 
     /// Where a fanned-out run's shards report.
-    pub fn shards_prefix(&self, run_id: &str) -> String {
+    pub(crate) fn shards_prefix(&self, run_id: &str) -> String {
         format!("{}runs/{run_id}/shards/", self.prefix)
     }
 
-    pub fn shard_key(&self, run_id: &str, shard_id: &str) -> String {
+    pub(crate) fn shard_key(&self, run_id: &str, shard_id: &str) -> String {
         format!("{}{shard_id}.json", self.shards_prefix(run_id))
     }
 
     /// `runs/open/`: the fanned-out runs whose summary is not final yet. Listing it finds the
     /// runs a lost or stuck shard left without one, in a folder that stays small.
-    pub fn open_prefix(&self) -> String {
+    pub(crate) fn open_prefix(&self) -> String {
         format!("{}runs/open/", self.prefix)
     }
 
-    pub fn open_key(&self, run_id: &str) -> String {
+    pub(crate) fn open_key(&self, run_id: &str) -> String {
         format!("{}{run_id}", self.open_prefix())
     }
 
     /// Where a format's indexes are: `index/` for the manifests, `index/{format}/` for others.
-    pub fn index_root(&self, format: Option<&str>) -> String {
+    pub(crate) fn index_root(&self, format: Option<&str>) -> String {
         match format {
             None => format!("{}index/", self.prefix),
             Some(format) => format!("{}index/{format}/", self.prefix),
@@ -149,7 +149,7 @@ impl Layout {
     }
 
     /// The folder of a format whose files are under a prefix of its own (`outputs.*.prefix`).
-    pub fn output_root(&self, folder: &str) -> String {
+    pub(crate) fn output_root(&self, folder: &str) -> String {
         format!("{}{folder}", self.prefix)
     }
 }
@@ -160,7 +160,7 @@ pub fn index_key(root: &str, account: &str, region: &str, warehouse: &WarehouseI
 }
 
 /// `cluster/<name>.json` or `workgroup/<name>.json`, relative to a region's index prefix.
-pub fn warehouse_of_index_key(relative: &str) -> Option<WarehouseId> {
+pub(crate) fn warehouse_of_index_key(relative: &str) -> Option<WarehouseId> {
     let (kind, file) = relative.split_once('/')?;
     let name = decode_segment(file.strip_suffix(".json")?)?;
     match kind {

@@ -11,8 +11,10 @@
 //! - [`run`]: the invocation end to end, each warehouse read, published and reported in one trip,
 //!   over the traits of [`ports`], with [`aws`] as their adapters.
 
+#![warn(unreachable_pub)]
+
 pub mod aws;
-pub mod backstage;
+mod backstage;
 pub mod catalog;
 pub mod config;
 pub mod environment;
@@ -20,10 +22,10 @@ pub mod error;
 pub mod event;
 pub mod invoke;
 pub mod layout;
-pub mod manifest;
+mod manifest;
 pub mod metrics;
-pub mod names;
-pub mod openlineage;
+mod names;
+mod openlineage;
 pub mod outcome;
 pub mod outputs;
 pub mod plan;

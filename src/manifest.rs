@@ -16,7 +16,7 @@ use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Manifest<'a> {
+pub(crate) struct Manifest<'a> {
     pub api_version: &'static str,
     pub kind: &'static str,
     pub name: String,
@@ -39,7 +39,7 @@ pub struct Manifest<'a> {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Location<'a> {
+pub(crate) struct Location<'a> {
     pub account_id: &'a str,
     pub region: &'a str,
     #[serde(flatten)]
@@ -51,14 +51,14 @@ pub struct Location<'a> {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Stats {
+pub(crate) struct Stats {
     pub row_count: Option<i64>,
     pub size_mb: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ManifestColumn<'a> {
+pub(crate) struct ManifestColumn<'a> {
     pub name: &'a str,
     pub position: i32,
     #[serde(rename = "type")]
@@ -73,7 +73,7 @@ pub struct ManifestColumn<'a> {
 }
 
 /// The manifest of one dataset.
-pub fn build<'a>(warehouse: &'a WarehouseCatalog, database: &'a str, d: &'a Dataset) -> Manifest<'a> {
+pub(crate) fn build<'a>(warehouse: &'a WarehouseCatalog, database: &'a str, d: &'a Dataset) -> Manifest<'a> {
     let mut columns: Vec<ManifestColumn> = d
         .columns
         .iter()
@@ -118,13 +118,13 @@ pub fn build<'a>(warehouse: &'a WarehouseCatalog, database: &'a str, d: &'a Data
 }
 
 /// `[database].[schema].[table]`, names as Redshift stores them.
-pub fn dataset_name(database: &str, schema: &str, table: &str) -> String {
+pub(crate) fn dataset_name(database: &str, schema: &str, table: &str) -> String {
     format!("{database}.{schema}.{table}")
 }
 
 impl Manifest<'_> {
     /// The manifest's bytes: pretty JSON with a final newline.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = serde_json::to_vec_pretty(self).expect("a manifest serialises");
         bytes.push(b'\n');
         bytes
@@ -132,13 +132,13 @@ impl Manifest<'_> {
 }
 
 /// The manifest format, `redshift-registry/v1`: one JSON file per dataset.
-pub struct ManifestFormat {
+pub(crate) struct ManifestFormat {
     pub layout: Layout,
     index_root: String,
 }
 
 impl ManifestFormat {
-    pub fn new(layout: Layout) -> Self {
+    pub(crate) fn new(layout: Layout) -> Self {
         let index_root = layout.index_root(None);
         Self { layout, index_root }
     }

@@ -20,7 +20,7 @@ use crate::report::{Report, RunStatus};
 /// The namespace when `REGISTRY_METRICS_NAMESPACE` is unset or empty.
 pub const DEFAULT_NAMESPACE: &str = "RedshiftRegistry";
 /// The value of the `Function` dimension outside Lambda.
-pub const DEFAULT_FUNCTION: &str = "redshift-registry";
+pub(crate) const DEFAULT_FUNCTION: &str = "redshift-registry";
 
 /// One metric of the record: its name, CloudWatch unit and value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,7 +109,7 @@ impl Emf {
 }
 
 /// Shard messages refused (forged, stale or junk): acknowledged, nothing read or written.
-pub const REFUSED_MESSAGES: &str = "RefusedMessages";
+pub(crate) const REFUSED_MESSAGES: &str = "RefusedMessages";
 
 /// The values of one run: counts from `report.counts`, the status as 0/1 flags, the duration.
 pub fn metrics(report: &Report) -> Vec<Metric> {
@@ -139,7 +139,7 @@ pub fn metrics(report: &Report) -> Vec<Metric> {
 }
 
 /// Seconds from `startedAt` to `endedAt`, 0 when either is not RFC 3339.
-pub fn duration_seconds(report: &Report) -> f64 {
+pub(crate) fn duration_seconds(report: &Report) -> f64 {
     match (parse_time(&report.started_at), parse_time(&report.ended_at)) {
         (Some(start), Some(end)) => ((end - start).as_seconds_f64() * 1000.0).round().max(0.0) / 1000.0,
         _ => 0.0,

@@ -8,7 +8,7 @@ use regex::Regex;
 
 /// The AWS partition of a region (`aws`, `aws-us-gov`, `aws-cn`, ...): AssumeRole, and so this
 /// function, cannot cross from one partition to another.
-pub fn partition_of(region: &str) -> &'static str {
+pub(crate) fn partition_of(region: &str) -> &'static str {
     const PREFIXES: [(&str, &str); 6] = [
         ("cn-", "aws-cn"),
         ("us-gov-", "aws-us-gov"),
@@ -48,16 +48,16 @@ pub(crate) static SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
         .unwrap()
 });
 
-pub fn is_workgroup_name(s: &str) -> bool {
+pub(crate) fn is_workgroup_name(s: &str) -> bool {
     WORKGROUP.is_match(s)
 }
 
-pub fn is_account_id(s: &str) -> bool {
+pub(crate) fn is_account_id(s: &str) -> bool {
     ACCOUNT_ID.is_match(s)
 }
-pub fn is_region(s: &str) -> bool {
+pub(crate) fn is_region(s: &str) -> bool {
     REGION.is_match(s)
 }
-pub fn is_cluster_identifier(s: &str) -> bool {
+pub(crate) fn is_cluster_identifier(s: &str) -> bool {
     CLUSTER_ID.is_match(s)
 }

@@ -33,11 +33,11 @@ const PORT: u16 = 5439;
 /// What OpenLineage keeps of a warehouse while it is read: the datasets with upstreams of each
 /// database whose read has not ended.
 #[derive(Default)]
-pub struct Held {
+pub(crate) struct Held {
     databases: ByDatabase,
 }
 
-pub struct OpenLineageFormat {
+pub(crate) struct OpenLineageFormat {
     root: String,
     index_root: String,
     /// The run's commit time, which dates the events it writes.
@@ -45,7 +45,7 @@ pub struct OpenLineageFormat {
 }
 
 impl OpenLineageFormat {
-    pub fn new(layout: &Layout, config: &OpenLineageOutput, event_time: &str) -> Self {
+    pub(crate) fn new(layout: &Layout, config: &OpenLineageOutput, event_time: &str) -> Self {
         Self {
             root: layout.output_root(&config.prefix),
             index_root: layout.index_root(Some("openlineage")),
@@ -68,7 +68,7 @@ impl OpenLineageFormat {
 }
 
 /// The warehouse's OpenLineage namespace.
-pub fn namespace(catalog: &WarehouseCatalog) -> String {
+pub(crate) fn namespace(catalog: &WarehouseCatalog) -> String {
     match &catalog.warehouse {
         WarehouseId::ClusterIdentifier(id) | WarehouseId::WorkgroupName(id) => {
             format!("redshift://{id}.{}:{PORT}", catalog.region)

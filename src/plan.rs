@@ -133,7 +133,7 @@ pub fn plan(
 /// role, regions, warehouses and logins a shard uses come from here, never from its message.
 /// `listed_by` (from the run's plan, which this function wrote) says which organization source
 /// listed the account. An account or region the config no longer has is an error.
-pub fn shard_plan(
+pub(crate) fn shard_plan(
     config: &Config,
     account: &str,
     region: &str,

@@ -111,7 +111,7 @@ fn grants(notes: &[String]) -> Vec<String> {
 }
 
 /// What to do about an organization that could not be listed.
-pub fn organization_hint(error: &AwsError, role_arn: &str) -> String {
+pub(crate) fn organization_hint(error: &AwsError, role_arn: &str) -> String {
     match error.kind {
         ErrorKind::AccessDenied => format!(
             "the function may not list the organization through {role_arn}: it must be assumable by the function's \
@@ -347,7 +347,7 @@ impl WarehouseReport {
 
     /// A busy cluster whose read failed is skipped, like a paused one: a state, not a fault, and
     /// nothing of it is published or removed. True when it was.
-    pub fn skip_if_busy(&mut self, warehouse: &Warehouse) -> bool {
+    pub(crate) fn skip_if_busy(&mut self, warehouse: &Warehouse) -> bool {
         let failed = self.error.is_some() || self.databases.iter().any(|d| d.error.is_some());
         let Some(availability) = warehouse.busy().filter(|_| failed) else {
             return false;
@@ -377,7 +377,7 @@ impl Report {
     }
 
     /// Derives the counts and the status from the per-account results.
-    pub fn summarise(&mut self) {
+    pub(crate) fn summarise(&mut self) {
         let mut c = Counts { accounts: self.accounts.len(), ..Counts::default() };
         let mut regions_ok = 0;
         for a in &self.accounts {
@@ -459,7 +459,7 @@ pub fn not_found(accounts: &[AccountReport], scope: &Scope) -> Vec<String> {
 }
 
 /// What to do about an account whose role could not be assumed.
-pub fn account_hint(error: &AwsError, account_id: &str, role_arn: &str) -> String {
+pub(crate) fn account_hint(error: &AwsError, account_id: &str, role_arn: &str) -> String {
     match error.kind {
         ErrorKind::AccessDenied => format!(
             "the function's role may not assume {role_arn}: check that the role exists in account {account_id}, \
@@ -474,7 +474,7 @@ pub fn account_hint(error: &AwsError, account_id: &str, role_arn: &str) -> Strin
 }
 
 /// What to do about a region whose control plane could not be read.
-pub fn region_hint(error: &AwsError, account_id: &str, region: &str) -> String {
+pub(crate) fn region_hint(error: &AwsError, account_id: &str, region: &str) -> String {
     match error.kind {
         ErrorKind::RegionNotEnabled => format!(
             "region {region} refused the assumed role's credentials: it is probably an opt-in region not enabled \
@@ -490,7 +490,7 @@ pub fn region_hint(error: &AwsError, account_id: &str, region: &str) -> String {
 }
 
 /// What to do about Serverless workgroups that could not be listed.
-pub fn workgroups_hint(error: &AwsError, account_id: &str, region: &str) -> String {
+pub(crate) fn workgroups_hint(error: &AwsError, account_id: &str, region: &str) -> String {
     match error.kind {
         ErrorKind::AccessDenied => format!(
             "the assumed role in account {account_id} may not list Redshift Serverless workgroups in {region}; \

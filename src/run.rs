@@ -45,7 +45,7 @@ pub async fn run<P: Platform, S: ObjectStore>(
 }
 
 /// Sends each warehouse of `plans` on its trip to the outputs the config turns on.
-pub async fn publish_plans<P: Platform, S: ObjectStore>(
+pub(crate) async fn publish_plans<P: Platform, S: ObjectStore>(
     platform: &P,
     store: &S,
     config: &Config,
@@ -100,7 +100,7 @@ pub async fn execute<P: Platform, O: Output + NamespaceDirectory>(
 
 /// What a run visits: the explicit sources, and the accounts each organization source lists
 /// now (so accounts joining or leaving are picked up by the next run), with how each listing went.
-pub async fn plan_run<P: Platform>(
+pub(crate) async fn plan_run<P: Platform>(
     platform: &P,
     config: &Config,
     scope: &Scope,
@@ -128,7 +128,7 @@ fn session_name(run_id: &str) -> String {
 }
 
 /// Sends each warehouse of `plans` on its trip to `outputs`; returns the summarised report.
-pub async fn execute_plans<P: Platform, O: Output + NamespaceDirectory>(
+pub(crate) async fn execute_plans<P: Platform, O: Output + NamespaceDirectory>(
     platform: &P,
     outputs: &O,
     config: &Config,
@@ -351,7 +351,7 @@ impl<O: Output + NamespaceDirectory> Visit<'_, O> {
 /// few enough that memory does not grow with the warehouse.
 const READ_AHEAD: usize = 256;
 
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("RFC 3339 formats every UTC time")

@@ -10,7 +10,7 @@ use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 
 /// How far ahead of this function's clock a run id may be dated: the clocks of two Lambda
 /// hosts (NTP-synchronised) never differ by this much.
-pub const CLOCK_SKEW: Duration = Duration::minutes(5);
+pub(crate) const CLOCK_SKEW: Duration = Duration::minutes(5);
 
 const STAMP: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year][month][day]T[hour][minute][second][subsecond digits:3]Z");
@@ -54,7 +54,7 @@ impl RunId {
     }
 
     /// Parses a run id from outside: the format, and not dated beyond [`CLOCK_SKEW`] from `now`.
-    pub fn parse_received(text: &str, now: OffsetDateTime) -> Result<Self, RunIdError> {
+    pub(crate) fn parse_received(text: &str, now: OffsetDateTime) -> Result<Self, RunIdError> {
         let id = Self::parse(text)?;
         let ahead = id.started - now;
         if ahead > CLOCK_SKEW {
@@ -71,7 +71,7 @@ impl RunId {
     /// Whether `other` (an id read from S3) belongs to a run that started after this one. An
     /// id that does not parse, or is dated beyond the clock skew (one this function would
     /// refuse from outside), is no newer run: it must not freeze the warehouse.
-    pub fn is_superseded_by(&self, other: &str, now: OffsetDateTime) -> bool {
+    pub(crate) fn is_superseded_by(&self, other: &str, now: OffsetDateTime) -> bool {
         Self::parse_received(other, now).is_ok_and(|other| other > *self)
     }
 }

@@ -129,7 +129,7 @@ pub struct PlannedShard {
 /// `runs/{runId}/shards/{shardId}.json`: one attempt of one shard.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ShardReport {
+pub(crate) struct ShardReport {
     pub shard_id: String,
     pub attempt: u32,
     /// The attempt failed in a way a retry can fix, and was handed back to the queue.
@@ -158,7 +158,7 @@ pub struct Dispatched {
 
 /// One shard per (account, region), in plan order (a source is either option 1 or option 2,
 /// so an account plan has each region once).
-pub fn planned_shards(plans: &[AccountPlan]) -> Vec<PlannedShard> {
+pub(crate) fn planned_shards(plans: &[AccountPlan]) -> Vec<PlannedShard> {
     plans
         .iter()
         .flat_map(|a| {
@@ -395,7 +395,7 @@ fn too_large_hint(shard: &PlannedShard) -> String {
 /// What a retry can fix: the deadline, an endpoint that did not answer, throttling past the
 /// SDK's retries, a commit that failed. A refusal (a denied role, a missing grant) is not: the
 /// shard is acknowledged and its report says what could not be read.
-pub fn retryable(report: &Report) -> bool {
+pub(crate) fn retryable(report: &Report) -> bool {
     let transient = |f: &Failure| matches!(f.kind, ErrorKind::Deadline | ErrorKind::Unreachable | ErrorKind::Throttled);
     let regions = || report.accounts.iter().flat_map(|a| &a.regions);
     report.failures().any(transient)
@@ -480,7 +480,7 @@ async fn read_plan<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> 
 /// The run's one summary, from its plan and every shard report there is, written to
 /// `runs/{runId}.json`: every shard's state, the accounts' reports merged, the counts summed;
 /// shards that never finished shown as such.
-pub async fn summarise<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> Result<Report, AwsError> {
+pub(crate) async fn summarise<S: ObjectStore>(store: &S, config: &Config, run_id: &str) -> Result<Report, AwsError> {
     let layout = config.layout();
     let plan = read_plan(store, config, run_id).await?;
     let reads: Vec<(PlannedShard, Option<ShardReport>)> = stream::iter(plan.shards.iter().cloned())

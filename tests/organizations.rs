@@ -16,7 +16,7 @@ fn config_of(sources: Value) -> Config {
     config(json!({"output": {"bucket": "plan-only"}, "roleName": "Reader", "sources": sources}))
 }
 
-async fn list(config: &Config) -> Vec<OrganizationAccounts> {
+async fn list(config: &Config) -> Vec<OrganizationAccounts<'_>> {
     let platform = StsPlatform::new(function_config(&moto_url()).await);
     plan::list_organizations(&platform, config, "redshift-registry-test").await
 }

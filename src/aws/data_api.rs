@@ -103,7 +103,7 @@ fn result_format(format: ResultFormat) -> Option<ResultFormatString> {
 /// The rows of GetStatementResultV2's `CSVRecords` (RFC 4180, no header line). AWS does not
 /// document how NULL is written: an empty unquoted field is read as NULL and `""` as the empty
 /// string, which is what tells them apart in CSV at all.
-pub fn csv_rows(text: &str) -> Vec<Row> {
+pub(super) fn csv_rows(text: &str) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut row: Row = Vec::new();
     let mut field = String::new();

@@ -45,7 +45,7 @@ pub enum Execution {
 
 impl Execution {
     /// The shard queue of a fanned-out config; none in the single mode.
-    pub fn fanout_queue(&self) -> Option<&str> {
+    pub(crate) fn fanout_queue(&self) -> Option<&str> {
         match self {
             Self::Single => None,
             Self::Fanout { queue_url } => Some(queue_url),
@@ -166,7 +166,7 @@ impl ConfigSource {
         }
     }
 
-    pub fn from_uri(uri: &str) -> Result<Self, ConfigError> {
+    pub(crate) fn from_uri(uri: &str) -> Result<Self, ConfigError> {
         match uri.strip_prefix("s3://") {
             Some(rest) => match rest.split_once('/') {
                 Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {

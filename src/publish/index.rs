@@ -47,7 +47,7 @@ pub struct IndexEntry {
 
 impl IndexEntry {
     /// The entry of a file that holds a whole database, found by listing: its content unknown.
-    pub fn unseen_database_file(database: &str, relative: &str, key: &str) -> Self {
+    pub(crate) fn unseen_database_file(database: &str, relative: &str, key: &str) -> Self {
         Self {
             database: database.to_string(),
             schema: None,

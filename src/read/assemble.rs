@@ -24,7 +24,7 @@ fn text(row: &Row, i: usize) -> Option<String> {
 }
 
 /// The materialized view whose internal table `table` is (`mv_tbl__{name}__0`), if it is one.
-pub fn materialized_view_of(table: &str) -> Option<String> {
+pub(crate) fn materialized_view_of(table: &str) -> Option<String> {
     MV_INTERNAL.captures(table).map(|c| c[1].to_string())
 }
 
@@ -70,7 +70,7 @@ fn redshift_column(row: &Row, pull_comments: bool) -> Option<(Key, Column)> {
 
 /// A row of SVV_REDSHIFT_TABLES (schema, table, type, owner, remarks) as a dataset without
 /// columns; taken page by page, so the raw rows of a large database are never all kept.
-pub fn redshift_dataset(row: &Row, pull_comments: bool) -> Option<Dataset> {
+pub(crate) fn redshift_dataset(row: &Row, pull_comments: bool) -> Option<Dataset> {
     let kind = match text(row, 2)?.as_str() {
         "VIEW" => DatasetKind::View,
         _ => DatasetKind::Table,
@@ -89,7 +89,7 @@ fn keep(options: &ReadOptions, database: &str, schema: &str, table: &str) -> boo
 }
 
 /// A database whose datasets wait for the columns statement's rows.
-pub struct Pending {
+pub(crate) struct Pending {
     pub name: Arc<str>,
     kind: DatabaseKind,
     pull_comments: bool,
@@ -107,7 +107,7 @@ pub struct Pending {
 
 /// The columns statement did not deliver a table's rows together.
 #[derive(Debug)]
-pub struct Scattered(pub Key);
+pub(crate) struct Scattered(pub Key);
 
 impl Pending {
     fn new(name: &str, kind: DatabaseKind, options: &ReadOptions, datasets: Vec<Dataset>) -> Self {
@@ -128,7 +128,7 @@ impl Pending {
     /// Takes one row of the columns statement; returns the dataset it completed, if any. Rows
     /// of one table are contiguous (the statement orders them), so a new table means the one
     /// before has all its columns.
-    pub fn column(&mut self, row: &Row) -> Result<Option<Dataset>, Scattered> {
+    pub(crate) fn column(&mut self, row: &Row) -> Result<Option<Dataset>, Scattered> {
         let Some((key, column)) = redshift_column(row, self.pull_comments) else { return Ok(None) };
         if let Some((current, columns)) = &mut self.current {
             if *current == key {
@@ -170,7 +170,7 @@ impl Pending {
 
     /// Once the columns statement is read: the last table, then the datasets that had no
     /// column rows, sorted.
-    pub fn rest(&mut self) -> Vec<Dataset> {
+    pub(crate) fn rest(&mut self) -> Vec<Dataset> {
         let last = self.current.take().and_then(|(key, columns)| self.complete(&key, columns));
         let mut others: Vec<Dataset> =
             self.waiting.drain().map(|((schema, name), d)| Dataset { schema, name, ..d }).collect();
@@ -180,7 +180,7 @@ impl Pending {
     }
 
     /// The database as the report and the commit see it, once every dataset is sent.
-    pub fn catalog(self) -> DatabaseCatalog {
+    pub(crate) fn catalog(self) -> DatabaseCatalog {
         DatabaseCatalog {
             name: self.name.to_string(),
             kind: self.kind,
@@ -192,7 +192,7 @@ impl Pending {
 
     /// Rows held now: the columns of the one table being read.
     #[cfg(test)]
-    pub fn held_rows(&self) -> usize {
+    pub(crate) fn held_rows(&self) -> usize {
         self.current.as_ref().map_or(0, |(_, c)| c.len())
     }
 }
@@ -264,7 +264,7 @@ fn stats_note(stats: &Result<Vec<Row>, ReadError>, user: &str) -> Option<String>
 }
 
 /// A local database from the results of its statements but the columns one.
-pub fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Pending {
+pub(crate) fn local_database(name: &str, r: LocalResults, options: &ReadOptions) -> Pending {
     let mut notes = Vec::new();
     let empty = Vec::new();
     let visibility = match &r.visibility {
@@ -404,7 +404,7 @@ fn external_schema_kinds(rows: &[Row]) -> HashMap<String, i64> {
 }
 
 /// The external schemas of the visibility batch's results.
-pub fn external_schema_names(visibility: &[Vec<Row>]) -> Vec<String> {
+pub(crate) fn external_schema_names(visibility: &[Vec<Row>]) -> Vec<String> {
     let rows = visibility.get(visibility::EXTERNAL_SCHEMAS).map(Vec::as_slice).unwrap_or_default();
     let mut names: Vec<String> = rows.iter().filter_map(|r| text(r, 0)).collect();
     names.sort();
@@ -584,7 +584,7 @@ fn visibility_notes(
 /// A datashare consumer database from its SVV_REDSHIFT_TABLES datasets; its columns stream in
 /// next. Each dataset reads the producer's object of the same schema and name (a consumer
 /// database keeps the producer's names: consumer-cluster-admin.html).
-pub fn shared_database(
+pub(crate) fn shared_database(
     name: &str,
     tables: Vec<Dataset>,
     producer: Result<Option<&Producer>, &ReadError>,

@@ -28,10 +28,10 @@ type Key = (String, String);
 /// The relations of a database, as 64-bit hashes of (schema, table): enough to tell whether a
 /// name exists, at 8 bytes a relation.
 #[derive(Default)]
-pub struct Relations(HashSet<u64>);
+pub(crate) struct Relations(HashSet<u64>);
 
 impl Relations {
-    pub fn insert(&mut self, schema: &str, table: &str) {
+    pub(crate) fn insert(&mut self, schema: &str, table: &str) {
         self.0.insert(hash(schema, table));
     }
 
@@ -55,7 +55,7 @@ struct Misses {
 
 /// Sets the upstreams of every view of `datasets` (external tables have theirs already), and
 /// returns the notes on what could not be known.
-pub fn attach(
+pub(crate) fn attach(
     database: &str,
     datasets: &mut [Dataset],
     dependencies: &Result<Vec<Row>, ReadError>,
@@ -151,7 +151,7 @@ fn from_definition(
 /// The relations a view's definition reads, each as its name parts: a query (as
 /// information_schema.views gives a regular view), or a CREATE VIEW or CREATE MATERIALIZED
 /// VIEW statement (as it gives late-binding and materialized views).
-pub fn referenced(definition: &str) -> Result<BTreeSet<Vec<Ident>>, String> {
+pub(crate) fn referenced(definition: &str) -> Result<BTreeSet<Vec<Ident>>, String> {
     let dialect = RedshiftSqlDialect {};
     let query = match Parser::parse_sql(&dialect, definition) {
         Ok(statements) => match statements.into_iter().next() {

@@ -226,7 +226,7 @@ impl ReadOptions {
 /// How long a statement may run once started, and the cutoff no statement runs past, however
 /// long it waited to start (a busy warehouse's backoff included).
 #[derive(Debug, Clone, Copy)]
-pub struct Budget {
+pub(crate) struct Budget {
     pub timeout: Duration,
     pub cutoff: Option<Instant>,
     /// How the statement is waited for and fetched.
@@ -343,7 +343,7 @@ async fn send(out: &Sender<ReadEvent>, event: ReadEvent) {
 
 /// The results of a local database's statements but the columns one: the essential tables,
 /// and the optional ones each with its own success or failure.
-pub struct LocalResults {
+pub(crate) struct LocalResults {
     /// Datasets of SVV_REDSHIFT_TABLES, without their columns yet.
     pub tables: Vec<Dataset>,
     pub visibility: Result<Vec<Vec<Row>>, ReadError>,
@@ -359,7 +359,7 @@ pub struct LocalResults {
 
 /// External tables and columns, and the external schemas that could not be read.
 #[derive(Default)]
-pub struct ExternalRead {
+pub(crate) struct ExternalRead {
     pub tables: Vec<Row>,
     pub columns: Vec<Row>,
     /// `None`: the whole read failed and no schema could be read alone.
@@ -564,7 +564,7 @@ async fn datashares<A: DataApi>(
 /// Who shares a consumer database: the producer's account and namespace, its datashare, and
 /// the warehouse that holds the namespace when the registry has published it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Producer {
+pub(crate) struct Producer {
     pub account_id: String,
     pub namespace: String,
     pub share: String,
@@ -652,7 +652,7 @@ async fn run<A: DataApi>(
 }
 
 /// Runs a batch and returns the rows of each of its statements.
-pub async fn run_batch<A: DataApi>(
+pub(crate) async fn run_batch<A: DataApi>(
     api: &A,
     target: &Target,
     database: &str,

@@ -9,12 +9,12 @@
 //! database is read connected to itself.
 
 /// Schemas Redshift keeps for itself; left out unless `includeSystemSchemas`.
-pub const SYSTEM_SCHEMAS: [&str; 7] =
+pub(crate) const SYSTEM_SCHEMAS: [&str; 7] =
     ["pg_catalog", "information_schema", "pg_internal", "pg_auto_copy", "pg_automv", "catalog_history", "pg_toast"];
 /// Prefixes of per-session system schemas.
-pub const SYSTEM_SCHEMA_PREFIXES: [&str; 2] = ["pg_temp_", "pg_toast_temp_"];
+pub(crate) const SYSTEM_SCHEMA_PREFIXES: [&str; 2] = ["pg_temp_", "pg_toast_temp_"];
 
-pub fn is_system_schema(name: &str) -> bool {
+pub(crate) fn is_system_schema(name: &str) -> bool {
     SYSTEM_SCHEMAS.contains(&name) || SYSTEM_SCHEMA_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -31,7 +31,7 @@ fn not_system(column: &str, include_system: bool) -> String {
 
 /// SVV_REDSHIFT_DATABASES (r_SVV_REDSHIFT_DATABASES.html): every database of the warehouse,
 /// `local` or `shared` (datashare consumer).
-pub const DATABASES: &str = "SELECT database_name, database_type FROM svv_redshift_databases ORDER BY database_name";
+pub(crate) const DATABASES: &str = "SELECT database_name, database_type FROM svv_redshift_databases ORDER BY database_name";
 
 /// SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html): tables and views the user can see. Essential:
 /// without it the database is not read.
@@ -59,7 +59,7 @@ pub fn columns(include_system: bool) -> String {
 /// that succeed or fail together (a batch is one transaction, Management Guide data-api.html).
 /// Optional: without them the hidden counts, GRANT hints and external schema kinds are missing.
 /// Their order is the [`visibility`] order.
-pub fn visibility_batch(include_system: bool) -> Vec<String> {
+pub(crate) fn visibility_batch(include_system: bool) -> Vec<String> {
     let s = |c: &str| not_system(c, include_system);
     vec![
         // CURRENT_USER (r_CURRENT_USER.html): the database user, for the GRANTs in notes.
@@ -93,26 +93,26 @@ pub fn visibility_batch(include_system: bool) -> Vec<String> {
 /// Redshift lists `metadata_security` in pg_settings (no AWS page names pg_settings), so it runs
 /// on its own, outside the visibility batch: no row, or a failure, reads as "unknown" and costs
 /// only the metadata-security note.
-pub const METADATA_SECURITY: &str = "SELECT setting::varchar FROM pg_settings WHERE name = 'metadata_security'";
+pub(crate) const METADATA_SECURITY: &str = "SELECT setting::varchar FROM pg_settings WHERE name = 'metadata_security'";
 
 /// Indexes into the results of [`visibility_batch`].
 pub mod visibility {
-    pub const USER: usize = 0;
-    pub const SCHEMAS: usize = 1;
-    pub const NAMESPACES: usize = 2;
-    pub const RELATIONS: usize = 3;
-    pub const EXTERNAL_SCHEMAS: usize = 4;
+    pub(crate) const USER: usize = 0;
+    pub(crate) const SCHEMAS: usize = 1;
+    pub(crate) const NAMESPACES: usize = 2;
+    pub(crate) const RELATIONS: usize = 3;
+    pub(crate) const EXTERNAL_SCHEMAS: usize = 4;
 }
 
 /// PG_GET_LATE_BINDING_VIEW_COLS (PG_GET_LATE_BINDING_VIEW_COLS.html): late-binding views have no
 /// pg_attribute rows; this is where their columns are. It can fail on one broken view: optional.
-pub const LATE_BINDING_COLUMNS: &str = "SELECT view_schema::varchar, view_name::varchar, col_name::varchar, \
+pub(crate) const LATE_BINDING_COLUMNS: &str = "SELECT view_schema::varchar, view_name::varchar, col_name::varchar, \
      col_type::varchar, col_num FROM pg_get_late_binding_view_cols() \
      cols(view_schema name, view_name name, col_name name, col_type varchar, col_num int)";
 
 /// SVV_MV_INFO (r_SVV_MV_INFO.html): materialized views (stored as views). `schema_name` and
 /// `name` are char(128), space-padded: trimmed before matching.
-pub const MATERIALIZED_VIEWS: &str =
+pub(crate) const MATERIALIZED_VIEWS: &str =
     "SELECT schema_name, name FROM svv_mv_info WHERE database_name = current_database()";
 
 const EXTERNAL_TABLES: &str = "SELECT schemaname, tablename, tabletype, location FROM svv_external_tables \
@@ -126,41 +126,41 @@ const EXTERNAL_COLUMNS: &str = "SELECT schemaname, tablename, columnname, substr
      WHERE redshift_database_name = current_database()";
 
 /// Characters of an external column's type read; a longer one is cut, with a note.
-pub const EXTERNAL_TYPE_CHARS: i64 = 8_000;
+pub(crate) const EXTERNAL_TYPE_CHARS: i64 = 8_000;
 
 /// External objects as one BatchExecuteStatement: SVV_EXTERNAL_TABLES (r_SVV_EXTERNAL_TABLES.html),
 /// which lists Spectrum, federated and streaming objects alike with their `tabletype`, and
 /// SVV_EXTERNAL_COLUMNS (r_SVV_EXTERNAL_COLUMNS.html). They reach outside the warehouse (Glue, a
 /// Hive metastore, a federated database) and may be slow or fail: optional, on their own. The
 /// order is [`external`]'s.
-pub fn external_batch() -> Vec<String> {
+pub(crate) fn external_batch() -> Vec<String> {
     vec![EXTERNAL_TABLES.to_string(), EXTERNAL_COLUMNS.to_string()]
 }
 
 /// The same two statements for one external schema (`:schema`), run when the whole batch failed,
 /// so that one broken schema (a Glue database whose IAM role was removed) costs only its own
 /// tables.
-pub fn external_of_schema() -> [String; 2] {
+pub(crate) fn external_of_schema() -> [String; 2] {
     [format!("{EXTERNAL_TABLES} AND schemaname = :schema"), format!("{EXTERNAL_COLUMNS} AND schemaname = :schema")]
 }
 
 /// Indexes into the results of [`external_batch`].
 pub mod external {
     pub const TABLES: usize = 0;
-    pub const COLUMNS: usize = 1;
+    pub(crate) const COLUMNS: usize = 1;
 }
 
 /// Characters of a view definition per result row. The Data API refuses a row over 64 KB and
 /// fails the whole statement (Management Guide data-api.html); 8,000 characters are at most
 /// 32,000 bytes of UTF-8, so a long definition travels as several rows and costs nothing else.
-pub const DEFINITION_CHUNK: usize = 8_000;
+pub(crate) const DEFINITION_CHUNK: usize = 8_000;
 /// Chunks read per view: definitions past 64 x 8,000 characters are cut, with a note.
-pub const DEFINITION_CHUNKS: usize = 64;
+pub(crate) const DEFINITION_CHUNKS: usize = 64;
 
 /// information_schema.views (PostgreSQL's information schema, which Redshift keeps): view
 /// definitions of the connected database, in chunks of [`DEFINITION_CHUNK`] characters, with the
 /// whole length to tell a cut definition. Optional.
-pub fn view_definitions(include_system: bool) -> String {
+pub(crate) fn view_definitions(include_system: bool) -> String {
     format!(
         "SELECT v.table_schema::varchar, v.table_name::varchar, p.part, \
          substring(v.view_definition, p.part * {DEFINITION_CHUNK} + 1, {DEFINITION_CHUNK})::varchar, \
@@ -178,7 +178,7 @@ pub fn view_definitions(include_system: bool) -> String {
 /// src/AdminViews/v_view_dependency.sql), which Redshift keeps for regular views only
 /// (r_CREATE_VIEW.html: late-binding views have none). The PostgreSQL catalog tables are open
 /// to every user (c_intro_catalog_views.html). Optional: lineage then comes from definitions.
-pub fn view_dependencies(include_system: bool) -> String {
+pub(crate) fn view_dependencies(include_system: bool) -> String {
     format!(
         "SELECT DISTINCT vn.nspname::varchar, v.relname::varchar, rn.nspname::varchar, r.relname::varchar \
          FROM pg_rewrite w \
@@ -195,22 +195,22 @@ pub fn view_dependencies(include_system: bool) -> String {
 /// SVV_TABLE_INFO (r_SVV_TABLE_INFO.html): row counts and sizes of the connected database. Only
 /// superusers, or users granted SELECT on it, may read it, so it runs on its own: a refusal
 /// leaves the rest of the database read.
-pub const TABLE_STATS: &str = "SELECT \"schema\", \"table\", size, tbl_rows FROM svv_table_info";
+pub(crate) const TABLE_STATS: &str = "SELECT \"schema\", \"table\", size, tbl_rows FROM svv_table_info";
 
 /// SVV_DATASHARES (r_SVV_DATASHARES.html): the datashares a warehouse makes (OUTBOUND rows:
 /// the source database of each, and the warehouse's own namespace as producer_namespace) and
 /// the producer of each consumer database (INBOUND rows). Only superusers, share owners and
 /// users with ALTER or USAGE on a datashare see its row.
-pub const DATASHARES: &str = "SELECT share_type, share_name, consumer_database, source_database, producer_account, \
+pub(crate) const DATASHARES: &str = "SELECT share_type, share_name, consumer_database, source_database, producer_account, \
      producer_namespace FROM svv_datashares WHERE share_type IN ('INBOUND', 'OUTBOUND')";
 
 /// SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html) of a datashare consumer database.
-pub const SHARED_TABLES: &str = "SELECT schema_name, table_name, table_type, table_owner, remarks \
+pub(crate) const SHARED_TABLES: &str = "SELECT schema_name, table_name, table_type, table_owner, remarks \
                                  FROM svv_redshift_tables WHERE database_name = :database";
 
 /// SVV_REDSHIFT_COLUMNS (r_SVV_REDSHIFT_COLUMNS.html) of a datashare consumer database, ordered
 /// by table like [`columns`].
-pub const SHARED_COLUMNS: &str = "SELECT schema_name, table_name, column_name, ordinal_position, data_type, \
+pub(crate) const SHARED_COLUMNS: &str = "SELECT schema_name, table_name, column_name, ordinal_position, data_type, \
                                   column_default, is_nullable, encoding, distkey, sortkey, remarks \
                                   FROM svv_redshift_columns WHERE database_name = :database \
                                   ORDER BY schema_name, table_name";
