@@ -16,6 +16,7 @@ use crate::backstage::BackstageFormat;
 use crate::catalog::{NamespaceRecord, ReadEvent, WarehouseCatalog, WarehouseId};
 use crate::config::Config;
 use crate::error::AwsError;
+use crate::event::RunRequest;
 use crate::layout::Layout;
 use crate::manifest::ManifestFormat;
 use crate::openlineage::OpenLineageFormat;
@@ -33,6 +34,16 @@ pub struct RunContext<'a> {
 }
 
 impl<'a> RunContext<'a> {
+    pub fn of(config: &'a Config, request: &RunRequest, run_id: &'a str, committed_at: &'a str) -> Self {
+        Self {
+            bucket: &config.output.bucket,
+            run_id,
+            committed_at,
+            dry_run: request.dry_run,
+            writes_in_parallel: config.limits.s3_writes_in_parallel,
+        }
+    }
+
     fn channel<S: ObjectStore, F: Format + 'a>(&self, store: &'a S, format: F) -> Box<dyn Channel + 'a> {
         Box::new(Snapshots {
             store,
@@ -64,7 +75,10 @@ impl<'a, S: ObjectStore> Outputs<'a, S> {
         let mut channels = vec![run.channel(store, ManifestFormat::new(layout.clone()))];
         channels.extend(formats.backstage.as_ref().map(|b| run.channel(store, BackstageFormat::new(&layout, b))));
         channels.extend(
-            formats.openlineage.as_ref().map(|o| run.channel(store, OpenLineageFormat::new(&layout, o, run.committed_at))),
+            formats
+                .openlineage
+                .as_ref()
+                .map(|o| run.channel(store, OpenLineageFormat::new(&layout, o, run.committed_at))),
         );
         let (bucket, dry_run, writes_in_parallel) = (run.bucket, run.dry_run, run.writes_in_parallel);
         Self { channels, store, bucket, layout, dry_run, writes_in_parallel }
@@ -110,13 +124,16 @@ impl<S: ObjectStore, F: Format> Channel for Snapshots<'_, S, F> {
             let Opened { base, mut held, tally, initial } = Snapshots::open(self, catalog).await;
             // A warehouse not being written (see its report) makes no files.
             let writes = base.writes();
-            let files: Files<'s> = Box::new(move |catalog: &WarehouseCatalog, event: &ReadEvent| {
-                if writes {
-                    self.format.files(catalog, event, &mut held)
-                } else {
-                    Vec::new()
-                }
-            });
+            let files: Files<'s> =
+                Box::new(
+                    move |catalog: &WarehouseCatalog, event: &ReadEvent| {
+                        if writes {
+                            self.format.files(catalog, event, &mut held)
+                        } else {
+                            Vec::new()
+                        }
+                    },
+                );
             Writing { written: Written { base, tally }, initial, files }
         }
         .boxed()
@@ -184,9 +201,13 @@ impl<S: ObjectStore> Output for Outputs<'_, S> {
             initial.extend(w.initial.into_iter().map(|f| (i, f)));
             makers.push(w.files);
         }
-        let (bases, mut tallies): (Vec<&Base>, Vec<&mut Tally>) = written.iter_mut().map(|w| (&w.base, &mut w.tally)).unzip();
+        let (bases, mut tallies): (Vec<&Base>, Vec<&mut Tally>) =
+            written.iter_mut().map(|w| (&w.base, &mut w.tally)).unzip();
         let files = Events(read).flat_map(|event| {
-            let files = makers.iter_mut().enumerate().flat_map(|(i, make)| make(catalog, &event).into_iter().map(move |f| (i, f)));
+            let files = makers
+                .iter_mut()
+                .enumerate()
+                .flat_map(|(i, make)| make(catalog, &event).into_iter().map(move |f| (i, f)));
             stream::iter(files.collect::<Vec<_>>())
         });
         let (bases, dry_run) = (&bases, self.dry_run);

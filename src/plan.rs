@@ -239,7 +239,10 @@ fn source_regions(source: &AccountSource, scope: &Scope, only: &[String]) -> Vec
     }
     named
         .into_iter()
-        .map(|(region, clusters, workgroups)| RegionPlan { region, selection: Selection::Named { clusters, workgroups } })
+        .map(|(region, clusters, workgroups)| RegionPlan {
+            region,
+            selection: Selection::Named { clusters, workgroups },
+        })
         .collect()
 }
 

@@ -62,25 +62,15 @@ pub struct OrganizationReport {
 
 /// Every database with notes on what its read could not see, named by where it is.
 fn unseen(report: &Report) -> Vec<(String, &[String])> {
-    let mut found = Vec::new();
-    for a in &report.accounts {
-        for r in &a.regions {
-            for w in &r.warehouses {
-                for d in w.databases.iter().filter(|d| !d.notes.is_empty()) {
-                    let place = format!(
-                        "account {} {} {} {}, database {}",
-                        a.account_id,
-                        r.region,
-                        w.id.kind(),
-                        w.id.name(),
-                        d.name
-                    );
-                    found.push((place, d.notes.as_slice()));
-                }
-            }
-        }
-    }
-    found
+    report
+        .warehouses()
+        .flat_map(|(a, r, w)| w.databases.iter().filter(|d| !d.notes.is_empty()).map(move |d| (a, r, w, d)))
+        .map(|(a, r, w, d)| {
+            let place =
+                format!("account {} {} {} {}, database {}", a.account_id, r.region, w.id.kind(), w.id.name(), d.name);
+            (place, d.notes.as_slice())
+        })
+        .collect()
 }
 
 /// The statements the notes suggest (each `GRANT ...;` or `CREATE ROLE ...;`), once each, in
@@ -362,59 +352,115 @@ impl WarehouseReport {
     }
 }
 
+/// What a report is made of: where the run went and how each place went. Its counts, status
+/// and the named warehouses it did not find are derived from them.
+pub(crate) struct Visited {
+    pub(crate) run_id: String,
+    pub(crate) started_at: String,
+    pub(crate) ended_at: String,
+    pub(crate) trigger: Trigger,
+    pub(crate) dry_run: bool,
+    pub(crate) scope: Scope,
+    pub(crate) accounts: Vec<AccountReport>,
+    pub(crate) organizations: Vec<OrganizationReport>,
+    pub(crate) shards: Vec<ShardStatus>,
+}
+
 impl Report {
-    /// Every failure of the run, at every scope: account, region, warehouse, database.
-    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
-        self.accounts.iter().flat_map(|a| {
-            a.error.iter().chain(a.regions.iter().flat_map(|r| {
-                r.error.iter().chain(
-                    r.warehouses
-                        .iter()
-                        .flat_map(|w| w.error.iter().chain(w.databases.iter().flat_map(|d| d.error.iter()))),
-                )
-            }))
-        })
+    /// The one way a report is built, for a run, a shard and a fanned-out run's summary.
+    pub(crate) fn new(visited: Visited) -> Self {
+        let Visited { run_id, started_at, ended_at, trigger, dry_run, scope, accounts, organizations, shards } =
+            visited;
+        let mut report = Self {
+            run_id,
+            started_at,
+            ended_at,
+            status: RunStatus::Succeeded,
+            trigger,
+            dry_run,
+            scope,
+            counts: Counts::default(),
+            clusters_not_found: Vec::new(),
+            accounts,
+            report_key: None,
+            report_error: None,
+            organizations,
+            shards,
+        };
+        // A shard's named warehouse may be in another shard's region: the summary says which were found.
+        if trigger != Trigger::Shard {
+            report.clusters_not_found = report.not_found();
+        }
+        report.summarise();
+        report
     }
 
-    /// Derives the counts and the status from the per-account results.
-    pub(crate) fn summarise(&mut self) {
+    /// Every region visited, with its account.
+    pub fn regions(&self) -> impl Iterator<Item = (&AccountReport, &RegionReport)> {
+        self.accounts.iter().flat_map(|a| a.regions.iter().map(move |r| (a, r)))
+    }
+
+    /// Every warehouse planned, with its account and region.
+    pub fn warehouses(&self) -> impl Iterator<Item = (&AccountReport, &RegionReport, &WarehouseReport)> {
+        self.regions().flat_map(|(a, r)| r.warehouses.iter().map(move |w| (a, r, w)))
+    }
+
+    /// Every failure of the run, at every scope: account, region, warehouse, database.
+    pub fn failures(&self) -> impl Iterator<Item = &Failure> {
+        let accounts = self.accounts.iter().flat_map(|a| &a.error);
+        let regions = self.regions().flat_map(|(_, r)| &r.error);
+        let warehouses =
+            self.warehouses().flat_map(|(_, _, w)| w.error.iter().chain(w.databases.iter().flat_map(|d| &d.error)));
+        accounts.chain(regions).chain(warehouses)
+    }
+
+    /// The warehouses a narrowed run named that none of its regions has.
+    fn not_found(&self) -> Vec<String> {
+        let found: std::collections::BTreeSet<&str> = self
+            .warehouses()
+            .filter(|(_, _, w)| w.state != WarehouseState::Missing)
+            .map(|(_, _, w)| w.id.name())
+            .collect();
+        self.scope.clusters.iter().filter(|c| !found.contains(c.as_str())).cloned().collect()
+    }
+
+    /// Derives the counts and the status from the per-place results.
+    fn summarise(&mut self) {
         let mut c = Counts { accounts: self.accounts.len(), ..Counts::default() };
+        c.accounts_failed = self.accounts.iter().filter(|a| a.error.is_some()).count();
         let mut regions_ok = 0;
-        for a in &self.accounts {
-            c.accounts_failed += usize::from(a.error.is_some());
-            for r in &a.regions {
-                c.regions += 1;
-                c.regions_failed += usize::from(r.error.is_some());
-                c.regions_without_workgroups += usize::from(r.workgroups_error.is_some());
-                // Only a named workgroup that could not be looked up is a fault of the run.
-                c.named_workgroups_unread += usize::from(r.workgroups_error.is_some() && r.mode == RegionMode::Named);
-                regions_ok += usize::from(r.error.is_none());
-                c.warehouses_removed += r.removed_warehouses.len();
-                c.publish_failed += usize::from(r.removal_error.is_some());
-                for w in &r.warehouses {
-                    c.warehouses += 1;
-                    match w.state {
-                        WarehouseState::Available => c.warehouses_available += 1,
-                        WarehouseState::Skipped => c.warehouses_skipped += 1,
-                        WarehouseState::Missing => c.warehouses_missing += 1,
-                    }
-                    let skipped = w.state == WarehouseState::Skipped;
-                    c.warehouses_failed += usize::from(w.error.is_some() && !skipped);
-                    for p in &w.publish {
-                        c.publish_failed += usize::from(p.error.is_some());
-                        c.publish_superseded += usize::from(p.superseded_by.is_some());
-                        if p.output == MANIFESTS {
-                            c.datasets_written += p.written;
-                            c.datasets_unchanged += p.unchanged;
-                            c.datasets_removed += p.removed;
-                        }
-                    }
-                    for d in &w.databases {
-                        c.databases += 1;
-                        c.databases_failed += usize::from(d.error.is_some() && !skipped);
-                        c.datasets += d.datasets;
-                    }
+        for (_, r) in self.regions() {
+            c.regions += 1;
+            c.regions_failed += usize::from(r.error.is_some());
+            c.regions_without_workgroups += usize::from(r.workgroups_error.is_some());
+            // Only a named workgroup that could not be looked up is a fault of the run.
+            c.named_workgroups_unread += usize::from(r.workgroups_error.is_some() && r.mode == RegionMode::Named);
+            regions_ok += usize::from(r.error.is_none());
+            c.warehouses_removed += r.removed_warehouses.len();
+            c.publish_failed += usize::from(r.removal_error.is_some());
+        }
+        for (_, _, w) in self.warehouses() {
+            c.warehouses += 1;
+            match w.state {
+                WarehouseState::Available => c.warehouses_available += 1,
+                WarehouseState::Skipped => c.warehouses_skipped += 1,
+                WarehouseState::Missing => c.warehouses_missing += 1,
+            }
+            let skipped = w.state == WarehouseState::Skipped;
+            c.warehouses_failed += usize::from(w.error.is_some() && !skipped);
+            for p in &w.publish {
+                c.publish_failed += usize::from(p.error.is_some());
+                c.publish_superseded += usize::from(p.superseded_by.is_some());
+                if p.output == MANIFESTS {
+                    c.datasets_written += p.written;
+                    c.datasets_unchanged += p.unchanged;
+                    c.datasets_removed += p.removed;
                 }
+            }
+            for d in &w.databases {
+                c.databases += 1;
+                c.databases_failed += usize::from(d.error.is_some() && !skipped);
+                c.datasets += d.datasets;
             }
         }
         c.organizations_failed = self.organizations.iter().filter(|o| o.error.is_some()).count();
@@ -445,17 +491,6 @@ impl Report {
         };
         self.counts = c;
     }
-}
-
-/// The warehouses a narrowed run named that none of its regions has.
-pub fn not_found(accounts: &[AccountReport], scope: &Scope) -> Vec<String> {
-    let found: std::collections::BTreeSet<&str> = accounts
-        .iter()
-        .flat_map(|a| a.regions.iter().flat_map(|r| r.warehouses.iter()))
-        .filter(|w| w.state != WarehouseState::Missing)
-        .map(|w| w.id.name())
-        .collect();
-    scope.clusters.iter().filter(|c| !found.contains(c.as_str())).cloned().collect()
 }
 
 /// What to do about an account whose role could not be assumed.

@@ -21,7 +21,7 @@ use crate::ports::{
 };
 use crate::read::{self, DatabaseOutcome, ReadOptions};
 use crate::report::{
-    self, AccountReport, Counts, DatabaseReport, OrganizationReport, RegionMode, RegionReport, Report, RunStatus,
+    self, AccountReport, DatabaseReport, OrganizationReport, RegionMode, RegionReport, Report, RunStatus, Visited,
     WarehouseReport, WarehouseState,
 };
 
@@ -33,36 +33,14 @@ pub async fn run<P: Platform, S: ObjectStore>(
     request: &RunRequest,
     run_id: String,
 ) -> Result<Report, ScopeError> {
-    let (plans, organizations) = plan_run(platform, config, &request.scope, &run_id).await?;
-    let mut report = publish_plans(platform, store, config, request, run_id, plans).await;
-    report.organizations = organizations;
-    report.summarise();
+    let committed_at = now_rfc3339();
+    let outputs = Outputs::new(store, config, RunContext::of(config, request, &run_id, &committed_at));
+    let mut report = execute(platform, &outputs, config, request, run_id.clone()).await?;
     if !request.dry_run {
         write_report(store, config, &mut report).await;
     }
     info!(status = ?report.status, counts = ?report.counts, "run finished");
     Ok(report)
-}
-
-/// Sends each warehouse of `plans` on its trip to the outputs the config turns on.
-pub(crate) async fn publish_plans<P: Platform, S: ObjectStore>(
-    platform: &P,
-    store: &S,
-    config: &Config,
-    request: &RunRequest,
-    run_id: String,
-    plans: Vec<AccountPlan>,
-) -> Report {
-    let committed_at = now_rfc3339();
-    let context = RunContext {
-        bucket: &config.output.bucket,
-        run_id: &run_id,
-        committed_at: &committed_at,
-        dry_run: request.dry_run,
-        writes_in_parallel: config.limits.s3_writes_in_parallel,
-    };
-    let outputs = Outputs::new(store, config, context);
-    execute_plans(platform, &outputs, config, request, run_id.clone(), plans).await
 }
 
 /// Writes the report to `{prefix}runs/{runId}.json`; a run whose report cannot be written is
@@ -82,8 +60,8 @@ async fn write_report<S: ObjectStore>(store: &S, config: &Config, report: &mut R
     }
 }
 
-/// Visits every planned account and region and sends each warehouse on its trip to `outputs`;
-/// returns the summarised report (not written).
+/// Plans the request, then sends each warehouse on its trip to `outputs`; returns the report
+/// (not written).
 pub async fn execute<P: Platform, O: Output + NamespaceDirectory>(
     platform: &P,
     outputs: &O,
@@ -92,10 +70,7 @@ pub async fn execute<P: Platform, O: Output + NamespaceDirectory>(
     run_id: String,
 ) -> Result<Report, ScopeError> {
     let (plans, organizations) = plan_run(platform, config, &request.scope, &run_id).await?;
-    let mut report = execute_plans(platform, outputs, config, request, run_id, plans).await;
-    report.organizations = organizations;
-    report.summarise();
-    Ok(report)
+    Ok(visit(platform, outputs, config, request, Planned { run_id, plans, organizations }).await)
 }
 
 /// What a run visits: the explicit sources, and the accounts each organization source lists
@@ -127,15 +102,23 @@ fn session_name(run_id: &str) -> String {
     format!("redshift-registry-{run_id}")
 }
 
-/// Sends each warehouse of `plans` on its trip to `outputs`; returns the summarised report.
-pub(crate) async fn execute_plans<P: Platform, O: Output + NamespaceDirectory>(
+/// What a run visits: its accounts and regions, and how its organizations were listed.
+pub(crate) struct Planned {
+    pub(crate) run_id: String,
+    pub(crate) plans: Vec<AccountPlan>,
+    pub(crate) organizations: Vec<OrganizationReport>,
+}
+
+/// Sends each warehouse of a planned run on its trip to `outputs`; returns the summarised
+/// report. The one place a run's report is built, for a whole run and for a shard.
+pub(crate) async fn visit<P: Platform, O: Output + NamespaceDirectory>(
     platform: &P,
     outputs: &O,
     config: &Config,
     request: &RunRequest,
-    run_id: String,
-    plans: Vec<AccountPlan>,
+    planned: Planned,
 ) -> Report {
+    let Planned { run_id, plans, organizations } = planned;
     let started_at = now_rfc3339();
     info!(run_id, accounts = plans.len(), dry_run = request.dry_run, "run started");
     // New work stops `deadlineReserveSeconds` before the deadline (at most a quarter of the time
@@ -162,26 +145,17 @@ pub(crate) async fn execute_plans<P: Platform, O: Output + NamespaceDirectory>(
         .collect()
         .await;
 
-    let clusters_not_found = report::not_found(&accounts, &request.scope);
-    let mut report = Report {
+    Report::new(Visited {
         run_id,
         started_at,
-        ended_at: String::new(),
-        status: RunStatus::Succeeded,
+        ended_at: now_rfc3339(),
         trigger: request.trigger,
         dry_run: request.dry_run,
         scope: request.scope.clone(),
-        counts: Counts::default(),
-        clusters_not_found,
         accounts,
-        report_key: None,
-        report_error: None,
-        organizations: Vec::new(),
+        organizations,
         shards: Vec::new(),
-    };
-    report.summarise();
-    report.ended_at = now_rfc3339();
-    report
+    })
 }
 
 /// What every account visit shares.

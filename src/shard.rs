@@ -28,11 +28,12 @@ use tracing::{info, warn, Instrument};
 use crate::config::Config;
 use crate::error::{AwsError, ErrorKind, Failure};
 use crate::event::{RunRequest, Scope, Trigger};
+use crate::outputs::{Outputs, RunContext};
 use crate::plan::{self, AccountPlan, ListedBy};
 use crate::ports::{Condition, ObjectStore, Platform, ShardQueue};
 use crate::publish::API_VERSION;
-use crate::report::{self, AccountReport, OrganizationReport, Report, RunStatus, ShardState, ShardStatus};
-use crate::run;
+use crate::report::{AccountReport, OrganizationReport, Report, RunStatus, ShardState, ShardStatus, Visited};
+use crate::run::{self, Planned};
 use crate::run_id::{RunId, RunIdError};
 
 /// Shard reports read at once when a summary is built.
@@ -370,11 +371,10 @@ async fn run_shard<P: Platform, S: ObjectStore>(
 ) -> Report {
     let scope = Scope { clusters: plan.scope.clusters.clone(), ..Scope::default() };
     let request = RunRequest { trigger: Trigger::Shard, dry_run: plan.dry_run, scope, deadline };
-    let mut report = run::publish_plans(platform, store, config, &request, plan.run_id.clone(), vec![account]).await;
-    // A named warehouse may be in another shard's region: the summary says which were found.
-    report.clusters_not_found.clear();
-    report.summarise();
-    report
+    let committed_at = run::now_rfc3339();
+    let outputs = Outputs::new(store, config, RunContext::of(config, &request, &plan.run_id, &committed_at));
+    let planned = Planned { run_id: plan.run_id.clone(), plans: vec![account], organizations: Vec::new() };
+    run::visit(platform, &outputs, config, &request, planned).await
 }
 
 /// Whether the invocation's deadline cut the shard short.
@@ -397,10 +397,9 @@ fn too_large_hint(shard: &PlannedShard) -> String {
 /// shard is acknowledged and its report says what could not be read.
 pub(crate) fn retryable(report: &Report) -> bool {
     let transient = |f: &Failure| matches!(f.kind, ErrorKind::Deadline | ErrorKind::Unreachable | ErrorKind::Throttled);
-    let regions = || report.accounts.iter().flat_map(|a| &a.regions);
     report.failures().any(transient)
-        || regions().any(|r| r.removal_error.is_some())
-        || regions().flat_map(|r| &r.warehouses).flat_map(|w| &w.publish).any(|p| p.error.is_some())
+        || report.regions().any(|(_, r)| r.removal_error.is_some())
+        || report.warehouses().flat_map(|(_, _, w)| &w.publish).any(|p| p.error.is_some())
 }
 
 /// The run's summary once every shard has reported, when it is final.
@@ -539,25 +538,17 @@ fn merge(plan: &RunPlan, reads: Vec<(PlannedShard, Option<ShardReport>)>, max_re
             }
         }
     }
-    let accounts: Vec<AccountReport> = accounts.into_values().collect();
-    let mut report = Report {
+    Report::new(Visited {
         run_id: plan.run_id.clone(),
         started_at: plan.started_at.clone(),
         ended_at,
-        status: RunStatus::Succeeded,
         trigger: plan.trigger,
         dry_run: plan.dry_run,
         scope: plan.scope.clone(),
-        counts: Default::default(),
-        clusters_not_found: report::not_found(&accounts, &plan.scope),
-        accounts,
-        report_key: None,
-        report_error: None,
+        accounts: accounts.into_values().collect(),
         organizations: plan.organizations.clone(),
         shards,
-    };
-    report.summarise();
-    report
+    })
 }
 
 #[cfg(test)]
@@ -762,7 +753,11 @@ mod tests {
         let listings: Vec<_> = config
             .organizations()
             .zip(["111111111111", "222222222222"])
-            .map(|((source, org), account)| plan::OrganizationAccounts { source, org, accounts: Ok(vec![account.into()]) })
+            .map(|((source, org), account)| plan::OrganizationAccounts {
+                source,
+                org,
+                accounts: Ok(vec![account.into()]),
+            })
             .collect();
         let shards = planned_shards(&plan::plan(&config, &Scope::default(), &listings).unwrap());
         let second = shards.iter().find(|s| s.account_id == "222222222222").unwrap();

@@ -1,7 +1,8 @@
 //! The module graph, read as an engineer who joins reads it: from each module's `crate::`
 //! paths. Dependencies go one way, in `src/` and in `emulator/src/`: no module reaches back to
-//! one that reaches it. A module is a top-level file or folder; its tests (`mod tests`, or a
-//! `tests.rs` of its folder) are left out.
+//! one that reaches it. A module is a top-level file or folder; inside a folder, each file is
+//! one (`mod` for its `mod.rs`, reached through `super::`). Tests (`mod tests`, or a `tests.rs`
+//! of the folder) and comments are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,10 +23,9 @@ fn graph(root: &Path) -> Graph {
         if top == "lib" || top == "main" || file.ends_with("tests.rs") {
             continue;
         }
-        let text = std::fs::read_to_string(&file).unwrap();
-        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
-        let mut deps: BTreeSet<String> = named.captures_iter(code).map(|c| c[1].to_string()).collect();
-        for group in grouped.captures_iter(code) {
+        let code = code_of(&file);
+        let mut deps: BTreeSet<String> = named.captures_iter(&code).map(|c| c[1].to_string()).collect();
+        for group in grouped.captures_iter(&code) {
             deps.extend(group[1].split(',').filter_map(|p| p.split("::").next()).map(|p| p.trim().to_string()));
         }
         deps.remove(&top);
@@ -34,6 +34,52 @@ fn graph(root: &Path) -> Graph {
     let names: BTreeSet<String> = modules.keys().cloned().collect();
     modules.values_mut().for_each(|deps| deps.retain(|d| names.contains(d)));
     modules
+}
+
+/// A file's code: no test module, no comment line.
+fn code_of(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+    code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+/// The files of a module folder and the files of it each names: `mod.rs` names a child by its
+/// path (`child::`); a child names `mod.rs` by an item of it (`super::Item`) and a sibling by
+/// its path (`super::sibling::`).
+fn folder_graph(folder: &Path) -> Graph {
+    let files: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs") && !p.ends_with("tests.rs"))
+        .collect();
+    let stem = |p: &Path| p.file_stem().unwrap().to_string_lossy().to_string();
+    let names: BTreeSet<String> = files.iter().map(|f| stem(f)).collect();
+    let path = Regex::new(r"\b(\w+)::").unwrap();
+    let from_super = Regex::new(r"\bsuper::(\w+)").unwrap();
+    let grouped = Regex::new(r"use super::\{([^}]*)\}").unwrap();
+    let mut graph = Graph::new();
+    for file in &files {
+        let (me, code) = (stem(file), code_of(file));
+        let deps: BTreeSet<String> = if me == "mod" {
+            path.captures_iter(&code).map(|c| c[1].to_string()).filter(|n| names.contains(n) && n != "mod").collect()
+        } else {
+            let named = from_super.captures_iter(&code).map(|c| c[1].to_string());
+            let in_groups: Vec<String> = grouped
+                .captures_iter(&code)
+                .flat_map(|g| {
+                    g[1].split(',').map(|p| p.split("::").next().unwrap().trim().to_string()).collect::<Vec<_>>()
+                })
+                .collect();
+            named
+                .chain(in_groups)
+                .filter(|n| !n.is_empty() && n != "*")
+                .map(|n| if names.contains(&n) { n } else { "mod".to_string() })
+                .filter(|n| *n != me)
+                .collect()
+        };
+        graph.insert(me, deps);
+    }
+    graph
 }
 
 fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -75,6 +121,20 @@ fn circles(root: &str) -> Vec<String> {
 #[test]
 fn the_function_has_no_import_circle() {
     assert_eq!(circles("src"), Vec::<String>::new());
+}
+
+/// Inside each module folder too: a child that reaches back to its `mod.rs` while `mod.rs`
+/// names the child is a circle.
+#[test]
+fn no_module_folder_has_an_import_circle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for folder in std::fs::read_dir(&src).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()) {
+        let graph = folder_graph(&folder);
+        let name = folder.file_name().unwrap().to_string_lossy().to_string();
+        found.extend(graph.keys().filter_map(|m| circle(&graph, m)).map(|c| format!("{name}/: {}", c.join(" -> "))));
+    }
+    assert_eq!(found, Vec::<String>::new());
 }
 
 #[test]

@@ -52,7 +52,9 @@ fn the_issue_example_is_valid_and_role_arns_resolve() {
         ["arn:aws:iam::111111111111:role/DataRegistryRedshiftReader", "arn:aws:iam::222222222222:role/Custom"]
     );
     let Source::Account(named) = &c.sources[1] else { panic!("source 1 is an account source: {c:?}") };
-    assert!(matches!(&named.reads, Reads::Named { clusters, workgroups } if clusters.len() == 1 && workgroups.is_empty()));
+    assert!(
+        matches!(&named.reads, Reads::Named { clusters, workgroups } if clusters.len() == 1 && workgroups.is_empty())
+    );
 }
 
 #[test]

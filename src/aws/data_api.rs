@@ -7,7 +7,7 @@ use aws_sdk_redshiftdata::types::{
     Field, QueryRecords, ResultFormatString, SqlParameter, StatementStatusString, StatusString,
 };
 
-use super::aws_error;
+use super::sdk_error::aws_error;
 use crate::catalog::WarehouseId;
 use crate::error::AwsError;
 use crate::ports::{Cell, DataApi, DbAuth, Fetch, Page, Phase, ResultFormat, Row, Started, StatementState, Target};

@@ -6,7 +6,7 @@ use aws_config::SdkConfig;
 use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
 use aws_types::region::Region;
 
-use super::aws_error;
+use super::sdk_error::aws_error;
 use crate::error::AwsError;
 use crate::names::partition_of;
 use crate::ports::OrganizationDirectory;

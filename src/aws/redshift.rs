@@ -6,7 +6,7 @@ use aws_config::SdkConfig;
 use aws_sdk_redshift::types::Cluster as SdkCluster;
 use aws_sdk_redshiftserverless::types::Workgroup as SdkWorkgroup;
 
-use super::aws_error;
+use super::sdk_error::aws_error;
 use crate::catalog::{Cluster, Endpoint, Workgroup};
 use crate::error::{AwsError, ErrorKind};
 use crate::ports::WarehouseDirectory;

@@ -5,7 +5,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use time::OffsetDateTime;
 
-use super::aws_error;
+use super::sdk_error::aws_error;
 use crate::error::AwsError;
 use crate::ports::{Condition, Listed, Object, ObjectStore};
 

@@ -3,7 +3,7 @@
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use super::aws_error;
+use super::sdk_error::aws_error;
 use crate::error::AwsError;
 use crate::ports::ShardQueue;
 

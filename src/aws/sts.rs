@@ -5,7 +5,10 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_types::region::Region;
 
-use super::{aws_error, OrganizationsDirectory, RedshiftData, RedshiftDirectory};
+use super::data_api::RedshiftData;
+use super::organizations::OrganizationsDirectory;
+use super::redshift::RedshiftDirectory;
+use super::sdk_error::aws_error;
 use crate::error::AwsError;
 use crate::ports::{AccountSession, Platform};
 

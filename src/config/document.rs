@@ -47,7 +47,6 @@ pub(crate) struct Document {
     pub sources: Vec<SourceDocument>,
 }
 
-
 impl Document {
     /// Reads a document: its JSON syntax (a problem with its line and column), then its structure
     /// against the committed JSON Schema (every problem, each with its path).
@@ -356,7 +355,6 @@ pub struct NamedWorkgroup {
     pub secret_arn: Option<String>,
 }
 
-
 /// Every problem found in a config, each with its JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
@@ -387,7 +385,6 @@ impl ConfigError {
         Self { problems: vec![Problem { path: path.into(), message: message.into() }] }
     }
 }
-
 
 /// The config's JSON Schema as committed (`schema/config.v1.json`, generated from these types
 /// by [`json_schema`]; a test fails when the two differ).

@@ -1,18 +1,17 @@
 //! Stage 1b: a config document checked against the rules and turned into the validated
 //! [`Config`]: every problem at once, each named by its JSON path, so that a user finds it in a
-//! config of dozens of accounts. What validation proves is kept in the types it builds (a source
-//! is an account or an organization, roles are whole ARNs, fan-out has its queue), so no later
-//! stage checks it again.
+//! config of dozens of accounts.
 
 use std::collections::BTreeSet;
 
 use regex::Regex;
 
+use super::document::is_entity_ref;
 use super::document::{
     BackstageOutput, ConfigError, Document, ExecutionDocument, ExecutionMode, NamedCluster, NamedWorkgroup,
     OrganizationDocument, Problem, SourceDocument, NAMESPACE,
 };
-use super::{is_entity_ref, AccountSource, Config, Execution, OrganizationSource, Reads, Source};
+use super::types::{reader_role_arn, AccountSource, Config, Execution, OrganizationSource, Reads, Source};
 use crate::environment::Environment;
 use crate::layout::Layout;
 use crate::names::{
@@ -49,7 +48,6 @@ impl From<&Environment> for DeploymentDefaults {
         }
     }
 }
-
 
 /// Fills from `defaults` what the document leaves out, then checks every rule and builds the
 /// config. `defaults.offline`: checked away from the stack (`--check-config`), whose environment
@@ -226,11 +224,18 @@ fn sources(bad: &mut impl FnMut(String, String), doc: &Document, partition: &str
                 rules.organization_source(bad, s, organization).map(Source::Organization)
             }
             (Some(_), Some(_)) => {
-                bad(at, "has both accountId and organization: a source is one account or an organization's; split it".into());
+                bad(
+                    at,
+                    "has both accountId and organization: a source is one account or an organization's; split it"
+                        .into(),
+                );
                 None
             }
             (None, None) => {
-                bad(at, "has neither accountId (one account) nor organization (the accounts of an organization)".into());
+                bad(
+                    at,
+                    "has neither accountId (one account) nor organization (the accounts of an organization)".into(),
+                );
                 None
             }
         };
@@ -386,11 +391,6 @@ impl Rules<'_> {
             partition: self.partition.to_string(),
         })
     }
-}
-
-/// The reader role `name` in `account`.
-pub(super) fn reader_role_arn(partition: &str, account: &str, name: &str) -> String {
-    format!("arn:{partition}:iam::{account}:role/{name}")
 }
 
 /// A cluster connects one way: as a database user or with a secret, not both.
@@ -572,7 +572,6 @@ fn other_partition(theirs: &str, ours: &str) -> String {
          partitions; deploy a second function in {theirs} for it"
     )
 }
-
 
 /// A non-empty key prefix always ends with `/`, so `redshift` and `redshift/` mean the same folder.
 fn normalise_prefix(prefix: &str) -> String {

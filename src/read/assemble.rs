@@ -6,26 +6,56 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::mem::take;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use regex::Regex;
+use super::lineage;
+use super::options::ReadOptions;
+use super::sql::{self, visibility, MV_INTERNAL};
+use super::statement::ReadError;
+use crate::catalog::{
+    Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, NamespaceRecord, Unconfirmed, Upstream,
+};
+use crate::ports::Row;
 
-use super::sql::{self, visibility};
-use super::{lineage, ExternalRead, LocalResults, Producer, ReadError, ReadOptions, Row};
-use crate::catalog::{Column, DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, Unconfirmed, Upstream};
+/// The results of a local database's statements but the columns one: the essential tables,
+/// and the optional ones each with its own success or failure.
+pub(crate) struct LocalResults {
+    /// Datasets of SVV_REDSHIFT_TABLES, without their columns yet.
+    pub tables: Vec<Dataset>,
+    pub visibility: Result<Vec<Vec<Row>>, ReadError>,
+    pub late_binding: Result<Vec<Row>, ReadError>,
+    pub materialized_views: Result<Vec<Row>, ReadError>,
+    pub external: ExternalRead,
+    pub definitions: Result<Vec<Row>, ReadError>,
+    pub stats: Result<Vec<Row>, ReadError>,
+    pub metadata_security: Result<Vec<Row>, ReadError>,
+    /// View -> relation pairs the catalog records (lineage).
+    pub dependencies: Result<Vec<Row>, ReadError>,
+}
 
-/// Redshift's internal table behind materialized view `<mv>`: `mv_tbl__<mv>__<n>`.
-static MV_INTERNAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^mv_tbl__(.+)__[0-9]+$").unwrap());
+/// External tables and columns, and the external schemas that could not be read.
+#[derive(Default)]
+pub(crate) struct ExternalRead {
+    pub tables: Vec<Row>,
+    pub columns: Vec<Row>,
+    /// `None`: the whole read failed and no schema could be read alone.
+    pub failed: Vec<(Option<String>, ReadError)>,
+}
+
+/// Who shares a consumer database: the producer's account and namespace, its datashare, and
+/// the warehouse that holds the namespace when the registry has published it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Producer {
+    pub account_id: String,
+    pub namespace: String,
+    pub share: String,
+    pub holder: Option<NamespaceRecord>,
+}
 
 type Key = (String, String);
 
 fn text(row: &Row, i: usize) -> Option<String> {
     row.get(i).and_then(|c| c.text()).map(str::to_string)
-}
-
-/// The materialized view whose internal table `table` is (`mv_tbl__{name}__0`), if it is one.
-pub(crate) fn materialized_view_of(table: &str) -> Option<String> {
-    MV_INTERNAL.captures(table).map(|c| c[1].to_string())
 }
 
 fn key(row: &Row, schema: usize, table: usize) -> Option<Key> {

@@ -18,7 +18,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::sql;
-use super::ReadError;
+use super::statement::ReadError;
 use crate::catalog::{Dataset, DatasetKind, Upstream, Via};
 use crate::ports::Row;
 
@@ -102,7 +102,7 @@ fn recorded_upstreams(rows: &[Row]) -> HashMap<Key, BTreeSet<Key>> {
     for r in rows {
         let cell = |i: usize| r.get(i).and_then(|c| c.text()).map(str::to_string);
         let (Some(vs), Some(vn), Some(rs), Some(rn)) = (cell(0), cell(1), cell(2), cell(3)) else { continue };
-        let rn = super::assemble::materialized_view_of(&rn).unwrap_or(rn);
+        let rn = sql::materialized_view_of(&rn).unwrap_or(rn);
         if (vs == rs && vn == rn) || sql::is_system_schema(&rs) {
             continue;
         }

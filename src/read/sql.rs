@@ -8,6 +8,18 @@
 //! PG_GET_LATE_BINDING_VIEW_COLS cover the connected database only, which is why a local
 //! database is read connected to itself.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Redshift's internal table behind materialized view `<mv>`: `mv_tbl__<mv>__<n>`.
+pub(crate) static MV_INTERNAL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^mv_tbl__(.+)__[0-9]+$").unwrap());
+
+/// The materialized view whose internal table `table` is (`mv_tbl__{name}__0`), if it is one.
+pub(crate) fn materialized_view_of(table: &str) -> Option<String> {
+    MV_INTERNAL.captures(table).map(|c| c[1].to_string())
+}
+
 /// Schemas Redshift keeps for itself; left out unless `includeSystemSchemas`.
 pub(crate) const SYSTEM_SCHEMAS: [&str; 7] =
     ["pg_catalog", "information_schema", "pg_internal", "pg_auto_copy", "pg_automv", "catalog_history", "pg_toast"];
@@ -31,7 +43,8 @@ fn not_system(column: &str, include_system: bool) -> String {
 
 /// SVV_REDSHIFT_DATABASES (r_SVV_REDSHIFT_DATABASES.html): every database of the warehouse,
 /// `local` or `shared` (datashare consumer).
-pub(crate) const DATABASES: &str = "SELECT database_name, database_type FROM svv_redshift_databases ORDER BY database_name";
+pub(crate) const DATABASES: &str =
+    "SELECT database_name, database_type FROM svv_redshift_databases ORDER BY database_name";
 
 /// SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html): tables and views the user can see. Essential:
 /// without it the database is not read.
@@ -201,7 +214,8 @@ pub(crate) const TABLE_STATS: &str = "SELECT \"schema\", \"table\", size, tbl_ro
 /// the source database of each, and the warehouse's own namespace as producer_namespace) and
 /// the producer of each consumer database (INBOUND rows). Only superusers, share owners and
 /// users with ALTER or USAGE on a datashare see its row.
-pub(crate) const DATASHARES: &str = "SELECT share_type, share_name, consumer_database, source_database, producer_account, \
+pub(crate) const DATASHARES: &str =
+    "SELECT share_type, share_name, consumer_database, source_database, producer_account, \
      producer_namespace FROM svv_datashares WHERE share_type IN ('INBOUND', 'OUTBOUND')";
 
 /// SVV_REDSHIFT_TABLES (r_SVV_REDSHIFT_TABLES.html) of a datashare consumer database.
