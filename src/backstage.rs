@@ -31,7 +31,7 @@ const AWS_ARN: &str = "amazonaws.com/arn";
 /// What Backstage keeps of a warehouse while it is read: the owner and parent entity of its
 /// datasets, and the datasets of each database whose read has not ended.
 #[derive(Default)]
-pub(crate) struct Held {
+pub(crate) struct Pending {
     owner: String,
     parent: String,
     databases: ByDatabase,
@@ -237,7 +237,7 @@ impl BackstageFormat {
         })
     }
 
-    fn dataset_entity(&self, catalog: &WarehouseCatalog, database: &str, d: &Dataset, held: &Held) -> Value {
+    fn dataset_entity(&self, catalog: &WarehouseCatalog, database: &str, d: &Dataset, pending: &Pending) -> Value {
         let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
         let full = manifest::dataset_name(database, &d.schema, &d.name);
         let identity = [account.as_str(), region, warehouse.kind(), warehouse.name(), database, &d.schema, &d.name];
@@ -260,7 +260,7 @@ impl BackstageFormat {
             "apiVersion": "backstage.io/v1alpha1",
             "kind": "Resource",
             "metadata": self.metadata(catalog, metadata),
-            "spec": self.spec(&format!("redshift-{kind}"), &held.owner, self.depends_on(catalog, d, &held.parent)),
+            "spec": self.spec(&format!("redshift-{kind}"), &pending.owner, self.depends_on(catalog, d, &pending.parent)),
         })
     }
 }
@@ -286,28 +286,28 @@ impl Format for BackstageFormat {
         format!("{}{account}/{region}/{}/{name}/", self.root, warehouse.kind())
     }
 
-    type Held = Held;
+    type Pending = Pending;
 
-    fn warehouse_files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>, held: &mut Held) -> Vec<File> {
+    fn warehouse_files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>, pending: &mut Pending) -> Vec<File> {
         let prefix = self.warehouse_prefix(&catalog.account_id, &catalog.region, &catalog.warehouse);
-        held.owner = self.owner(catalog, notes);
-        let parent = self.warehouse_entity(catalog, &held.owner);
-        held.parent = parent["metadata"]["name"].as_str().expect("a name").to_string();
+        pending.owner = self.owner(catalog, notes);
+        let parent = self.warehouse_entity(catalog, &pending.owner);
+        pending.parent = parent["metadata"]["name"].as_str().expect("a name").to_string();
         let key = format!("{prefix}warehouse.yaml");
         vec![File::new("", None, None, "warehouse".into(), key, document(&parent).into_bytes())]
     }
 
     /// A database's datasets wait until its read ends: its files group them, sorted. A database
     /// with parts not confirmed keeps its previous files whole; a failed one writes nothing.
-    fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, held: &mut Held) -> Vec<File> {
-        let Some((db, datasets)) = held.databases.hold(event, |_| true) else { return Vec::new() };
+    fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, pending: &mut Pending) -> Vec<File> {
+        let Some((db, datasets)) = pending.databases.hold(event, |_| true) else { return Vec::new() };
         let prefix = self.warehouse_prefix(&catalog.account_id, &catalog.region, &catalog.warehouse);
         let base = self.database_file_base(catalog, &db.name);
         let mut files = Vec::new();
         for (i, chunk) in datasets.chunks(ENTITIES_PER_FILE).enumerate() {
             let file = if i == 0 { format!("{base}.yaml") } else { format!("{base}-{}.yaml", i + 1) };
             let text: String =
-                chunk.iter().map(|d| document(&self.dataset_entity(catalog, &db.name, d, held))).collect();
+                chunk.iter().map(|d| document(&self.dataset_entity(catalog, &db.name, d, pending))).collect();
             files.push(File::new(&db.name, None, None, file.clone(), format!("{prefix}{file}"), text.into_bytes()));
         }
         files

@@ -176,7 +176,7 @@ impl Format for ManifestFormat {
         self.layout.datasets_prefix(account, region, warehouse)
     }
 
-    type Held = ();
+    type Pending = ();
 
     fn warehouse_files(&self, _: &WarehouseCatalog, _: &mut Vec<String>, _: &mut ()) -> Vec<File> {
         Vec::new()

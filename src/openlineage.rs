@@ -33,7 +33,7 @@ const PORT: u16 = 5439;
 /// What OpenLineage keeps of a warehouse while it is read: the datasets with upstreams of each
 /// database whose read has not ended.
 #[derive(Default)]
-pub(crate) struct Held {
+pub(crate) struct Pending {
     databases: ByDatabase,
 }
 
@@ -143,7 +143,7 @@ impl Format for OpenLineageFormat {
     const NAME: &'static str = "openlineage";
     const CONTENT_TYPE: &'static str = "application/x-ndjson";
 
-    type Held = Held;
+    type Pending = Pending;
 
     fn index_root(&self) -> &str {
         &self.index_root
@@ -153,14 +153,14 @@ impl Format for OpenLineageFormat {
         format!("{}{account}/{region}/{}/{}/", self.root, warehouse.kind(), encode_segment(warehouse.name()))
     }
 
-    fn warehouse_files(&self, _: &WarehouseCatalog, _: &mut Vec<String>, _: &mut Held) -> Vec<File> {
+    fn warehouse_files(&self, _: &WarehouseCatalog, _: &mut Vec<String>, _: &mut Pending) -> Vec<File> {
         Vec::new()
     }
 
     /// A database's datasets with upstreams wait until its read ends, then become its file,
     /// sorted. A database with parts not confirmed keeps its previous file; a failed one too.
-    fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, held: &mut Held) -> Vec<File> {
-        let Some((db, datasets)) = held.databases.hold(event, |d| !d.upstream.is_empty()) else { return Vec::new() };
+    fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, pending: &mut Pending) -> Vec<File> {
+        let Some((db, datasets)) = pending.databases.hold(event, |d| !d.upstream.is_empty()) else { return Vec::new() };
         if datasets.is_empty() {
             return Vec::new();
         }

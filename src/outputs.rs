@@ -22,7 +22,7 @@ use crate::manifest::ManifestFormat;
 use crate::openlineage::OpenLineageFormat;
 use crate::outcome::{PublishReport, RemovedWarehouse};
 use crate::ports::{NamespaceDirectory, ObjectStore, Output};
-use crate::publish::{Base, File, Format, Offered, Opened, Snapshots, Tally};
+use crate::publish::{Baseline, File, Format, Offered, OpenWarehouse, Snapshots, Tally};
 
 /// What every output of a run shares.
 pub struct RunContext<'a> {
@@ -89,7 +89,7 @@ impl<'a, S: ObjectStore> Outputs<'a, S> {
 /// types hidden, so that the outputs of a run are a list.
 trait Channel: Send + Sync {
     fn open<'s>(&'s self, catalog: &'s WarehouseCatalog) -> BoxFuture<'s, Writing<'s>>;
-    fn offer<'s>(&'s self, base: &'s Base, file: File) -> BoxFuture<'s, Offered>;
+    fn offer<'s>(&'s self, base: &'s Baseline, file: File) -> BoxFuture<'s, Offered>;
     fn commit<'s>(&'s self, written: Written, catalog: &'s WarehouseCatalog) -> BoxFuture<'s, PublishReport>;
     fn sweep<'s>(
         &'s self,
@@ -106,7 +106,7 @@ type Files<'s> = Box<dyn FnMut(&WarehouseCatalog, &ReadEvent) -> Vec<File> + Sen
 /// One warehouse written in one output, waiting for its commit: what its offers read, and what
 /// its writes added up to.
 pub struct Written {
-    base: Base,
+    base: Baseline,
     tally: Tally,
 }
 
@@ -121,14 +121,14 @@ struct Writing<'s> {
 impl<S: ObjectStore, F: Format> Channel for Snapshots<'_, S, F> {
     fn open<'s>(&'s self, catalog: &'s WarehouseCatalog) -> BoxFuture<'s, Writing<'s>> {
         async move {
-            let Opened { base, mut held, tally, initial } = Snapshots::open(self, catalog).await;
+            let OpenWarehouse { base, mut pending, tally, initial } = Snapshots::open(self, catalog).await;
             // A warehouse not being written (see its report) makes no files.
             let writes = base.writes();
             let files: Files<'s> =
                 Box::new(
                     move |catalog: &WarehouseCatalog, event: &ReadEvent| {
                         if writes {
-                            self.format.files(catalog, event, &mut held)
+                            self.format.files(catalog, event, &mut pending)
                         } else {
                             Vec::new()
                         }
@@ -139,7 +139,7 @@ impl<S: ObjectStore, F: Format> Channel for Snapshots<'_, S, F> {
         .boxed()
     }
 
-    fn offer<'s>(&'s self, base: &'s Base, file: File) -> BoxFuture<'s, Offered> {
+    fn offer<'s>(&'s self, base: &'s Baseline, file: File) -> BoxFuture<'s, Offered> {
         Snapshots::offer(self, base, file).boxed()
     }
 
@@ -201,7 +201,7 @@ impl<S: ObjectStore> Output for Outputs<'_, S> {
             initial.extend(w.initial.into_iter().map(|f| (i, f)));
             makers.push(w.files);
         }
-        let (bases, mut tallies): (Vec<&Base>, Vec<&mut Tally>) =
+        let (bases, mut tallies): (Vec<&Baseline>, Vec<&mut Tally>) =
             written.iter_mut().map(|w| (&w.base, &mut w.tally)).unzip();
         let files = Events(read).flat_map(|event| {
             let files = makers
@@ -245,5 +245,150 @@ impl<S: ObjectStore> Output for Outputs<'_, S> {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The commit protocol across formats, over an in-memory store: each format's index after
+    //! every file of it, a failing format apart from the others, removals after the index.
+
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::catalog::{DatabaseCatalog, DatabaseKind, Dataset, DatasetKind, Unconfirmed, Upstream, Via};
+    use crate::config::DeploymentDefaults;
+    use crate::testing::MemoryStore;
+
+    const FIRST: &str = "20261205T090000000Z-00000001";
+    const NEXT: &str = "20261205T100000000Z-00000002";
+    const FORMATS: [&str; 3] = ["manifests", "backstage", "openlineage"];
+
+    fn config() -> Config {
+        let text = r#"{"output": {"bucket": "registry", "prefix": "p/"}, "roleName": "Reader",
+            "outputs": {"backstage": {"owner": "group:default/data"}, "openlineage": {}},
+            "sources": [{"accountId": "111111111111", "regions": ["us-east-1"]}]}"#;
+        Config::parse(text, &DeploymentDefaults::default()).unwrap()
+    }
+
+    /// Tables `tables` of database dev, and a view reading the first.
+    fn datasets(tables: &[&str]) -> Vec<Dataset> {
+        let mut view = Dataset::named("s".into(), "v".into(), DatasetKind::View);
+        view.upstream.push(Upstream::dataset("dev", "s", tables[0], Via::Catalog));
+        let tables = tables.iter().map(|t| Dataset::named("s".into(), (*t).into(), DatasetKind::Table));
+        tables.chain([view]).collect()
+    }
+
+    /// One warehouse read whole and published by every output of `config()`, as a run does.
+    async fn publish(store: &MemoryStore, run_id: &str, datasets: Vec<Dataset>) -> Vec<PublishReport> {
+        let config = config();
+        let run = RunContext {
+            bucket: "b",
+            run_id,
+            committed_at: "2026-12-05T09:00:00Z",
+            dry_run: false,
+            writes_in_parallel: 4,
+        };
+        let outputs = Outputs::new(store, &config, run);
+        let database = DatabaseCatalog {
+            name: "dev".into(),
+            kind: DatabaseKind::Local,
+            datasets: datasets.len(),
+            notes: vec![],
+            unconfirmed: Unconfirmed::Nothing,
+        };
+        let mut catalog = WarehouseCatalog {
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+            warehouse: WarehouseId::ClusterIdentifier("c".into()),
+            arn: None,
+            labels: BTreeMap::new(),
+            databases: vec![],
+            unread_databases: vec![],
+            sharing_unread: false,
+        };
+        let (sender, events) = tokio::sync::mpsc::channel(datasets.len() + 1);
+        let name: Arc<str> = "dev".into();
+        for dataset in datasets {
+            sender.send(ReadEvent::Dataset { database: name.clone(), dataset }).await.unwrap();
+        }
+        sender.send(ReadEvent::DatabaseRead(database.clone())).await.unwrap();
+        drop(sender);
+        let written = outputs.publish(&catalog, events).await;
+        catalog.databases.push(database);
+        outputs.commit(written, &catalog).await
+    }
+
+    /// The store's writes since `from`.
+    fn log_since(store: &MemoryStore, from: usize) -> Vec<String> {
+        store.log.lock().unwrap()[from..].to_vec()
+    }
+
+    /// Where a write of a format's files is: under its folder, its index apart.
+    fn of_format(write: &str, format: &str) -> bool {
+        let folder = match format {
+            "manifests" => "p/datasets/",
+            other => &format!("p/{other}/"),
+        };
+        write.split_once(' ').is_some_and(|(_, key)| key.starts_with(folder))
+    }
+
+    #[tokio::test]
+    async fn each_format_commits_its_index_after_every_file_of_it() {
+        let store = MemoryStore::default();
+        let reports = publish(&store, FIRST, datasets(&["a", "b"])).await;
+        assert_eq!(reports.iter().map(|r| r.output.as_str()).collect::<Vec<_>>(), FORMATS, "{reports:?}");
+        let log = log_since(&store, 0);
+        for report in &reports {
+            assert!(report.committed && report.error.is_none(), "{report:?}");
+            let index = log.iter().position(|w| *w == format!("put {}", report.index_key)).expect("index written");
+            let files: Vec<usize> = (0..log.len()).filter(|&i| of_format(&log[i], &report.output)).collect();
+            assert!(!files.is_empty(), "{}: no file in {log:?}", report.output);
+            assert!(files.iter().all(|&i| i < index), "{}: a file after its index in {log:?}", report.output);
+        }
+    }
+
+    /// A format whose writes fail commits nothing and removes nothing; the others commit; its
+    /// next run writes what it missed.
+    #[tokio::test]
+    async fn a_format_that_cannot_write_leaves_the_others_committed() {
+        let failing = MemoryStore { fail_puts: Some("p/backstage/"), ..MemoryStore::default() };
+        let reports = publish(&failing, FIRST, datasets(&["a"])).await;
+        let committed: Vec<(&str, bool)> = reports.iter().map(|r| (r.output.as_str(), r.committed)).collect();
+        assert_eq!(committed, [("manifests", true), ("backstage", false), ("openlineage", true)]);
+        assert!(reports[1].error.as_ref().is_some_and(|e| e.contains("could not be written")), "{reports:?}");
+        assert!(failing.keys(&reports[1].index_key).is_empty(), "no Backstage index without its files");
+
+        let store =
+            MemoryStore { objects: Mutex::new(failing.objects.into_inner().unwrap()), ..MemoryStore::default() };
+        let next = publish(&store, NEXT, datasets(&["a"])).await;
+        assert!(next.iter().all(|r| r.committed), "{next:?}");
+        assert!(next[0].written == 0 && next[1].written > 0, "only Backstage's files are new: {next:?}");
+    }
+
+    /// A dataset gone from the warehouse is removed after the index that no longer lists it;
+    /// what did not change is not written again.
+    #[tokio::test]
+    async fn a_dataset_gone_is_removed_after_the_index_that_drops_it() {
+        let store = MemoryStore::default();
+        publish(&store, FIRST, datasets(&["a", "b"])).await;
+        let from = store.log.lock().unwrap().len();
+        let reports = publish(&store, NEXT, datasets(&["a"])).await;
+        let log = log_since(&store, from);
+        assert_eq!(reports[0].removed, 1, "{reports:?}");
+        for report in &reports {
+            let index = log.iter().position(|w| *w == format!("put {}", report.index_key)).expect("index written");
+            let removals: Vec<usize> = (0..log.len())
+                .filter(|&i| log[i].starts_with("delete") && of_format(&log[i], &report.output))
+                .collect();
+            assert!(removals.iter().all(|&i| i > index), "{}: removed before its index in {log:?}", report.output);
+        }
+        let deleted: Vec<&String> = log.iter().filter(|w| w.starts_with("delete")).collect();
+        assert!(!deleted.is_empty() && deleted.iter().all(|w| w.contains("/b")), "{deleted:?}");
+        // a and the view did not change: only Backstage's file of database dev, which listed b, is new.
+        let rewritten: Vec<&String> =
+            log.iter().filter(|w| w.starts_with("put") && FORMATS.iter().any(|f| of_format(w, f))).collect();
+        assert!(rewritten.len() == 1 && of_format(rewritten[0], "backstage"), "{rewritten:?}");
     }
 }

@@ -770,6 +770,62 @@ mod tests {
         assert!(refused.is_err(), "source 0 does not visit us-east-1: {refused:?}");
     }
 
+    /// One attempt of a shard of account 111111111111: its region with one available
+    /// warehouse `name`, ended at `ended_at`.
+    fn shard_report(region: &str, name: &str, ended_at: &str, attempt: u32, retrying: bool) -> ShardReport {
+        let report = serde_json::json!({
+            "runId": RUN, "startedAt": "2026-12-05T09:00:00Z", "endedAt": ended_at, "status": "succeeded",
+            "trigger": "shard", "dryRun": false, "counts": crate::report::Counts::default(),
+            "accounts": [{"accountId": "111111111111", "roleArn": "arn:aws:iam::111111111111:role/Reader",
+                "regions": [{"region": region, "mode": "discover", "warehouses": [
+                    {"clusterIdentifier": name, "state": "available", "databases": [
+                        {"name": "dev", "kind": "local", "datasets": 3}], "publish": []}]}]}]
+        });
+        let report = serde_json::from_value(report).unwrap();
+        ShardReport { shard_id: format!("111111111111-{region}"), attempt, retrying, hint: None, report }
+    }
+
+    /// The summary merges what the shards reported: one account of the regions its shards read,
+    /// every planned shard with how far it got, the latest end, and the named warehouses no
+    /// shard found. Until every shard is final the run is partial.
+    #[test]
+    fn a_summary_merges_the_shards_and_says_which_are_unfinished() {
+        let planned = |region: &str| PlannedShard {
+            shard_id: format!("111111111111-{region}"),
+            account_id: "111111111111".into(),
+            region: region.into(),
+            listed_by: None,
+        };
+        let plan = RunPlan {
+            api_version: API_VERSION.into(),
+            kind: "RunPlan".into(),
+            run_id: RUN.into(),
+            started_at: "2026-12-05T09:00:00Z".into(),
+            trigger: Trigger::Manual,
+            dry_run: false,
+            scope: Scope { clusters: ["sales".to_string(), "gone".to_string()].into(), ..Scope::default() },
+            shards: ["eu-west-1", "eu-central-1", "us-east-1", "ap-south-1"].map(planned).to_vec(),
+            organizations: Vec::new(),
+        };
+        let reads = vec![
+            (planned("eu-west-1"), Some(shard_report("eu-west-1", "sales", "2026-12-05T09:05:00Z", 1, false))),
+            (planned("eu-central-1"), Some(shard_report("eu-central-1", "mart", "2026-12-05T09:09:00Z", 2, true))),
+            (planned("us-east-1"), Some(shard_report("us-east-1", "ops", "2026-12-05T09:07:00Z", 3, true))),
+            (planned("ap-south-1"), None),
+        ];
+        let summary = merge(&plan, reads, 3);
+        let states: Vec<ShardState> = summary.shards.iter().map(|s| s.state).collect();
+        let expected = [ShardState::Succeeded, ShardState::Retrying, ShardState::DeadLettered, ShardState::NotFinished];
+        assert_eq!(states, expected);
+        assert_eq!(summary.accounts.len(), 1, "one account, its regions merged: {summary:?}");
+        let regions: Vec<&str> = summary.regions().map(|(_, r)| r.region.as_str()).collect();
+        assert_eq!(regions, ["eu-west-1", "eu-central-1", "us-east-1"]);
+        assert_eq!(summary.ended_at, "2026-12-05T09:09:00Z");
+        assert_eq!(summary.clusters_not_found, ["gone"], "sales was found by its shard");
+        assert_eq!((summary.counts.shards, summary.counts.shards_unfinished, summary.counts.datasets), (4, 2, 9));
+        assert_eq!(summary.status, RunStatus::Partial);
+    }
+
     #[test]
     fn a_run_planned_into_shards_has_one_per_account_and_region() {
         let config = config();

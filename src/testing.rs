@@ -16,12 +16,14 @@ use crate::ports::{
 
 /// An object store in memory, with S3's conditional writes. Puts of keys containing
 /// `fail_puts` fail as S3's 500 does. An object put in `objects` directly was written long ago;
-/// one put through the port, now.
+/// one put through the port, now. `log` has every write that took effect, in order
+/// (`put KEY`, `delete KEY`).
 #[derive(Default)]
 pub(crate) struct MemoryStore {
     pub(crate) objects: Mutex<BTreeMap<String, Vec<u8>>>,
     pub(crate) modified: Mutex<BTreeMap<String, OffsetDateTime>>,
     pub(crate) fail_puts: Option<&'static str>,
+    pub(crate) log: Mutex<Vec<String>>,
 }
 
 /// The ETag of a body: its content, as S3's is for a single-part upload.
@@ -47,6 +49,7 @@ impl ObjectStore for MemoryStore {
     async fn delete(&self, _bucket: &str, keys: &[String]) -> Result<(), AwsError> {
         let mut objects = self.objects.lock().unwrap();
         keys.iter().for_each(|k| drop(objects.remove(k)));
+        self.log.lock().unwrap().extend(keys.iter().map(|k| format!("delete {k}")));
         Ok(())
     }
 
@@ -80,6 +83,7 @@ impl ObjectStore for MemoryStore {
         }
         objects.insert(key.into(), body);
         self.modified.lock().unwrap().insert(key.into(), OffsetDateTime::now_utc());
+        self.log.lock().unwrap().push(format!("put {key}"));
         Ok(())
     }
 }

@@ -447,7 +447,7 @@ async fn a_csv_result_is_read_with_get_statement_result_v2_only() {
     let err = client.get_statement_result_v2().id(&json_id).send().await.expect_err("a JSON statement");
     assert!(err.into_service_error().is_validation_exception());
     let described = client.describe_statement().id(&json_id).send().await.expect("DescribeStatement");
-    assert_eq!(described.result_format(), None, "no ResultFormat asked, none reported, as before");
+    assert_eq!(described.result_format(), None, "no ResultFormat asked, none reported");
 
     // A CSV batch: each SQL's result by its id.
     let out = client.batch_execute_statement().cluster_identifier(&cluster).database("dev");

@@ -160,8 +160,8 @@ async fn optional_statements_fail_alone_with_their_error() {
     assert!(!has_note(&db, "GRANT SELECT ON svv_table_info"), "not a permission problem: {:?}", db.notes);
 }
 
-/// A view definition longer than a 64 KB row arrives in chunks and whole; the old statement
-/// failed with the Data API's row limit, and the database with it.
+/// A view definition longer than a 64 KB row arrives in chunks and whole: read in one row, it
+/// would pass the Data API's row limit and fail the database with it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_view_definition_is_read_whole() {
     let cluster = unique("longview");

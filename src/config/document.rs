@@ -21,7 +21,7 @@ pub(crate) struct Document {
     #[serde(rename = "$schema", default)]
     pub _schema: Option<String>,
     #[serde(default)]
-    pub output: Output,
+    pub output: OutputLocation,
     /// Formats beside the manifests, each off unless present.
     #[serde(default)]
     pub outputs: Outputs,
@@ -192,7 +192,9 @@ impl DataApiConfig {
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Output {
+// The `output` key: where every file goes. Named apart from the `Output` port.
+#[schemars(rename = "Output")]
+pub struct OutputLocation {
     #[serde(default)]
     pub bucket: String,
     #[serde(default)]

@@ -9,7 +9,7 @@ use crate::environment::Environment;
 
 pub use document::{
     is_entity_ref, json_schema, BackstageOutput, ConfigError, DataApiConfig, Filters, Limits, NamePattern,
-    NamedCluster, NamedWorkgroup, OpenLineageOutput, Output, Outputs, Pattern, Problem, SCHEMA,
+    NamedCluster, NamedWorkgroup, OpenLineageOutput, OutputLocation, Outputs, Pattern, Problem, SCHEMA,
 };
 pub use types::{AccountSource, Config, Execution, OrganizationSource, Reads, Source};
 pub use validate::DeploymentDefaults;

@@ -2,13 +2,13 @@
 //! or an organization, roles are whole ARNs, fan-out has its queue), so no later stage checks it
 //! again.
 
-use super::document::{DataApiConfig, Filters, Limits, NamedCluster, NamedWorkgroup, Output, Outputs};
+use super::document::{DataApiConfig, Filters, Limits, NamedCluster, NamedWorkgroup, OutputLocation, Outputs};
 use crate::layout::Layout;
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub output: Output,
+    pub output: OutputLocation,
     /// Formats beside the manifests, each off unless present.
     pub outputs: Outputs,
     pub execution: Execution,

@@ -108,15 +108,20 @@ pub trait Format: Send + Sync {
     const CONTENT_TYPE: &'static str;
     /// What the format keeps of a warehouse between read events (the datasets of a database
     /// whose files group them, until the database's read ends).
-    type Held: Default + Send + 'static;
+    type Pending: Default + Send + 'static;
     /// Where the format's indexes are: `{root}{account}/{region}/{kind}/{name}.json`.
     fn index_root(&self) -> &str;
     /// Every file of a warehouse is under this prefix.
     fn warehouse_prefix(&self, account: &str, region: &str, warehouse: &WarehouseId) -> String;
     /// The warehouse's own files, before any dataset, with notes for the report.
-    fn warehouse_files(&self, catalog: &WarehouseCatalog, notes: &mut Vec<String>, held: &mut Self::Held) -> Vec<File>;
+    fn warehouse_files(
+        &self,
+        catalog: &WarehouseCatalog,
+        notes: &mut Vec<String>,
+        pending: &mut Self::Pending,
+    ) -> Vec<File>;
     /// The files a read event completes.
-    fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, held: &mut Self::Held) -> Vec<File>;
+    fn files(&self, catalog: &WarehouseCatalog, event: &ReadEvent, pending: &mut Self::Pending) -> Vec<File>;
     /// Whether a previous entry of a database that was read, and that this read did not
     /// produce, is kept: the read could not confirm it gone.
     fn keeps(&self, database: &DatabaseCatalog, entry: &IndexEntry) -> bool;
@@ -169,13 +174,13 @@ impl Stopped {
 
 /// What every write of one warehouse in one format reads: the committed index as digests
 /// (`None`: this warehouse is not written, see the report).
-pub struct Base {
+pub struct Baseline {
     previous: Option<Previous>,
     dry_run: bool,
     content_type: &'static str,
 }
 
-impl Base {
+impl Baseline {
     /// Whether the warehouse is written in this format: not when a newer run committed it or
     /// its index could not be read (see the report).
     pub fn writes(&self) -> bool {
@@ -237,9 +242,9 @@ impl Tally {
 
 /// One warehouse being written in one format: what the writes read, what the format holds
 /// between events, what they added up to, and the warehouse's own files to offer first.
-pub struct Opened<H> {
-    pub base: Base,
-    pub held: H,
+pub struct OpenWarehouse<H> {
+    pub base: Baseline,
+    pub pending: H,
     pub tally: Tally,
     pub initial: Vec<File>,
 }
@@ -261,12 +266,12 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
 
     /// Opens a warehouse's snapshot for writing: reads its committed index. A warehouse whose
     /// index a newer run committed, or whose index cannot be read, is not written at all.
-    pub async fn open(&self, catalog: &WarehouseCatalog) -> Opened<F::Held> {
+    pub async fn open(&self, catalog: &WarehouseCatalog) -> OpenWarehouse<F::Pending> {
         let (account, region, warehouse) = (&catalog.account_id, &catalog.region, &catalog.warehouse);
         let index_key = index_key(self.format.index_root(), account, region, warehouse);
         let mut report =
             PublishReport { output: F::NAME.to_string(), index_key: index_key.clone(), ..PublishReport::default() };
-        let mut held = F::Held::default();
+        let mut pending = F::Pending::default();
         let previous = match self.previous(&index_key).await {
             Ok(Previous::Read(index)) if self.newer(&index.run_id) => {
                 report.superseded_by = Some(index.run_id.clone());
@@ -286,22 +291,33 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         let mut tally = Tally { report, written: Vec::new(), seen: vec![false; committed], failures: Vec::new() };
         let mut initial = Vec::new();
         if previous.is_some() {
-            initial = self.format.warehouse_files(catalog, &mut tally.report.notes, &mut held);
+            initial = self.format.warehouse_files(catalog, &mut tally.report.notes, &mut pending);
         }
-        Opened { base: Base { previous, dry_run: self.dry_run, content_type: F::CONTENT_TYPE }, held, tally, initial }
+        OpenWarehouse {
+            base: Baseline { previous, dry_run: self.dry_run, content_type: F::CONTENT_TYPE },
+            pending,
+            tally,
+            initial,
+        }
     }
 
     /// The files one read event completes, for [`Snapshots::offer`]; none once the warehouse is
     /// not being written.
-    pub fn files(&self, catalog: &WarehouseCatalog, base: &Base, event: &ReadEvent, held: &mut F::Held) -> Vec<File> {
+    pub fn files(
+        &self,
+        catalog: &WarehouseCatalog,
+        base: &Baseline,
+        event: &ReadEvent,
+        pending: &mut F::Pending,
+    ) -> Vec<File> {
         if !base.writes() {
             return Vec::new();
         }
-        self.format.files(catalog, event, held)
+        self.format.files(catalog, event, pending)
     }
 
     /// Writes a file unless the committed index has it with the same content.
-    pub async fn offer(&self, base: &Base, file: File) -> Offered {
+    pub async fn offer(&self, base: &Baseline, file: File) -> Offered {
         let committed = base.committed();
         let position = Committed::position(committed, &file.entry.key);
         match position {
@@ -319,7 +335,7 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
 
     /// Commits what was written of a warehouse whose read has ended; what it did, or why it
     /// stopped, is in the report.
-    pub async fn commit(&self, base: Base, tally: Tally, catalog: &WarehouseCatalog) -> PublishReport {
+    pub async fn commit(&self, base: Baseline, tally: Tally, catalog: &WarehouseCatalog) -> PublishReport {
         let Tally { mut report, written, seen, failures } = tally;
         let Some(previous) = base.previous else { return report };
         if let (false, Some(first)) = (self.dry_run, failures.first()) {
