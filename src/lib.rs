@@ -5,8 +5,9 @@
 //! - [`plan`]: accounts → regions → clusters, with discovery over the control plane; [`shard`]: the
 //!   same plan split into one shard per account and region, over a queue;
 //! - [`read`]: every dataset's metadata through the Data API, into the [`catalog`] model;
-//! - [`manifest`], [`backstage`]: the output formats; [`publish`]: the commit protocol they share
-//!   (one atomic snapshot per warehouse in S3); [`outputs`]: which of them a run publishes to;
+//! - `manifest`, `backstage`, `openlineage`: the output formats; [`publish`]: the commit protocol
+//!   they share (one atomic snapshot per warehouse in S3); [`outputs`]: which of them a run
+//!   publishes to;
 //! - [`report`], [`metrics`]: what was found, and what was not and why;
 //! - [`run`]: the invocation end to end, each warehouse read, published and reported in one trip,
 //!   over the traits of [`ports`], with [`aws`] as their adapters.

@@ -44,7 +44,10 @@ impl<'a> RunContext<'a> {
         }
     }
 
-    fn channel<S: ObjectStore, F: Format + 'a>(&self, store: &'a S, format: F) -> Box<dyn Channel + 'a> {
+    fn channel<S: ObjectStore, F: Format + 'a>(&self, store: &'a S, format: F) -> Box<dyn Channel + 'a>
+    where
+        F::Pending: 'static,
+    {
         Box::new(Snapshots {
             store,
             bucket: self.bucket,
@@ -118,22 +121,17 @@ struct Writing<'s> {
     files: Files<'s>,
 }
 
-impl<S: ObjectStore, F: Format> Channel for Snapshots<'_, S, F> {
+impl<S: ObjectStore, F: Format> Channel for Snapshots<'_, S, F>
+where
+    F::Pending: 'static,
+{
     fn open<'s>(&'s self, catalog: &'s WarehouseCatalog) -> BoxFuture<'s, Writing<'s>> {
         async move {
             let OpenWarehouse { base, mut pending, tally, initial } = Snapshots::open(self, catalog).await;
-            // A warehouse not being written (see its report) makes no files.
             let writes = base.writes();
-            let files: Files<'s> =
-                Box::new(
-                    move |catalog: &WarehouseCatalog, event: &ReadEvent| {
-                        if writes {
-                            self.format.files(catalog, event, &mut pending)
-                        } else {
-                            Vec::new()
-                        }
-                    },
-                );
+            let files: Files<'s> = Box::new(move |catalog: &WarehouseCatalog, event: &ReadEvent| {
+                self.files(catalog, writes, event, &mut pending)
+            });
             Writing { written: Written { base, tally }, initial, files }
         }
         .boxed()
@@ -192,7 +190,11 @@ impl<S: ObjectStore> Output for Outputs<'_, S> {
     /// Every event's files are offered as soon as they are built, at most
     /// `s3WritesInParallel` at once; the channel's bound holds the reader back meanwhile.
     async fn publish(&self, catalog: &WarehouseCatalog, read: Receiver<ReadEvent>) -> Vec<Written> {
-        let opened = future::join_all(self.channels.iter().map(|c| c.open(catalog))).await;
+        // One format after another: each open reads its committed index.
+        let mut opened = Vec::with_capacity(self.channels.len());
+        for channel in &self.channels {
+            opened.push(channel.open(catalog).await);
+        }
         let mut written = Vec::new();
         let mut initial = Vec::new();
         let mut makers = Vec::new();
@@ -224,6 +226,7 @@ impl<S: ObjectStore> Output for Outputs<'_, S> {
     }
 
     async fn commit(&self, publishing: Vec<Written>, catalog: &WarehouseCatalog) -> Vec<PublishReport> {
+        debug_assert_eq!(publishing.len(), self.channels.len(), "one written warehouse per output");
         let commits = self.channels.iter().zip(publishing).map(|(channel, written)| channel.commit(written, catalog));
         future::join_all(commits).await
     }
@@ -251,7 +254,8 @@ impl<S: ObjectStore> Output for Outputs<'_, S> {
 #[cfg(test)]
 mod tests {
     //! The commit protocol across formats, over an in-memory store: each format's index after
-    //! every file of it, a failing format apart from the others, removals after the index.
+    //! every file of it, a failing format apart from the others, removals after the index, a
+    //! newer run's commit left alone.
 
     use std::collections::BTreeMap;
     use std::sync::{Arc, Mutex};
@@ -272,7 +276,7 @@ mod tests {
         Config::parse(text, &DeploymentDefaults::default()).unwrap()
     }
 
-    /// Tables `tables` of database dev, and a view reading the first.
+    /// Tables `tables`, and a view reading the first.
     fn datasets(tables: &[&str]) -> Vec<Dataset> {
         let mut view = Dataset::named("s".into(), "v".into(), DatasetKind::View);
         view.upstream.push(Upstream::dataset("dev", "s", tables[0], Via::Catalog));
@@ -280,19 +284,13 @@ mod tests {
         tables.chain([view]).collect()
     }
 
-    /// One warehouse read whole and published by every output of `config()`, as a run does.
-    async fn publish(store: &MemoryStore, run_id: &str, datasets: Vec<Dataset>) -> Vec<PublishReport> {
+    /// A warehouse whose one database `database` holds `datasets`, read whole and published by
+    /// every output of `config()`, as a run does.
+    async fn publish(store: &MemoryStore, run_id: &str, database: &str, datasets: Vec<Dataset>) -> Vec<PublishReport> {
         let config = config();
-        let run = RunContext {
-            bucket: "b",
-            run_id,
-            committed_at: "2026-12-05T09:00:00Z",
-            dry_run: false,
-            writes_in_parallel: 4,
-        };
-        let outputs = Outputs::new(store, &config, run);
-        let database = DatabaseCatalog {
-            name: "dev".into(),
+        let outputs = Outputs::new(store, &config, RunContext::of(&config, &RunRequest::default(), run_id, "t"));
+        let read = DatabaseCatalog {
+            name: database.into(),
             kind: DatabaseKind::Local,
             datasets: datasets.len(),
             notes: vec![],
@@ -309,14 +307,14 @@ mod tests {
             sharing_unread: false,
         };
         let (sender, events) = tokio::sync::mpsc::channel(datasets.len() + 1);
-        let name: Arc<str> = "dev".into();
+        let name: Arc<str> = database.into();
         for dataset in datasets {
             sender.send(ReadEvent::Dataset { database: name.clone(), dataset }).await.unwrap();
         }
-        sender.send(ReadEvent::DatabaseRead(database.clone())).await.unwrap();
+        sender.send(ReadEvent::DatabaseRead(read.clone())).await.unwrap();
         drop(sender);
         let written = outputs.publish(&catalog, events).await;
-        catalog.databases.push(database);
+        catalog.databases.push(read);
         outputs.commit(written, &catalog).await
     }
 
@@ -325,7 +323,7 @@ mod tests {
         store.log.lock().unwrap()[from..].to_vec()
     }
 
-    /// Where a write of a format's files is: under its folder, its index apart.
+    /// Whether a write is of a format's files (under its folder; its index is apart).
     fn of_format(write: &str, format: &str) -> bool {
         let folder = match format {
             "manifests" => "p/datasets/",
@@ -334,18 +332,26 @@ mod tests {
         write.split_once(' ').is_some_and(|(_, key)| key.starts_with(folder))
     }
 
+    /// Where in `log` each write of `format` that starts with `op` is.
+    fn positions(log: &[String], format: &str, op: &str) -> Vec<usize> {
+        (0..log.len()).filter(|&i| log[i].starts_with(op) && of_format(&log[i], format)).collect()
+    }
+
+    fn index_position(log: &[String], report: &PublishReport) -> usize {
+        log.iter().position(|w| *w == format!("put {}", report.index_key)).expect("the index is written")
+    }
+
     #[tokio::test]
     async fn each_format_commits_its_index_after_every_file_of_it() {
         let store = MemoryStore::default();
-        let reports = publish(&store, FIRST, datasets(&["a", "b"])).await;
+        let reports = publish(&store, FIRST, "dev", datasets(&["a", "b"])).await;
         assert_eq!(reports.iter().map(|r| r.output.as_str()).collect::<Vec<_>>(), FORMATS, "{reports:?}");
         let log = log_since(&store, 0);
         for report in &reports {
             assert!(report.committed && report.error.is_none(), "{report:?}");
-            let index = log.iter().position(|w| *w == format!("put {}", report.index_key)).expect("index written");
-            let files: Vec<usize> = (0..log.len()).filter(|&i| of_format(&log[i], &report.output)).collect();
+            let files = positions(&log, &report.output, "put");
             assert!(!files.is_empty(), "{}: no file in {log:?}", report.output);
-            assert!(files.iter().all(|&i| i < index), "{}: a file after its index in {log:?}", report.output);
+            assert!(files.iter().all(|&i| i < index_position(&log, report)), "{}: {log:?}", report.output);
         }
     }
 
@@ -354,7 +360,7 @@ mod tests {
     #[tokio::test]
     async fn a_format_that_cannot_write_leaves_the_others_committed() {
         let failing = MemoryStore { fail_puts: Some("p/backstage/"), ..MemoryStore::default() };
-        let reports = publish(&failing, FIRST, datasets(&["a"])).await;
+        let reports = publish(&failing, FIRST, "dev", datasets(&["a"])).await;
         let committed: Vec<(&str, bool)> = reports.iter().map(|r| (r.output.as_str(), r.committed)).collect();
         assert_eq!(committed, [("manifests", true), ("backstage", false), ("openlineage", true)]);
         assert!(reports[1].error.as_ref().is_some_and(|e| e.contains("could not be written")), "{reports:?}");
@@ -362,33 +368,50 @@ mod tests {
 
         let store =
             MemoryStore { objects: Mutex::new(failing.objects.into_inner().unwrap()), ..MemoryStore::default() };
-        let next = publish(&store, NEXT, datasets(&["a"])).await;
+        let next = publish(&store, NEXT, "dev", datasets(&["a"])).await;
         assert!(next.iter().all(|r| r.committed), "{next:?}");
         assert!(next[0].written == 0 && next[1].written > 0, "only Backstage's files are new: {next:?}");
     }
 
-    /// A dataset gone from the warehouse is removed after the index that no longer lists it;
-    /// what did not change is not written again.
+    /// A dataset gone is removed after the index that no longer lists it, and a database gone
+    /// takes its files in every format with it, each after its own index; what did not change is
+    /// not written again.
     #[tokio::test]
-    async fn a_dataset_gone_is_removed_after_the_index_that_drops_it() {
+    async fn what_is_gone_is_removed_after_the_index_that_drops_it() {
         let store = MemoryStore::default();
-        publish(&store, FIRST, datasets(&["a", "b"])).await;
+        publish(&store, FIRST, "dev", datasets(&["a", "b"])).await;
         let from = store.log.lock().unwrap().len();
-        let reports = publish(&store, NEXT, datasets(&["a"])).await;
+        let reports = publish(&store, NEXT, "dev", datasets(&["a"])).await;
         let log = log_since(&store, from);
         assert_eq!(reports[0].removed, 1, "{reports:?}");
-        for report in &reports {
-            let index = log.iter().position(|w| *w == format!("put {}", report.index_key)).expect("index written");
-            let removals: Vec<usize> = (0..log.len())
-                .filter(|&i| log[i].starts_with("delete") && of_format(&log[i], &report.output))
-                .collect();
-            assert!(removals.iter().all(|&i| i > index), "{}: removed before its index in {log:?}", report.output);
-        }
-        let deleted: Vec<&String> = log.iter().filter(|w| w.starts_with("delete")).collect();
-        assert!(!deleted.is_empty() && deleted.iter().all(|w| w.contains("/b")), "{deleted:?}");
+        let removed = positions(&log, "manifests", "delete");
+        assert!(removed.len() == 1 && log[removed[0]].ends_with("/b.json"), "{log:?}");
+        assert!(removed[0] > index_position(&log, &reports[0]), "{log:?}");
         // a and the view did not change: only Backstage's file of database dev, which listed b, is new.
         let rewritten: Vec<&String> =
-            log.iter().filter(|w| w.starts_with("put") && FORMATS.iter().any(|f| of_format(w, f))).collect();
+            log.iter().filter(|w| FORMATS.iter().any(|f| of_format(w, f) && w.starts_with("put"))).collect();
         assert!(rewritten.len() == 1 && of_format(rewritten[0], "backstage"), "{rewritten:?}");
+
+        let from = store.log.lock().unwrap().len();
+        let later = "20261205T110000000Z-00000003";
+        let reports = publish(&store, later, "mart", datasets(&["c"])).await;
+        let log = log_since(&store, from);
+        for report in &reports {
+            let removed = positions(&log, &report.output, "delete");
+            assert!(!removed.is_empty(), "{}: dev's files stay in {log:?}", report.output);
+            assert!(removed.iter().all(|&i| i > index_position(&log, report)), "{}: {log:?}", report.output);
+            assert!(removed.iter().all(|&i| log[i].contains("/dev")), "{}: {log:?}", report.output);
+        }
+    }
+
+    /// A run older than the one that committed a warehouse writes nothing of it, in any format.
+    #[tokio::test]
+    async fn a_newer_runs_commit_is_left_alone() {
+        let store = MemoryStore::default();
+        publish(&store, NEXT, "dev", datasets(&["a"])).await;
+        let from = store.log.lock().unwrap().len();
+        let reports = publish(&store, FIRST, "dev", datasets(&["a", "b"])).await;
+        assert!(reports.iter().all(|r| !r.committed && r.superseded_by.as_deref() == Some(NEXT)), "{reports:?}");
+        assert_eq!(log_since(&store, from), Vec::<String>::new());
     }
 }

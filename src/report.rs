@@ -405,7 +405,8 @@ impl Report {
         self.regions().flat_map(|(a, r)| r.warehouses.iter().map(move |w| (a, r, w)))
     }
 
-    /// Every failure of the run, at every scope: account, region, warehouse, database.
+    /// Every failure of the run, at every scope: the accounts', then the regions', then the
+    /// warehouses' with their databases'.
     pub fn failures(&self) -> impl Iterator<Item = &Failure> {
         let accounts = self.accounts.iter().flat_map(|a| &a.error);
         let regions = self.regions().flat_map(|(_, r)| &r.error);

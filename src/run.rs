@@ -33,9 +33,11 @@ pub async fn run<P: Platform, S: ObjectStore>(
     request: &RunRequest,
     run_id: String,
 ) -> Result<Report, ScopeError> {
+    let (plans, organizations) = plan_run(platform, config, &request.scope, &run_id).await?;
     let committed_at = now_rfc3339();
     let outputs = Outputs::new(store, config, RunContext::of(config, request, &run_id, &committed_at));
-    let mut report = execute(platform, &outputs, config, request, run_id.clone()).await?;
+    let planned = Planned { run_id: run_id.clone(), plans, organizations };
+    let mut report = visit(platform, &outputs, config, request, planned).await;
     if !request.dry_run {
         write_report(store, config, &mut report).await;
     }
@@ -110,7 +112,7 @@ pub(crate) struct Planned {
 }
 
 /// Sends each warehouse of a planned run on its trip to `outputs`; returns the summarised
-/// report. The one place a run's report is built, for a whole run and for a shard.
+/// report (built by `Report::new`), for a whole run and for a shard.
 pub(crate) async fn visit<P: Platform, O: Output + NamespaceDirectory>(
     platform: &P,
     outputs: &O,

@@ -10,8 +10,8 @@ use crate::catalog::{Cluster, Workgroup};
 use crate::error::AwsError;
 use crate::layout::sha256_hex;
 use crate::ports::{
-    AccountSession, Condition, DataApi, Fetch, Listed, Object, ObjectStore, OrganizationDirectory, Page, Platform,
-    ResultFormat, ShardQueue, Started, StatementState, Target, WarehouseDirectory,
+    AccountSession, Condition, DataApi, Fetch, Listed, Object, ObjectStore, OrganizationDirectory, Page, Phase,
+    Platform, ResultFormat, Row, ShardQueue, Started, StatementState, Target, WarehouseDirectory,
 };
 
 /// An object store in memory, with S3's conditional writes. Puts of keys containing
@@ -164,6 +164,86 @@ impl DataApi for EmptyAccount {
     }
     async fn cancel(&self, _: &str) -> Result<(), AwsError> {
         unreachable!("an empty account has no statement")
+    }
+}
+
+/// A Data API that answers single statements from a script, by their SQL. A statement stays
+/// running for its `polls` DescribeStatement calls, then ends as its `end` says: its pages of
+/// rows, or a failure with that error message. The first `busy` ExecuteStatement calls are
+/// refused as a warehouse with too many active statements refuses them. Cancels are recorded.
+#[derive(Default)]
+pub(crate) struct ScriptedDataApi {
+    pub(crate) scripts: BTreeMap<String, Script>,
+    pub(crate) busy: Mutex<u32>,
+    pub(crate) cancelled: Mutex<Vec<String>>,
+    /// Each started statement's SQL and the DescribeStatement calls it has had.
+    started: Mutex<Vec<(String, u32)>>,
+}
+
+impl ScriptedDataApi {
+    pub(crate) fn new(scripts: impl IntoIterator<Item = (&'static str, Script)>) -> Self {
+        let scripts = scripts.into_iter().map(|(sql, script)| (sql.to_string(), script)).collect();
+        Self { scripts, ..Self::default() }
+    }
+}
+
+pub(crate) struct Script {
+    pub(crate) polls: u32,
+    pub(crate) end: Result<Vec<Vec<Row>>, String>,
+}
+
+impl ScriptedDataApi {
+    fn script(&self, id: &str) -> (&Script, u32) {
+        let started = self.started.lock().unwrap();
+        let (sql, polls) = &started[id.parse::<usize>().expect("a scripted statement id")];
+        (&self.scripts[sql], *polls)
+    }
+}
+
+impl DataApi for ScriptedDataApi {
+    async fn execute(&self, _: &Target, _: &str, sql: &str, _: &[(&str, &str)], _: Fetch) -> Result<Started, AwsError> {
+        let mut busy = self.busy.lock().unwrap();
+        if *busy > 0 {
+            *busy -= 1;
+            let message = "Active statements exceeded the allowed quota".into();
+            return Err(AwsError::from_code(
+                "redshift-data:ExecuteStatement",
+                Some("ActiveStatementsExceededException"),
+                message,
+            ));
+        }
+        let mut started = self.started.lock().unwrap();
+        started.push((sql.to_string(), 0));
+        Ok(Started { id: (started.len() - 1).to_string(), state: None })
+    }
+    async fn batch_execute(&self, _: &Target, _: &str, _: &[String], _: Fetch) -> Result<Started, AwsError> {
+        unreachable!("a script has single statements")
+    }
+    async fn describe(&self, id: &str, _: u8) -> Result<StatementState, AwsError> {
+        let polls = {
+            let mut started = self.started.lock().unwrap();
+            let entry = &mut started[id.parse::<usize>().expect("a scripted statement id")];
+            entry.1 += 1;
+            entry.1
+        };
+        let (script, _) = self.script(id);
+        let phase = match &script.end {
+            _ if polls <= script.polls => Phase::Running,
+            Ok(_) => Phase::Finished,
+            Err(message) => Phase::Failed(message.clone()),
+        };
+        Ok(StatementState { phase, subs: Vec::new(), has_result_set: true })
+    }
+    async fn page(&self, id: &str, token: Option<String>, _: ResultFormat) -> Result<Page, AwsError> {
+        let (script, _) = self.script(id);
+        let pages = script.end.as_ref().expect("a finished statement has pages");
+        let at: usize = token.map_or(0, |t| t.parse().expect("a scripted token"));
+        let next_token = (at + 1 < pages.len()).then(|| (at + 1).to_string());
+        Ok(Page { rows: pages[at].clone(), next_token })
+    }
+    async fn cancel(&self, id: &str) -> Result<(), AwsError> {
+        self.cancelled.lock().unwrap().push(id.to_string());
+        Ok(())
     }
 }
 

@@ -44,8 +44,8 @@ fn code_of(file: &Path) -> String {
 }
 
 /// The files of a module folder and the files of it each names: `mod.rs` names a child by its
-/// path (`child::`); a child names `mod.rs` by an item of it (`super::Item`) and a sibling by
-/// its path (`super::sibling::`).
+/// path (`child::`); a child names `mod.rs` by an item of it (`super::Item`,
+/// `crate::folder::Item`) and a sibling by its path (`super::sibling::`, `crate::folder::sibling::`).
 fn folder_graph(folder: &Path) -> Graph {
     let files: Vec<_> = std::fs::read_dir(folder)
         .unwrap()
@@ -55,7 +55,8 @@ fn folder_graph(folder: &Path) -> Graph {
     let stem = |p: &Path| p.file_stem().unwrap().to_string_lossy().to_string();
     let names: BTreeSet<String> = files.iter().map(|f| stem(f)).collect();
     let path = Regex::new(r"\b(\w+)::").unwrap();
-    let from_super = Regex::new(r"\bsuper::(\w+)").unwrap();
+    let folder_name = folder.file_name().unwrap().to_string_lossy().to_string();
+    let from_super = Regex::new(&format!(r"\b(?:super|crate::{folder_name})::(\w+)")).unwrap();
     let grouped = Regex::new(r"use super::\{([^}]*)\}").unwrap();
     let mut graph = Graph::new();
     for file in &files {

@@ -274,6 +274,36 @@ fn every_problem_is_reported_at_once() {
     assert!(message.contains("$.sources[0].accountId") && message.contains("$.sources[0].regions[0]"), "{message}");
 }
 
+/// Problems are listed in the order the keys are read: the destination, each source (its shape
+/// before its parts), the formats, the execution, the limits.
+#[test]
+fn problems_are_listed_in_the_order_of_the_keys() {
+    let mut c = with(valid(), "/output/bucket", json!("B"));
+    c = with(c, "/sources/0/clusters", json!([{"region": "us-east-1", "clusterIdentifier": "x"}]));
+    c = with(c, "/sources/0/regions/0", json!("mars"));
+    c = with(c, "/outputs", json!({"openlineage": {"prefix": "datasets/"}}));
+    c = with(c, "/execution", json!({"mode": "fanout", "maxReceiveCount": 0}));
+    c = with(c, "/limits", json!({"accountsInParallel": 0}));
+    let paths: Vec<String> = Config::parse(&c.to_string(), &DeploymentDefaults::default())
+        .unwrap_err()
+        .problems
+        .into_iter()
+        .map(|p| p.path)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "$.output.bucket",
+            "$.sources[0]",
+            "$.sources[0].regions[0]",
+            "$.outputs.openlineage.prefix",
+            "$.execution.queueUrl",
+            "$.execution.maxReceiveCount",
+            "$.limits.accountsInParallel",
+        ]
+    );
+}
+
 #[test]
 fn not_json_is_refused() {
     let e = Config::parse("{\"sources\": [", &DeploymentDefaults::default()).unwrap_err().to_string();

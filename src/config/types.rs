@@ -1,6 +1,7 @@
 //! The validated configuration: what validation proved is in the types (a source is an account
 //! or an organization, roles are whole ARNs, fan-out has its queue), so no later stage checks it
-//! again.
+//! again. A config checked offline (`--check-config`) may leave empty what the stack's
+//! environment fills (the reader role's name, the queue URL); it is only reported, never run.
 
 use super::document::{DataApiConfig, Filters, Limits, NamedCluster, NamedWorkgroup, OutputLocation, Outputs};
 use crate::layout::Layout;

@@ -59,9 +59,12 @@ pub(super) fn validate(mut doc: Document, defaults: &DeploymentDefaults) -> Resu
     let offline = defaults.offline;
     let mut p = Vec::new();
     let mut bad = |path: String, message: String| p.push(Problem { path, message });
-    check_settings(&mut bad, &doc, offline);
-    let execution = execution(&mut bad, &doc.execution, offline);
+    // Problems are listed in the order a reader meets the keys: where, who, what, how.
+    check_destination(&mut bad, &doc, offline);
     let sources = sources(&mut bad, &doc, &partition, offline);
+    check_outputs(&mut bad, &doc);
+    let execution = execution(&mut bad, &doc.execution, offline);
+    check_limits(&mut bad, &doc);
     if !p.is_empty() {
         return Err(ConfigError { problems: p });
     }
@@ -120,8 +123,8 @@ fn apply_defaults(doc: &mut Document, defaults: &DeploymentDefaults) -> Result<(
     }
 }
 
-/// The settings beside the sources: bucket, role name, external id, outputs, limits, Data API.
-fn check_settings(bad: &mut impl FnMut(String, String), doc: &Document, offline: bool) {
+/// Where the files go and who reads: the bucket, the reader role's name, the external id.
+fn check_destination(bad: &mut impl FnMut(String, String), doc: &Document, offline: bool) {
     if doc.output.bucket.is_empty() {
         if !offline {
             bad("$.output.bucket".into(), "missing: name the S3 bucket the manifests go to".into());
@@ -143,6 +146,10 @@ fn check_settings(bad: &mut impl FnMut(String, String), doc: &Document, offline:
             bad("$.externalId".into(), "must be 2-1224 characters of letters, digits and +=,.@:/_-".into());
         }
     }
+}
+
+/// The formats beside the manifests, each in a folder of its own.
+fn check_outputs(bad: &mut impl FnMut(String, String), doc: &Document) {
     if let Some(b) = &doc.outputs.backstage {
         check_backstage(bad, b, &doc.output.prefix);
     }
@@ -156,6 +163,10 @@ fn check_settings(bad: &mut impl FnMut(String, String), doc: &Document, offline:
             );
         }
     }
+}
+
+/// The concurrency bounds, timeouts and Data API waits.
+fn check_limits(bad: &mut impl FnMut(String, String), doc: &Document) {
     let l = &doc.limits;
     for (name, value, max) in [
         ("accountsInParallel", l.accounts_in_parallel as u64, 50),
@@ -179,10 +190,7 @@ fn check_settings(bad: &mut impl FnMut(String, String), doc: &Document, offline:
 
 /// The execution mode, fan-out with its queue (offline, the stack may fill it).
 fn execution(bad: &mut impl FnMut(String, String), doc: &ExecutionDocument, offline: bool) -> Execution {
-    if !(1..=1000).contains(&doc.max_receive_count) {
-        bad("$.execution.maxReceiveCount".into(), "must be 1-1000".into());
-    }
-    match (doc.mode, doc.queue_url.as_deref()) {
+    let execution = match (doc.mode, doc.queue_url.as_deref()) {
         (ExecutionMode::Single, _) => Execution::Single,
         (ExecutionMode::Fanout, Some(queue)) if queue.starts_with("http") => {
             Execution::Fanout { queue_url: queue.to_string() }
@@ -197,7 +205,11 @@ fn execution(bad: &mut impl FnMut(String, String), doc: &ExecutionDocument, offl
             );
             Execution::Single
         }
+    };
+    if !(1..=1000).contains(&doc.max_receive_count) {
+        bad("$.execution.maxReceiveCount".into(), "must be 1-1000".into());
     }
+    execution
 }
 
 /// Each source checked and built: an account source or an organization source, each account once.
@@ -214,15 +226,10 @@ fn sources(bad: &mut impl FnMut(String, String), doc: &Document, partition: &str
     let mut built = Vec::new();
     for (i, s) in doc.sources.iter().enumerate() {
         let at = format!("$.sources[{i}]");
+        let rules = Rules { at: &at, partition, role_name };
         let source = match (&s.account_id, &s.organization) {
-            (Some(account), None) => {
-                let rules = Rules { at: &at, partition, role_name };
-                rules.account_source(bad, s, account, &mut accounts).map(Source::Account)
-            }
-            (None, Some(organization)) => {
-                let rules = Rules { at: &at, partition, role_name };
-                rules.organization_source(bad, s, organization).map(Source::Organization)
-            }
+            (Some(account), None) => rules.account_source(bad, s, account, &mut accounts).map(Source::Account),
+            (None, Some(organization)) => rules.organization_source(bad, s, organization).map(Source::Organization),
             (Some(_), Some(_)) => {
                 bad(
                     at,
@@ -294,20 +301,7 @@ impl Rules<'_> {
     /// Option 1 (`regions`) or option 2 (`clusters`, `workgroups`) of an account source.
     fn reads(&self, bad: &mut impl FnMut(String, String), s: &SourceDocument, account: &str) -> Option<Reads> {
         let (at, partition) = (self.at, self.partition);
-        if let Some(regions) = &s.regions {
-            if regions.is_empty() {
-                bad(format!("{at}.regions"), "empty: list at least one region or remove the key".into());
-            }
-            check_regions(bad, at, regions, partition);
-        }
-        if let Some(clusters) = &s.clusters {
-            check_named(bad, at, clusters, account, partition);
-            check_logins(bad, at, clusters);
-        }
-        if let Some(workgroups) = &s.workgroups {
-            check_named(bad, at, workgroups, account, partition);
-        }
-        match (&s.regions, s.clusters.is_some() || s.workgroups.is_some()) {
+        let reads = match (&s.regions, s.clusters.is_some() || s.workgroups.is_some()) {
             (Some(regions), false) => Some(Reads::Regions(regions.clone())),
             (None, true) => Some(Reads::Named {
                 clusters: s.clusters.clone().unwrap_or_default(),
@@ -329,7 +323,21 @@ impl Rules<'_> {
                 );
                 None
             }
+        };
+        if let Some(regions) = &s.regions {
+            if regions.is_empty() {
+                bad(format!("{at}.regions"), "empty: list at least one region or remove the key".into());
+            }
+            check_regions(bad, at, regions, partition);
         }
+        if let Some(clusters) = &s.clusters {
+            check_named(bad, at, clusters, account, partition);
+            check_logins(bad, at, clusters);
+        }
+        if let Some(workgroups) = &s.workgroups {
+            check_named(bad, at, workgroups, account, partition);
+        }
+        reads
     }
 
     /// An organization source: nothing beside `organization`, whose role may be in any account of

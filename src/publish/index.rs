@@ -88,7 +88,7 @@ impl Previous {
 /// What the writes keep of a readable committed index: each file's key, as a digest, and
 /// sha256, sorted by key digest: 49 bytes a file, where a parsed entry takes about 460 (46 MB
 /// for a warehouse of 100,000 tables). The entries are read again for the commit, once the
-/// warehouse's read has ended and freed what it pending.
+/// warehouse's read has ended and freed what it held.
 pub(super) struct Committed {
     pub(super) run_id: String,
     pub(super) etag: String,
@@ -118,7 +118,7 @@ impl CommittedFile {
 }
 
 /// Parses an index's entries into [`CommittedFile`]s one at a time, checked as [`IndexEntry`]s,
-/// so that the whole index is never pending parsed.
+/// so that the whole index is never held parsed.
 impl<'de> Deserialize<'de> for CommittedFile {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let entry = IndexEntry::deserialize(deserializer)?;

@@ -108,7 +108,7 @@ pub trait Format: Send + Sync {
     const CONTENT_TYPE: &'static str;
     /// What the format keeps of a warehouse between read events (the datasets of a database
     /// whose files group them, until the database's read ends).
-    type Pending: Default + Send + 'static;
+    type Pending: Default + Send;
     /// Where the format's indexes are: `{root}{account}/{region}/{kind}/{name}.json`.
     fn index_root(&self) -> &str;
     /// Every file of a warehouse is under this prefix.
@@ -301,16 +301,16 @@ impl<S: ObjectStore, F: Format> Snapshots<'_, S, F> {
         }
     }
 
-    /// The files one read event completes, for [`Snapshots::offer`]; none once the warehouse is
-    /// not being written.
+    /// The files one read event completes, for [`Snapshots::offer`]; none when the warehouse is
+    /// not written in this format (`writes`: [`Baseline::writes`]).
     pub fn files(
         &self,
         catalog: &WarehouseCatalog,
-        base: &Baseline,
+        writes: bool,
         event: &ReadEvent,
         pending: &mut F::Pending,
     ) -> Vec<File> {
-        if !base.writes() {
+        if !writes {
             return Vec::new();
         }
         self.format.files(catalog, event, pending)

@@ -77,7 +77,7 @@ fn names(store: &MemoryStore) -> Vec<String> {
 async fn written(s: &Snapshots<'_, MemoryStore, ManifestFormat>, read: &Read) -> OpenWarehouse<()> {
     let mut opened = s.open(&read.catalog).await;
     for event in &read.events {
-        for file in s.files(&read.catalog, &opened.base, event, &mut opened.pending) {
+        for file in s.files(&read.catalog, opened.base.writes(), event, &mut opened.pending) {
             let offered = s.offer(&opened.base, file).await;
             opened.tally.record(offered, s.dry_run);
         }
@@ -237,7 +237,7 @@ async fn the_commit_reads_the_index_again_and_stops_if_it_cannot() {
         let mut opened = s.open(&read.catalog).await;
         assert_eq!(opened.base.committed().len(), 2);
         for event in &read.events {
-            for file in s.files(&read.catalog, &opened.base, event, &mut opened.pending) {
+            for file in s.files(&read.catalog, opened.base.writes(), event, &mut opened.pending) {
                 let offered = s.offer(&opened.base, file).await;
                 assert!(matches!(offered, Offered::Unchanged(_)), "a is as committed");
                 opened.tally.record(offered, false);

@@ -355,4 +355,72 @@ mod tests {
             assert_eq!(error.failure(&WarehouseId::ClusterIdentifier("c".into())).kind, ErrorKind::Other);
         }
     }
+
+    /// The runner over a scripted Data API: pages, a busy warehouse, failures, timeouts.
+    mod runner {
+        use super::*;
+        use crate::ports::{Cell, ResultFormat};
+        use crate::testing::{Script, ScriptedDataApi};
+
+        const SQL: &str = "SELECT 1";
+
+        fn api(polls: u32, end: Result<Vec<Vec<Row>>, String>) -> ScriptedDataApi {
+            ScriptedDataApi::new([(SQL, Script { polls, end })])
+        }
+
+        fn budget(timeout: Duration, cutoff: Option<Instant>) -> Budget {
+            Budget { timeout, cutoff, fetch: Fetch { wait_seconds: 0, format: ResultFormat::Json } }
+        }
+
+        async fn query_all(api: &ScriptedDataApi, budget: Budget) -> Result<Vec<Row>, ReadError> {
+            let target =
+                Target { warehouse: WarehouseId::ClusterIdentifier("c".into()), auth: crate::ports::DbAuth::Iam };
+            query(api, &target, "dev", SQL, &[], budget, Some).await
+        }
+
+        fn row(n: i64) -> Row {
+            vec![Cell::Long(n)]
+        }
+
+        #[tokio::test]
+        async fn a_result_is_read_page_by_page_once_the_statement_ends() {
+            let api = api(2, Ok(vec![vec![row(1), row(2)], vec![row(3)]]));
+            let rows = query_all(&api, budget(Duration::from_secs(5), None)).await.unwrap();
+            assert_eq!(rows, [row(1), row(2), row(3)]);
+        }
+
+        #[tokio::test]
+        async fn a_busy_warehouse_is_waited_out() {
+            let api = api(0, Ok(vec![vec![row(1)]]));
+            *api.busy.lock().unwrap() = 2;
+            let rows = query_all(&api, budget(Duration::from_secs(5), None)).await.unwrap();
+            assert_eq!((rows, *api.busy.lock().unwrap()), (vec![row(1)], 0));
+        }
+
+        #[tokio::test]
+        async fn a_failed_statement_says_whether_a_retry_can_help() {
+            let lost = api(1, Err("SSL SYSCALL error: EOF detected".into()));
+            let error = query_all(&lost, budget(Duration::from_secs(5), None)).await.unwrap_err();
+            assert!(matches!(error, ReadError::ConnectionLost(_)), "{error:?}");
+            let denied = api(0, Err("ERROR: permission denied for relation svv_table_info".into()));
+            let error = query_all(&denied, budget(Duration::from_secs(5), None)).await.unwrap_err();
+            assert!(matches!(error, ReadError::Failed(_)), "{error:?}");
+        }
+
+        /// A statement still running at its timeout is cancelled and reported as slow; at the
+        /// invocation's cutoff, as cut by the deadline.
+        #[tokio::test]
+        async fn a_statement_past_its_budget_is_cancelled() {
+            let slow = api(u32::MAX, Ok(vec![]));
+            let error = query_all(&slow, budget(Duration::from_millis(300), None)).await.unwrap_err();
+            assert_eq!(error, ReadError::TimedOut(0));
+            assert_eq!(*slow.cancelled.lock().unwrap(), ["0"]);
+
+            let cut = api(u32::MAX, Ok(vec![]));
+            let cutoff = Instant::now() + Duration::from_millis(300);
+            let error = query_all(&cut, budget(Duration::from_secs(60), Some(cutoff))).await.unwrap_err();
+            assert_eq!(error, ReadError::Deadline);
+            assert_eq!(*cut.cancelled.lock().unwrap(), ["0"]);
+        }
+    }
 }
