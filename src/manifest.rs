@@ -257,16 +257,7 @@ mod tests {
             columns: vec![column],
             upstream: Vec::new(),
         };
-        let wh = WarehouseCatalog {
-            account_id: "111111111111".into(),
-            region: "us-east-1".into(),
-            warehouse: WarehouseId::ClusterIdentifier("c".into()),
-            arn: None,
-            labels: BTreeMap::new(),
-            databases: vec![],
-            unread_databases: vec![],
-            sharing_unread: false,
-        };
+        let wh = crate::testing::cluster_c();
         let bytes = build(&wh, "dev", &dataset).to_bytes();
         let parsed: serde_json::Value = serde_json::from_slice(&bytes).expect("valid JSON");
         assert_eq!(parsed["name"], "dev..t\"; --");

@@ -257,7 +257,7 @@ mod tests {
     //! every file of it, a failing format apart from the others, removals after the index, a
     //! newer run's commit left alone.
 
-    use std::collections::BTreeMap;
+    
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -296,16 +296,7 @@ mod tests {
             notes: vec![],
             unconfirmed: Unconfirmed::Nothing,
         };
-        let mut catalog = WarehouseCatalog {
-            account_id: "111111111111".into(),
-            region: "us-east-1".into(),
-            warehouse: WarehouseId::ClusterIdentifier("c".into()),
-            arn: None,
-            labels: BTreeMap::new(),
-            databases: vec![],
-            unread_databases: vec![],
-            sharing_unread: false,
-        };
+        let mut catalog = crate::testing::cluster_c();
         let (sender, events) = tokio::sync::mpsc::channel(datasets.len() + 1);
         let name: Arc<str> = database.into();
         for dataset in datasets {

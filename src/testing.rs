@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
-use crate::catalog::{Cluster, Workgroup};
+use crate::catalog::{Cluster, WarehouseCatalog, WarehouseId, Workgroup};
 use crate::error::AwsError;
 use crate::layout::sha256_hex;
 use crate::ports::{
@@ -24,6 +24,20 @@ pub(crate) struct MemoryStore {
     pub(crate) modified: Mutex<BTreeMap<String, OffsetDateTime>>,
     pub(crate) fail_puts: Option<&'static str>,
     pub(crate) log: Mutex<Vec<String>>,
+}
+
+/// Cluster `c` of account 111111111111 in us-east-1, before its read.
+pub(crate) fn cluster_c() -> WarehouseCatalog {
+    WarehouseCatalog {
+        account_id: "111111111111".into(),
+        region: "us-east-1".into(),
+        warehouse: WarehouseId::ClusterIdentifier("c".into()),
+        arn: None,
+        labels: BTreeMap::new(),
+        databases: vec![],
+        unread_databases: vec![],
+        sharing_unread: false,
+    }
 }
 
 /// The ETag of a body: its content, as S3's is for a single-part upload.

@@ -29,16 +29,7 @@ fn catalog(datasets: Vec<Dataset>, unconfirmed: Unconfirmed) -> Read {
     let mut events: Vec<ReadEvent> =
         datasets.into_iter().map(|dataset| ReadEvent::Dataset { database: "dev".into(), dataset }).collect();
     events.push(ReadEvent::DatabaseRead(db.clone()));
-    let catalog = WarehouseCatalog {
-        account_id: "111111111111".into(),
-        region: "us-east-1".into(),
-        warehouse: WarehouseId::ClusterIdentifier("c".into()),
-        arn: None,
-        labels: BTreeMap::new(),
-        databases: vec![db],
-        unread_databases: vec![],
-        sharing_unread: false,
-    };
+    let catalog = WarehouseCatalog { databases: vec![db], ..crate::testing::cluster_c() };
     Read { catalog, events }
 }
 

@@ -332,27 +332,27 @@ mod tests {
     /// A lost connection is transient (the shard is retried); a refusal or an SQL error is not.
     #[test]
     fn a_lost_connection_is_told_from_a_failed_statement() {
-        for lost in [
+        let lost = [
             "SSL SYSCALL error: EOF detected",
             "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
             "FATAL: terminating connection due to administrator command",
             "[SQLState 08S01] could not receive data from server: Connection reset by peer",
             "ERROR: the cluster is restarting (SQLSTATE 57P01)",
-        ] {
-            let error = ReadError::failed(lost);
-            assert!(matches!(error, ReadError::ConnectionLost(_)), "{lost}");
-            assert_eq!(error.failure(&WarehouseId::ClusterIdentifier("c".into())).kind, ErrorKind::Unreachable);
-        }
-        for refused in [
+        ];
+        let refused = [
             "ERROR: permission denied for relation svv_table_info",
             "ERROR: syntax error at or near \"x\"",
             "ERROR: relation \"public.ssl syscall error: x\" does not exist",
             "ERROR: column \"server closed the connection unexpectedly\" does not exist",
             "ERROR: invalid input syntax for integer: \"SQLSTATE 08000\"",
-        ] {
-            let error = ReadError::failed(refused);
-            assert!(matches!(error, ReadError::Failed(_)), "{refused}");
-            assert_eq!(error.failure(&WarehouseId::ClusterIdentifier("c".into())).kind, ErrorKind::Other);
+        ];
+        let warehouse = WarehouseId::ClusterIdentifier("c".into());
+        for (messages, kind) in [(lost, ErrorKind::Unreachable), (refused, ErrorKind::Other)] {
+            for message in messages {
+                let error = ReadError::failed(message);
+                assert_eq!(matches!(error, ReadError::ConnectionLost(_)), kind == ErrorKind::Unreachable, "{message}");
+                assert_eq!(error.failure(&warehouse).kind, kind, "{message}");
+            }
         }
     }
 
