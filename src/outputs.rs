@@ -257,7 +257,6 @@ mod tests {
     //! every file of it, a failing format apart from the others, removals after the index, a
     //! newer run's commit left alone.
 
-    
     use std::sync::{Arc, Mutex};
 
     use super::*;
