@@ -207,10 +207,13 @@ pub(crate) struct Script {
 }
 
 impl ScriptedDataApi {
-    fn script(&self, id: &str) -> (&Script, u32) {
-        let started = self.started.lock().unwrap();
-        let (sql, polls) = &started[id.parse::<usize>().expect("a scripted statement id")];
-        (&self.scripts[sql], *polls)
+    /// A started statement's script, and the DescribeStatement calls it has had (this one
+    /// counted when `polled`).
+    fn script(&self, id: &str, polled: bool) -> (&Script, u32) {
+        let mut started = self.started.lock().unwrap();
+        let (sql, polls) = &mut started[id.parse::<usize>().expect("a scripted statement id")];
+        *polls += u32::from(polled);
+        (&self.scripts[sql.as_str()], *polls)
     }
 }
 
@@ -234,13 +237,7 @@ impl DataApi for ScriptedDataApi {
         unreachable!("a script has single statements")
     }
     async fn describe(&self, id: &str, _: u8) -> Result<StatementState, AwsError> {
-        let polls = {
-            let mut started = self.started.lock().unwrap();
-            let entry = &mut started[id.parse::<usize>().expect("a scripted statement id")];
-            entry.1 += 1;
-            entry.1
-        };
-        let (script, _) = self.script(id);
+        let (script, polls) = self.script(id, true);
         let phase = match &script.end {
             _ if polls <= script.polls => Phase::Running,
             Ok(_) => Phase::Finished,
@@ -249,7 +246,7 @@ impl DataApi for ScriptedDataApi {
         Ok(StatementState { phase, subs: Vec::new(), has_result_set: true })
     }
     async fn page(&self, id: &str, token: Option<String>, _: ResultFormat) -> Result<Page, AwsError> {
-        let (script, _) = self.script(id);
+        let (script, _) = self.script(id, false);
         let pages = script.end.as_ref().expect("a finished statement has pages");
         let at: usize = token.map_or(0, |t| t.parse().expect("a scripted token"));
         let next_token = (at + 1 < pages.len()).then(|| (at + 1).to_string());
